@@ -1,0 +1,176 @@
+//! The CUDA backend over `cust` 0.3.2 (feature `cuda`).
+//!
+//! cust gives init, the device and its primary context; raw allocation, free, memory info,
+//! pointer attributes and synchronization go through `cust::sys` so that no cust buffer type
+//! (whose `cast` double-frees in 0.3.2) is involved. A context is current only on the thread
+//! that made it current, so every call makes it current first (`cuCtxSetCurrent` is cheap).
+//! Every driver error is converted here into [`BackendError`]; nothing from cust leaves.
+
+use std::ffi::{CStr, c_char, c_void};
+
+use cust::context::{Context, CurrentContext};
+use cust::device::Device;
+use cust::error::CudaError;
+use cust::sys as cuda;
+
+use super::{Backend, BackendError, DevicePtr, MemInfo};
+
+const NO_DEVICE_HELP: &str = "no CUDA device answered: check that the NVIDIA driver is loaded and a GPU is visible (nvidia-smi), \
+     or run on the host backend";
+
+/// A CUDA device and its primary context.
+#[derive(Debug)]
+pub struct CudaBackend {
+    context: Context,
+    ordinal: u32,
+    name: String,
+}
+
+impl CudaBackend {
+    /// Initializes the driver and retains the primary context of device `ordinal`.
+    pub fn new(ordinal: u32) -> Result<Self, BackendError> {
+        cust::init(cust::CudaFlags::empty()).map_err(|e| from_cust("cuInit", e))?;
+        let count = Device::num_devices().map_err(|e| from_cust("cuDeviceGetCount", e))?;
+        if ordinal >= count {
+            return Err(BackendError::NoDevice {
+                reason: format!(
+                    "device ordinal {ordinal} asked for but the driver sees {count} device(s): use an ordinal below {count}"
+                ),
+            });
+        }
+        let device = Device::get_device(ordinal).map_err(|e| from_cust("cuDeviceGet", e))?;
+        let name = device.name().map_err(|e| from_cust("cuDeviceGetName", e))?;
+        let context = Context::new(device).map_err(|e| from_cust("cuDevicePrimaryCtxRetain", e))?;
+        Ok(CudaBackend {
+            context,
+            ordinal,
+            name,
+        })
+    }
+
+    /// The device ordinal.
+    pub fn ordinal(&self) -> u32 {
+        self.ordinal
+    }
+
+    /// Makes this backend's context current on the calling thread.
+    pub fn make_current(&self) -> Result<(), BackendError> {
+        CurrentContext::set_current(&self.context).map_err(|e| from_cust("cuCtxSetCurrent", e))
+    }
+}
+
+impl Backend for CudaBackend {
+    fn name(&self) -> &str {
+        "cuda"
+    }
+
+    fn device_name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn mem_info(&self) -> Result<MemInfo, BackendError> {
+        self.make_current()?;
+        let (mut free, mut total) = (0usize, 0usize);
+        // SAFETY: both out-pointers are valid for writes.
+        check("cuMemGetInfo_v2", unsafe {
+            cuda::cuMemGetInfo_v2(&mut free, &mut total)
+        })?;
+        Ok(MemInfo {
+            free: free as u64,
+            total: total as u64,
+        })
+    }
+
+    fn allocate(&self, bytes: u64) -> Result<DevicePtr, BackendError> {
+        self.make_current()?;
+        let size = usize::try_from(bytes).map_err(|_| BackendError::InvalidValue {
+            what: format!("{bytes} bytes do not fit in usize"),
+        })?;
+        let mut ptr: cuda::CUdeviceptr = 0;
+        // SAFETY: the out-pointer is valid; cuMemAlloc aligns to at least 256 bytes.
+        let result = check("cuMemAlloc_v2", unsafe {
+            cuda::cuMemAlloc_v2(&mut ptr, size)
+        });
+        match result {
+            Ok(()) => Ok(DevicePtr(ptr)),
+            Err(BackendError::Driver { code: 2, .. }) => Err(BackendError::OutOfMemory {
+                requested: bytes,
+                free: self.mem_info().map_or(0, |info| info.free),
+            }),
+            Err(err) => Err(err),
+        }
+    }
+
+    unsafe fn free(&self, ptr: DevicePtr, _bytes: u64) -> Result<(), BackendError> {
+        self.make_current()?;
+        // SAFETY: the caller promises `ptr` came from `allocate` and is freed once.
+        check("cuMemFree_v2", unsafe { cuda::cuMemFree_v2(ptr.0) })
+    }
+
+    fn is_resident(&self, ptr: DevicePtr) -> Result<bool, BackendError> {
+        self.make_current()?;
+        let mut memory_type: u32 = 0;
+        // SAFETY: MEMORY_TYPE is written as a 32-bit CUmemorytype into `memory_type`.
+        let result = unsafe {
+            cuda::cuPointerGetAttribute(
+                (&mut memory_type as *mut u32).cast::<c_void>(),
+                cuda::CUpointer_attribute::CU_POINTER_ATTRIBUTE_MEMORY_TYPE,
+                ptr.0,
+            )
+        };
+        match check("cuPointerGetAttribute", result) {
+            Ok(()) => Ok(memory_type == cuda::CUmemorytype::CU_MEMORYTYPE_DEVICE as u32),
+            // A pointer the driver does not know (plain host memory) is not resident.
+            Err(BackendError::Driver { code: 1, .. }) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    fn synchronize(&self) -> Result<(), BackendError> {
+        self.make_current()?;
+        // SAFETY: no arguments; the context is current.
+        check("cuCtxSynchronize", unsafe { cuda::cuCtxSynchronize() })
+    }
+}
+
+/// Converts a raw driver result.
+fn check(call: &'static str, result: cuda::CUresult) -> Result<(), BackendError> {
+    let code = result as u32;
+    if code == 0 {
+        return Ok(());
+    }
+    let mut name: *const c_char = std::ptr::null();
+    // SAFETY: cuGetErrorName writes a pointer to a static string or leaves it null.
+    unsafe { cuda::cuGetErrorName(result, &mut name) };
+    let name = if name.is_null() {
+        format!("CUDA error {code}")
+    } else {
+        // SAFETY: the driver's error names are static NUL-terminated strings.
+        unsafe { CStr::from_ptr(name) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    Err(classify(call, code, name))
+}
+
+fn from_cust(call: &'static str, err: CudaError) -> BackendError {
+    // Not `err.to_string()`: cust's Display asks the driver for the text and fails (a panic
+    // in `to_string`) when the driver cannot answer, as the stub and a broken install do.
+    classify(call, err as u32, format!("{err:?}"))
+}
+
+fn classify(call: &'static str, code: u32, name: String) -> BackendError {
+    match code {
+        // NO_DEVICE, NOT_INITIALIZED, DEINITIALIZED, INVALID_DEVICE, SYSTEM_DRIVER_MISMATCH,
+        // COMPAT_NOT_SUPPORTED_ON_DEVICE, STUB_LIBRARY, INSUFFICIENT_DRIVER
+        100 | 3 | 4 | 101 | 803 | 804 | 34 | 35 => BackendError::NoDevice {
+            reason: format!("{call} returned {name} ({code}); {NO_DEVICE_HELP}"),
+        },
+        // ECC_UNCORRECTABLE, ILLEGAL_ADDRESS, LAUNCH_FAILED, HARDWARE_STACK_ERROR,
+        // ILLEGAL_INSTRUCTION, UNKNOWN
+        214 | 700 | 719 | 714 | 715 | 999 => BackendError::DeviceLost {
+            reason: format!("{call} returned {name} ({code})"),
+        },
+        _ => BackendError::Driver { call, code, name },
+    }
+}

@@ -1,0 +1,139 @@
+//! The hardware layer: a [`Backend`] reserves raw device memory and answers questions about it.
+//!
+//! Following wgpu's hal, a backend validates nothing its caller could have checked (the arena
+//! rounds, aligns and bounds requests before they get here) and returns only the errors the
+//! caller could not foresee: out of memory, device lost, no device, a driver failure. Driver
+//! errors are converted into [`BackendError`] inside the backend, so nothing from the driver's
+//! own crate leaves `vortex-vram`.
+
+use std::fmt;
+
+mod host;
+pub use host::{FaultInjector, HostBackend, HostConfig};
+
+#[cfg(feature = "cuda")]
+mod cuda;
+#[cfg(feature = "cuda")]
+pub use cuda::CudaBackend;
+
+/// An address in the backend's device address space. For the host backend it is a host
+/// address; for CUDA a `CUdeviceptr`. It is a plain number: nothing in safe code dereferences it.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct DevicePtr(pub u64);
+
+impl DevicePtr {
+    /// The address `bytes` past this one.
+    pub const fn offset(self, bytes: u64) -> DevicePtr {
+        DevicePtr(self.0 + bytes)
+    }
+
+    /// The raw address.
+    pub const fn addr(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Debug for DevicePtr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DevicePtr({:#x})", self.0)
+    }
+}
+
+/// Free and total memory of a device, as the driver (or the host stand-in) reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct MemInfo {
+    /// Bytes the device could still hand out.
+    pub free: u64,
+    /// Bytes the device has in all.
+    pub total: u64,
+}
+
+impl MemInfo {
+    /// Bytes in use on the device by every process, ours included.
+    pub const fn used(&self) -> u64 {
+        self.total.saturating_sub(self.free)
+    }
+}
+
+/// An error only the device could know about.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// The device could not supply the bytes.
+    #[error("device out of memory: {requested} bytes requested, {free} bytes free")]
+    OutOfMemory {
+        /// Bytes asked for.
+        requested: u64,
+        /// Bytes the device reported free at the time.
+        free: u64,
+    },
+    /// The device stopped answering; nothing on it can be trusted any more.
+    #[error("device lost: {reason}")]
+    DeviceLost {
+        /// What the backend saw.
+        reason: String,
+    },
+    /// No device answered at all.
+    #[error("no device: {reason}")]
+    NoDevice {
+        /// What the backend saw and what to do about it.
+        reason: String,
+    },
+    /// The backend was handed something it cannot use, such as a pointer it never gave out.
+    #[error("invalid backend request: {what}")]
+    InvalidValue {
+        /// What was wrong.
+        what: String,
+    },
+    /// Any other driver error, with the driver's own code and name.
+    #[error("driver call {call} failed with error {code} ({name})")]
+    Driver {
+        /// The driver entry point that failed.
+        call: &'static str,
+        /// The driver's numeric error code.
+        code: u32,
+        /// The driver's name for it.
+        name: String,
+    },
+}
+
+/// A device that holds memory: the host stand-in or a CUDA GPU.
+///
+/// Allocation here is raw and rare (the arena reserves one slab at start); the hot paths
+/// (sub-allocation, tracking, limits) never call the backend.
+pub trait Backend: Send + Sync + fmt::Debug {
+    /// Short name of the backend kind: `"host"` or `"cuda"`.
+    fn name(&self) -> &str;
+
+    /// The device's own name, such as `"NVIDIA GeForce RTX 3060"` or `"host (rtx3060-12gb)"`.
+    fn device_name(&self) -> String;
+
+    /// Free and total device memory now.
+    fn mem_info(&self) -> Result<MemInfo, BackendError>;
+
+    /// Total device memory.
+    fn total_memory(&self) -> Result<u64, BackendError> {
+        self.mem_info().map(|info| info.total)
+    }
+
+    /// Free device memory now.
+    fn free_memory(&self) -> Result<u64, BackendError> {
+        self.mem_info().map(|info| info.free)
+    }
+
+    /// Reserves `bytes` (> 0) of device memory, aligned to at least 256 bytes.
+    fn allocate(&self, bytes: u64) -> Result<DevicePtr, BackendError>;
+
+    /// Returns memory to the device.
+    ///
+    /// # Safety
+    /// `ptr` must have come from [`Backend::allocate`] on this backend with the same `bytes`,
+    /// must not have been freed already, and nothing may use it afterwards.
+    unsafe fn free(&self, ptr: DevicePtr, bytes: u64) -> Result<(), BackendError>;
+
+    /// Whether `ptr` points into device memory that this backend holds.
+    fn is_resident(&self, ptr: DevicePtr) -> Result<bool, BackendError>;
+
+    /// Waits until all work queued on the device has finished.
+    fn synchronize(&self) -> Result<(), BackendError>;
+}

@@ -1,0 +1,101 @@
+//! The CUDA backend. Built against the stub libcuda (`cargo xtask cuda-stub`) these take the
+//! no-device path and check that its error says what to do; on a machine with a GPU they run
+//! against the device.
+#![cfg(feature = "cuda")]
+
+use std::sync::Arc;
+
+use vortex_vram::{
+    ArenaConfig, Backend, BackendError, CudaBackend, DevicePtr, Purpose, Vram, VramConfig,
+};
+
+/// The backend, or `None` after printing why the device tests are skipped.
+fn device() -> Option<CudaBackend> {
+    match CudaBackend::new(0) {
+        Ok(backend) => Some(backend),
+        Err(BackendError::NoDevice { reason }) => {
+            eprintln!("skipping CUDA device tests: {reason}");
+            None
+        }
+        Err(other) => panic!("expected a device or a clear no-device error, got: {other}"),
+    }
+}
+
+#[test]
+fn no_device_error_says_what_to_do() {
+    match CudaBackend::new(0) {
+        Ok(backend) => eprintln!(
+            "a device answered ({}): no no-device path to check",
+            backend.device_name()
+        ),
+        Err(err) => {
+            let message = err.to_string();
+            assert!(matches!(err, BackendError::NoDevice { .. }), "{message}");
+            assert!(
+                message.contains("cuInit"),
+                "names the failing call: {message}"
+            );
+            assert!(
+                message.contains("nvidia-smi") && message.contains("host backend"),
+                "{message}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_ordinal_past_the_devices_is_refused() {
+    match CudaBackend::new(u32::MAX) {
+        Err(BackendError::NoDevice { reason }) => assert!(!reason.is_empty()),
+        other => panic!("expected NoDevice, got {other:?}"),
+    }
+}
+
+#[test]
+fn mem_info_is_sane() {
+    let Some(backend) = device() else { return };
+    let info = backend.mem_info().unwrap();
+    assert!(info.total > 0 && info.free <= info.total, "{info:?}");
+}
+
+#[test]
+fn slab_is_resident_and_host_memory_is_not() {
+    let Some(backend) = device() else { return };
+    let backend: Arc<dyn Backend> = Arc::new(backend);
+    let vram = Vram::new(
+        backend.clone(),
+        VramConfig::new(ArenaConfig::new(64 << 20, 64 << 20)),
+    )
+    .unwrap();
+    let owner = vram.owner("weights").unwrap();
+    let region = vram
+        .arena()
+        .alloc_static(owner, Purpose::ModelWeights, 1 << 20)
+        .unwrap();
+    let scratch = vram
+        .arena()
+        .alloc_scratch(owner, Purpose::Scratch, 4096)
+        .unwrap();
+    assert!(vram.arena().verify_residency().unwrap().is_empty());
+    assert!(backend.is_resident(region.ptr).unwrap());
+    assert!(backend.is_resident(scratch.ptr()).unwrap());
+    let host = vec![0u8; 4096];
+    assert!(
+        !backend
+            .is_resident(DevicePtr(host.as_ptr() as u64))
+            .unwrap()
+    );
+    backend.synchronize().unwrap();
+}
+
+#[test]
+fn a_request_beyond_capacity_fails_and_leaves_the_device_usable() {
+    let Some(backend) = device() else { return };
+    let total = backend.mem_info().unwrap().total;
+    match backend.allocate(total * 2) {
+        Err(BackendError::OutOfMemory { requested, .. }) => assert_eq!(requested, total * 2),
+        other => panic!("expected out of memory, got {other:?}"),
+    }
+    let ptr = backend.allocate(1 << 20).unwrap();
+    unsafe { backend.free(ptr, 1 << 20).unwrap() };
+}
