@@ -57,15 +57,14 @@ fn tracker(c: &mut Criterion) {
             })
         });
         let baseline = MutexHashMapTracker::default();
-        let names: Vec<Arc<str>> = (0..threads)
-            .map(|t| Arc::from(format!("owner{t}")))
-            .collect();
+        let names: Vec<String> = (0..threads).map(|t| format!("owner{t}")).collect();
         group.bench_function(BenchmarkId::new("mutex_hashmap", threads), |b| {
             b.iter_custom(|iters| {
                 concurrently(threads, iters, |t, iters| {
                     for i in 0..iters {
                         let ptr = (t as u64) << 48 | i;
-                        baseline.record(ptr, &names[t], 256 + (i & 0xff) * 256);
+                        let size = 256 + (i & 0xff) * 256;
+                        baseline.record(ptr, &names[t], 2, size, size);
                         black_box(baseline.release(ptr));
                     }
                 })

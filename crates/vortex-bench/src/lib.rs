@@ -3,10 +3,11 @@
 //! so that a ratio against them means something.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 /// The tracker a C++ team would write first: one mutex around a map from pointer to record,
-/// plus per-owner totals. The baseline of the `tracker/record_release` benchmark.
+/// the record owning what it describes (owner name, purpose, size, requested), plus running
+/// totals per owner. The baseline of the `tracker/record_release` benchmark.
 #[derive(Debug, Default)]
 pub struct MutexHashMapTracker {
     inner: Mutex<State>,
@@ -15,28 +16,39 @@ pub struct MutexHashMapTracker {
 #[derive(Debug, Default)]
 struct State {
     records: HashMap<u64, Record>,
-    by_owner: HashMap<Arc<str>, u64>,
+    by_owner: HashMap<String, u64>,
     total: u64,
 }
 
 #[derive(Debug)]
 struct Record {
-    owner: Arc<str>,
+    owner: String,
+    #[allow(dead_code)] // kept for reports, as a real record would be
+    purpose: u8,
     size: u64,
+    #[allow(dead_code)]
+    requested: u64,
 }
 
 impl MutexHashMapTracker {
     /// Records `size` bytes at `ptr` for `owner`.
-    pub fn record(&self, ptr: u64, owner: &Arc<str>, size: u64) {
+    pub fn record(&self, ptr: u64, owner: &str, purpose: u8, size: u64, requested: u64) {
         let mut state = self.inner.lock().unwrap();
         state.records.insert(
             ptr,
             Record {
-                owner: Arc::clone(owner),
+                owner: owner.to_owned(),
+                purpose,
                 size,
+                requested,
             },
         );
-        *state.by_owner.entry(Arc::clone(owner)).or_default() += size;
+        match state.by_owner.get_mut(owner) {
+            Some(bytes) => *bytes += size,
+            None => {
+                state.by_owner.insert(owner.to_owned(), size);
+            }
+        }
         state.total += size;
     }
 
@@ -91,11 +103,9 @@ mod tests {
     #[test]
     fn baseline_tracker_counts_like_a_tracker() {
         let tracker = MutexHashMapTracker::default();
-        let flux: Arc<str> = Arc::from("flux");
-        let clip: Arc<str> = Arc::from("clip");
-        tracker.record(1, &flux, 100);
-        tracker.record(2, &clip, 50);
-        tracker.record(3, &flux, 25);
+        tracker.record(1, "flux", 0, 100, 99);
+        tracker.record(2, "clip", 1, 50, 50);
+        tracker.record(3, "flux", 2, 25, 1);
         assert_eq!(tracker.total(), 175);
         assert_eq!(tracker.owner_bytes("flux"), 125);
         assert_eq!(tracker.release(1), 100);

@@ -2,9 +2,70 @@
 //! `tests/loom.rs` explores their interleavings.
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
+pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// Number of per-thread shards a tracker keeps; threads past this share one more shard that
+/// is updated with read-modify-write atomics. (At most 31: shards in use are a `u32` mask.)
+pub(crate) const SHARDS: usize = 16;
+
+/// The shard slot of the calling thread: `0..SHARDS` for a slot of its own (single writer),
+/// `SHARDS` for the shared one. Slots are process-wide and go back to a free list when their
+/// thread exits, so a slot never has two live writers.
+#[cfg(not(loom))]
+#[inline]
+pub(crate) fn thread_slot() -> usize {
+    use std::sync::Mutex;
+
+    static FREE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    struct Slot(usize);
+    impl Slot {
+        fn acquire() -> Slot {
+            let reused = FREE.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            Slot(reused.unwrap_or_else(|| {
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    .min(SHARDS)
+            }))
+        }
+    }
+    impl Drop for Slot {
+        fn drop(&mut self) {
+            if self.0 < SHARDS {
+                FREE.lock().unwrap_or_else(|e| e.into_inner()).push(self.0);
+            }
+        }
+    }
+    thread_local! {
+        static SLOT: Slot = Slot::acquire();
+    }
+    // During thread teardown the slot may be gone: use the shared shard then.
+    SLOT.try_with(|slot| slot.0).unwrap_or(SHARDS)
+}
+
+/// Under loom every model thread runs on one OS thread, so thread-locals cannot tell them
+/// apart: all of them use the shared (read-modify-write) shard.
+#[cfg(loom)]
+#[inline]
+pub(crate) fn thread_slot() -> usize {
+    SHARDS
+}
+
+/// Adds `delta` (wrapping; a release adds the two's complement) to a shard word. A word of an
+/// owned shard has one writer, so a plain load and store suffice; the shared shard needs RMW.
+#[inline]
+pub(crate) fn bump(word: &AtomicU64, delta: u64, shared: bool) {
+    if shared {
+        word.fetch_add(delta, Ordering::Relaxed);
+    } else {
+        word.store(
+            word.load(Ordering::Relaxed).wrapping_add(delta),
+            Ordering::Relaxed,
+        );
+    }
+}
 
 /// A byte counter with a high-water mark, padded to its own cache line.
 #[derive(Debug)]

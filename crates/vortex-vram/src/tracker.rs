@@ -2,9 +2,17 @@
 //!
 //! Every byte the arena hands out is recorded with an owner (`"flux"`, `"video_buffer"`, …) and
 //! a [`Purpose`]. Recording and releasing are O(1) and lock-free: owners are interned once into
-//! [`OwnerId`]s that index a fixed table of atomic counters, and a record carries its owner,
-//! purpose and size, so releasing it needs no lookup. The limit check rides on the same
-//! `fetch_add` that counts the bytes (see [`Limits`]).
+//! [`OwnerId`]s that index fixed tables, and a record carries its owner, purpose and size, so
+//! releasing it needs no lookup.
+//!
+//! The total is one atomic counter: the limit check rides on the `fetch_add` that counts the
+//! bytes (see [`Limits`]), so the total and its peak are exact at every moment. The breakdown
+//! by owner and purpose lives in per-thread shards, each written by one thread with plain
+//! loads and stores (threads past the shard count share one more shard, updated with
+//! read-modify-write); readers sum the shards. A record may be released on another thread
+//! than the one that made it: shard words wrap and their sum stays exact. Per-owner and
+//! per-purpose figures are exact whenever no update is in flight (after a join, a barrier, a
+//! slot); the per-owner and per-purpose peaks are taken from those sums at each record.
 
 use std::fmt;
 use std::sync::{Arc, RwLock};
@@ -13,7 +21,7 @@ use serde::Serialize;
 
 use crate::error::VramError;
 use crate::metrics as names;
-use crate::sync::{AtomicU64, Ordering, PeakCounter};
+use crate::sync::{AtomicU32, AtomicU64, Ordering, PeakCounter, SHARDS, bump, thread_slot};
 use crate::units::{ByteSize, Bytes};
 
 /// What an allocation is for.
@@ -141,32 +149,68 @@ pub struct SoftLimitEvent {
     pub requested: u64,
 }
 
+/// What [`VramTracker::count`] saw.
+enum Counted {
+    /// The calling thread's shard is the only one ever written; these are its new words.
+    Alone { owner: u64, purpose: u64 },
+    /// Other shards hold part of the counts: sum them.
+    Shared,
+}
+
+/// Raises a peak to `now` if `now` is higher.
+#[inline]
+fn raise(peak: &AtomicU64, now: u64) {
+    if now > peak.load(Ordering::Relaxed) {
+        peak.fetch_max(now, Ordering::Relaxed);
+    }
+}
+
 /// An emergency cleanup: called when usage passes the soft limit, frees what it can (scratch
 /// caches and the like) and returns the bytes it freed.
 pub type PressureObserver = Arc<dyn Fn(&SoftLimitEvent) -> u64 + Send + Sync>;
 
+/// The breakdown of one thread's updates: per (owner, purpose) bytes and live records, per
+/// owner bytes, per purpose bytes. Padded at both ends so no two shards share a cache line,
+/// and each owner and purpose word has a line of its own, so a thread summing one owner's
+/// words reads lines the other threads do not write unless they work for that owner.
 #[derive(Debug)]
-struct Cell {
-    bytes: AtomicU64,
-    live: AtomicU64,
+struct Shard {
+    words: Box<[AtomicU64]>,
+    owners: usize,
 }
 
-#[derive(Debug)]
-#[repr(align(64))]
-struct OwnerSlot {
-    total: PeakCounter,
-    cells: [Cell; PURPOSES],
-}
+/// Words in a cache line.
+const LINE: usize = 8;
+/// Words of padding at each end of a shard.
+const PAD: usize = LINE;
 
-impl OwnerSlot {
-    fn new() -> Self {
-        OwnerSlot {
-            total: PeakCounter::new(),
-            cells: std::array::from_fn(|_| Cell {
-                bytes: AtomicU64::new(0),
-                live: AtomicU64::new(0),
-            }),
+impl Shard {
+    fn new(owners: usize) -> Self {
+        let len = 2 * PAD + 2 * owners * PURPOSES + (owners + PURPOSES) * LINE;
+        Shard {
+            words: (0..len).map(|_| AtomicU64::new(0)).collect(),
+            owners,
         }
+    }
+
+    #[inline]
+    fn cell_bytes(&self, owner: usize, purpose: usize) -> &AtomicU64 {
+        &self.words[PAD + owner * PURPOSES + purpose]
+    }
+
+    #[inline]
+    fn cell_live(&self, owner: usize, purpose: usize) -> &AtomicU64 {
+        &self.words[PAD + (self.owners + owner) * PURPOSES + purpose]
+    }
+
+    #[inline]
+    fn owner(&self, owner: usize) -> &AtomicU64 {
+        &self.words[PAD + 2 * self.owners * PURPOSES + owner * LINE]
+    }
+
+    #[inline]
+    fn purpose(&self, purpose: usize) -> &AtomicU64 {
+        &self.words[PAD + 2 * self.owners * PURPOSES + (self.owners + purpose) * LINE]
     }
 }
 
@@ -177,8 +221,13 @@ pub struct VramTracker {
     total: PeakCounter,
     /// Bytes held from the backend (slabs and dedicated allocations).
     reserved: PeakCounter,
-    purposes: [PeakCounter; PURPOSES],
-    owners: Box<[OwnerSlot]>,
+    /// `SHARDS` single-writer shards, then the shared one.
+    shards: Box<[Shard]>,
+    /// Bit `i` set once shard `i` has been written.
+    used_shards: AtomicU32,
+    owner_peaks: Box<[AtomicU64]>,
+    purpose_peaks: [AtomicU64; PURPOSES],
+    max_owners: usize,
     names: RwLock<Vec<Arc<str>>>,
     observers: RwLock<Vec<PressureObserver>>,
     soft_violations: AtomicU64,
@@ -265,8 +314,11 @@ impl VramTracker {
             limits,
             total: PeakCounter::new(),
             reserved: PeakCounter::new(),
-            purposes: std::array::from_fn(|_| PeakCounter::new()),
-            owners: (0..max_owners).map(|_| OwnerSlot::new()).collect(),
+            shards: (0..=SHARDS).map(|_| Shard::new(max_owners)).collect(),
+            used_shards: AtomicU32::new(0),
+            owner_peaks: (0..max_owners).map(|_| AtomicU64::new(0)).collect(),
+            purpose_peaks: std::array::from_fn(|_| AtomicU64::new(0)),
+            max_owners,
             names: RwLock::new(Vec::new()),
             observers: RwLock::new(Vec::new()),
             soft_violations: AtomicU64::new(0),
@@ -293,10 +345,10 @@ impl VramTracker {
         if let Some(i) = names.iter().position(|n| &**n == name) {
             return Ok(OwnerId(i as u16));
         }
-        if names.len() == self.owners.len() {
+        if names.len() == self.max_owners {
             return Err(VramError::TooManyOwners {
                 name: name.to_owned(),
-                max: self.owners.len(),
+                max: self.max_owners,
             });
         }
         names.push(Arc::from(name));
@@ -362,20 +414,25 @@ impl VramTracker {
         purpose: Purpose,
         size: u64,
     ) -> Result<RawRecord, VramError> {
-        let Some(slot) = self.owners.get(owner.index()) else {
+        if owner.index() >= self.max_owners {
             return Err(VramError::InvalidRequest {
                 what: format!("owner id {} was not issued by this tracker", owner.0),
             });
-        };
+        }
         let now = match self.total.try_add(size, self.limits.hard) {
             Ok(now) => now,
             Err(current) => return Err(self.refuse(owner, purpose, size, current)),
         };
-        slot.total.add(size);
-        let cell = &slot.cells[purpose.index()];
-        cell.bytes.fetch_add(size, Ordering::Relaxed);
-        cell.live.fetch_add(1, Ordering::Relaxed);
-        self.purposes[purpose.index()].add(size);
+        let (owner_now, purpose_now) = match self.count(owner, purpose, size, 1) {
+            // Only this thread's shard was ever written: its words are the totals.
+            Counted::Alone { owner, purpose } => (owner, purpose),
+            Counted::Shared => (
+                self.sum(|shard| shard.owner(owner.index())),
+                self.sum(|shard| shard.purpose(purpose.index())),
+            ),
+        };
+        raise(&self.owner_peaks[owner.index()], owner_now);
+        raise(&self.purpose_peaks[purpose.index()], purpose_now);
         let soft = self.limits.soft;
         if now > soft && now - size <= soft {
             self.soft_limit_reached(now, Some(owner), size);
@@ -395,13 +452,47 @@ impl VramTracker {
             purpose,
             size,
         } = record;
-        let slot = &self.owners[owner.index()];
-        let cell = &slot.cells[purpose.index()];
-        cell.live.fetch_sub(1, Ordering::Relaxed);
-        cell.bytes.fetch_sub(size, Ordering::Relaxed);
-        slot.total.sub(size);
-        self.purposes[purpose.index()].sub(size);
+        self.count(owner, purpose, size.wrapping_neg(), 1u64.wrapping_neg());
         self.total.sub(size);
+    }
+
+    /// Adds `bytes` and `live` (wrapping) to the calling thread's shard.
+    #[inline]
+    fn count(&self, owner: OwnerId, purpose: Purpose, bytes: u64, live: u64) -> Counted {
+        let slot = thread_slot();
+        let shared = slot >= SHARDS;
+        let bit = 1u32 << slot;
+        let mut used = self.used_shards.load(Ordering::Relaxed);
+        if used & bit == 0 {
+            used = self.used_shards.fetch_or(bit, Ordering::Relaxed) | bit;
+        }
+        let shard = &self.shards[slot];
+        let (o, p) = (owner.index(), purpose.index());
+        bump(shard.cell_bytes(o, p), bytes, shared);
+        bump(shard.cell_live(o, p), live, shared);
+        bump(shard.owner(o), bytes, shared);
+        bump(shard.purpose(p), bytes, shared);
+        if used == bit && !shared {
+            Counted::Alone {
+                owner: shard.owner(o).load(Ordering::Relaxed),
+                purpose: shard.purpose(p).load(Ordering::Relaxed),
+            }
+        } else {
+            Counted::Shared
+        }
+    }
+
+    /// The sum of one word over every shard written so far.
+    #[inline]
+    fn sum(&self, word: impl Fn(&Shard) -> &AtomicU64) -> u64 {
+        let mut used = self.used_shards.load(Ordering::Relaxed);
+        let mut sum = 0u64;
+        while used != 0 {
+            let i = used.trailing_zeros() as usize;
+            used &= used - 1;
+            sum = sum.wrapping_add(word(&self.shards[i]).load(Ordering::Relaxed));
+        }
+        sum
     }
 
     /// Counts bytes reserved from the backend.
@@ -519,24 +610,25 @@ impl VramTracker {
 
     /// Bytes now held by one owner.
     pub fn owner_bytes(&self, owner: OwnerId) -> u64 {
-        self.owners
-            .get(owner.index())
-            .map_or(0, |slot| slot.total.current())
+        if owner.index() >= self.max_owners {
+            return 0;
+        }
+        self.sum(|shard| shard.owner(owner.index()))
     }
 
     /// Bytes now held for one purpose.
     pub fn purpose_bytes(&self, purpose: Purpose) -> u64 {
-        self.purposes[purpose.index()].current()
+        self.sum(|shard| shard.purpose(purpose.index()))
     }
 
     /// Live records.
     pub fn live_allocations(&self) -> u64 {
         let owners = self.names.read().unwrap_or_else(|e| e.into_inner()).len();
-        self.owners[..owners]
-            .iter()
-            .flat_map(|slot| &slot.cells)
-            .map(|cell| cell.live.load(Ordering::Relaxed))
-            .sum()
+        (0..owners)
+            .flat_map(|o| (0..PURPOSES).map(move |p| (o, p)))
+            .fold(0u64, |sum, (o, p)| {
+                sum.wrapping_add(self.sum(|shard| shard.cell_live(o, p)))
+            })
     }
 
     /// Bytes of every registered owner, in registration order: the light form of
@@ -545,10 +637,10 @@ impl VramTracker {
         let names = self.names.read().unwrap_or_else(|e| e.into_inner());
         names
             .iter()
-            .zip(self.owners.iter())
-            .map(|(name, slot)| OwnerBytes {
+            .enumerate()
+            .map(|(o, name)| OwnerBytes {
                 owner: name.clone(),
-                bytes: slot.total.current(),
+                bytes: self.sum(|shard| shard.owner(o)),
             })
             .collect()
     }
@@ -558,24 +650,24 @@ impl VramTracker {
         let names = self.names.read().unwrap_or_else(|e| e.into_inner());
         names
             .iter()
-            .zip(self.owners.iter())
-            .map(|(name, slot)| {
+            .enumerate()
+            .map(|(o, name)| {
                 let by_purpose = Purpose::ALL
                     .iter()
-                    .zip(&slot.cells)
-                    .filter_map(|(&purpose, cell)| {
-                        let live = cell.live.load(Ordering::Relaxed);
+                    .filter_map(|&purpose| {
+                        let p = purpose.index();
+                        let live = self.sum(|shard| shard.cell_live(o, p));
                         (live > 0).then(|| PurposeBytes {
                             purpose,
-                            bytes: cell.bytes.load(Ordering::Relaxed),
+                            bytes: self.sum(|shard| shard.cell_bytes(o, p)),
                             live,
                         })
                     })
                     .collect::<Vec<_>>();
                 OwnerUsage {
                     owner: name.clone(),
-                    bytes: slot.total.current(),
-                    peak: slot.total.peak(),
+                    bytes: self.sum(|shard| shard.owner(o)),
+                    peak: self.owner_peaks[o].load(Ordering::Relaxed),
                     live: by_purpose.iter().map(|p| p.live).sum(),
                     by_purpose,
                 }
@@ -598,8 +690,8 @@ impl VramTracker {
                 .iter()
                 .map(|&purpose| PurposeUsage {
                     purpose,
-                    bytes: self.purposes[purpose.index()].current(),
-                    peak: self.purposes[purpose.index()].peak(),
+                    bytes: self.purpose_bytes(purpose),
+                    peak: self.purpose_peaks[purpose.index()].load(Ordering::Relaxed),
                 })
                 .collect(),
         }

@@ -163,4 +163,60 @@ fn report_shows_owners_purposes_and_limits() {
     assert_eq!(json["owners"][0]["owner"], "flux");
     assert_eq!(json["owners"][0]["by_purpose"][1]["purpose"], "scratch");
     assert_eq!(json["owners"][1]["live"], 1);
+    // Peaks by owner and purpose outlive the bytes (exact here: one thread).
+    drop(_s);
+    let report = tracker.report();
+    assert_eq!(report.owners[0].bytes, 6_000_000_000);
+    assert_eq!(report.owners[0].peak, 6_001_000_000);
+    let scratch = report
+        .purposes
+        .iter()
+        .find(|p| p.purpose == Purpose::Scratch)
+        .unwrap();
+    assert_eq!((scratch.bytes, scratch.peak), (0, 1_000_000));
+}
+
+#[test]
+fn records_released_on_other_threads_and_more_threads_than_shards_stay_exact() {
+    const THREADS: usize = 24; // more than the tracker's per-thread shards
+    let tracker = VramTracker::new(Limits::seed());
+    let owner = tracker.register_owner("liveportrait").unwrap();
+    let other = tracker.register_owner("kokoro").unwrap();
+    let _steady = tracker
+        .record(other, Purpose::ModelWeights, 4096, 4096)
+        .unwrap();
+    // Each thread records 1,000 buffers and hands them to the next thread, which releases them.
+    let batches: Vec<Vec<_>> = thread::scope(|s| {
+        let made: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let tracker = &tracker;
+                s.spawn(move || {
+                    (0..1000u64)
+                        .map(|i| {
+                            let size = 256 * (1 + (i + t as u64) % 8);
+                            tracker.record(owner, Purpose::Scratch, size, size).unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        made.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let expected: u64 = batches.iter().flatten().map(|r| r.size()).sum();
+    assert_eq!(tracker.owner_bytes(owner), expected);
+    assert_eq!(tracker.purpose_bytes(Purpose::Scratch), expected);
+    assert_eq!(tracker.live_allocations(), THREADS as u64 * 1000 + 1);
+    thread::scope(|s| {
+        for batch in batches {
+            s.spawn(move || drop(batch));
+        }
+    });
+    assert_eq!(tracker.owner_bytes(owner), 0);
+    assert_eq!(tracker.purpose_bytes(Purpose::Scratch), 0);
+    assert_eq!(tracker.owner_bytes(other), 4096);
+    assert_eq!(tracker.allocated(), 4096);
+    assert_eq!(tracker.live_allocations(), 1);
+    let report = tracker.report();
+    assert_eq!(report.owners[0].live, 0);
+    assert_eq!(report.owners[1].by_purpose[0].bytes, 4096);
 }
