@@ -1,9 +1,20 @@
-//! `vortex-registry`: the `Model` trait, the typed `ModelRegistry`, the VRAM plan and the
-//! transactional load, over `vortex-vram`.
+//! `vortex-registry`: the VRAM plan, the [`Model`] trait, and the typed [`ModelRegistry`]
+//! that loads every model in one transaction.
 //!
-//! Not built yet: this crate is empty until the registry issue lands. It exists so that the
-//! workspace has its final shape and its dependency direction (registry → vram) is fixed.
+//! - [`plan`]: [`VramPlan`] adds every owner's bytes (models, output buffers, scratch, the
+//!   context reserve) and [`VramPlan::check`] refuses, before any allocation, a plan above the
+//!   hard limit or the device, with the arithmetic and what to change.
+//! - [`registry`]: [`ModelRegistry::load`] loads models into the arena's static region; if one
+//!   fails, everything loaded so far is released and [`InitError::ModelLoad`] says why.
 //!
 //! # Invariants
-//! - There is no API to unload a model.
+//! - There is no API to unload a model: a registry holds its models for its whole life.
 //! - Nothing here names `cust`; device memory comes only through `vortex-vram`.
+
+pub mod error;
+pub mod plan;
+pub mod registry;
+
+pub use error::{InitError, LoadError};
+pub use plan::{Dtype, ModelBudget, OutputBuffers, Placement, PlanConfig, PlanEntry, VramPlan};
+pub use registry::{LoadContext, LoadedModel, Model, ModelRegistry};

@@ -320,6 +320,23 @@ impl Arena {
         Ok(region)
     }
 
+    /// Copies `data` into `region` at `offset` (bounds-checked against the region).
+    pub fn upload(&self, region: &StaticRegion, offset: u64, data: &[u8]) -> Result<(), VramError> {
+        let ptr = region_range(region, offset, data.len())?;
+        Ok(self.inner.backend.copy_to_device(ptr, data)?)
+    }
+
+    /// Copies `out.len()` bytes of `region` at `offset` into `out` (bounds-checked).
+    pub fn download(
+        &self,
+        region: &StaticRegion,
+        offset: u64,
+        out: &mut [u8],
+    ) -> Result<(), VramError> {
+        let ptr = region_range(region, offset, out.len())?;
+        Ok(self.inner.backend.copy_from_device(ptr, out)?)
+    }
+
     /// The static regions handed out so far, in order.
     pub fn static_regions(&self) -> Vec<StaticRegion> {
         lock(&self.inner.statics)
@@ -517,6 +534,18 @@ impl Arena {
             }
         }
         Ok(missing)
+    }
+}
+
+fn region_range(region: &StaticRegion, offset: u64, len: usize) -> Result<DevicePtr, VramError> {
+    match offset.checked_add(len as u64) {
+        Some(end) if end <= region.size => Ok(region.ptr.offset(offset)),
+        _ => Err(VramError::InvalidRequest {
+            what: format!(
+                "{len} bytes at offset {offset} do not fit in a region of {} bytes",
+                region.size
+            ),
+        }),
     }
 }
 

@@ -107,6 +107,23 @@ impl Backend for CudaBackend {
         check("cuMemFree_v2", unsafe { cuda::cuMemFree_v2(ptr.0) })
     }
 
+    fn copy_to_device(&self, dst: DevicePtr, src: &[u8]) -> Result<(), BackendError> {
+        self.make_current()?;
+        // SAFETY: `src` is valid for `src.len()` bytes; the caller (the arena layer) checked
+        // that the destination range lies inside memory it holds.
+        check("cuMemcpyHtoD_v2", unsafe {
+            cuda::cuMemcpyHtoD_v2(dst.0, src.as_ptr().cast::<c_void>(), src.len())
+        })
+    }
+
+    fn copy_from_device(&self, src: DevicePtr, dst: &mut [u8]) -> Result<(), BackendError> {
+        self.make_current()?;
+        // SAFETY: `dst` is valid for writes of `dst.len()` bytes; see `copy_to_device`.
+        check("cuMemcpyDtoH_v2", unsafe {
+            cuda::cuMemcpyDtoH_v2(dst.as_mut_ptr().cast::<c_void>(), src.0, dst.len())
+        })
+    }
+
     fn is_resident(&self, ptr: DevicePtr) -> Result<bool, BackendError> {
         self.make_current()?;
         let mut memory_type: u32 = 0;

@@ -283,6 +283,14 @@ impl Backend for HostBackend {
         Ok(())
     }
 
+    fn copy_to_device(&self, dst: DevicePtr, src: &[u8]) -> Result<(), BackendError> {
+        self.write(dst, src)
+    }
+
+    fn copy_from_device(&self, src: DevicePtr, dst: &mut [u8]) -> Result<(), BackendError> {
+        self.read(src, dst)
+    }
+
     fn is_resident(&self, ptr: DevicePtr) -> Result<bool, BackendError> {
         self.faults.check_lost()?;
         let mappings = self.lock();

@@ -131,6 +131,12 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// must not have been freed already, and nothing may use it afterwards.
     unsafe fn free(&self, ptr: DevicePtr, bytes: u64) -> Result<(), BackendError>;
 
+    /// Copies host bytes to device memory at `dst` and waits for the copy to finish.
+    fn copy_to_device(&self, dst: DevicePtr, src: &[u8]) -> Result<(), BackendError>;
+
+    /// Copies device memory at `src` into `dst` and waits for the copy to finish.
+    fn copy_from_device(&self, src: DevicePtr, dst: &mut [u8]) -> Result<(), BackendError>;
+
     /// Whether `ptr` points into device memory that this backend holds.
     fn is_resident(&self, ptr: DevicePtr) -> Result<bool, BackendError>;
 
