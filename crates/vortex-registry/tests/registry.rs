@@ -1,6 +1,7 @@
 //! The registry: typed and by-name lookup, declared against measured bytes, and rollback after
 //! a failure at every allocation index.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use vortex_registry::{InitError, LoadContext, LoadError, Model, ModelRegistry};
@@ -13,10 +14,14 @@ struct Fake {
     budget: u64,
 }
 
-struct Flux(Fake);
-struct Kokoro(Fake);
+/// One model type per marker, so `get::<M>()` has distinct types to find.
+struct Typed<K>(Fake, PhantomData<K>);
+struct FluxKind;
+struct KokoroKind;
+type Flux = Typed<FluxKind>;
+type Kokoro = Typed<KokoroKind>;
 
-impl Model for Flux {
+impl<K: Send + Sync + 'static> Model for Typed<K> {
     fn name(&self) -> &str {
         self.0.name
     }
@@ -31,18 +36,25 @@ impl Model for Flux {
     }
 }
 
-impl Model for Kokoro {
-    fn name(&self) -> &str {
-        self.0.name
-    }
-    fn budget(&self) -> u64 {
-        self.0.budget
-    }
-    fn weight_bytes(&self) -> u64 {
-        self.0.regions.iter().sum()
-    }
-    fn load(&mut self, ctx: &mut LoadContext<'_>) -> Result<(), LoadError> {
-        self.0.load(ctx)
+fn flux(name: &'static str, regions: Vec<u64>, budget: u64) -> Box<dyn Model> {
+    Box::new(Flux::new(Fake {
+        name,
+        regions,
+        budget,
+    }))
+}
+
+fn kokoro(name: &'static str, regions: Vec<u64>, budget: u64) -> Box<dyn Model> {
+    Box::new(Kokoro::new(Fake {
+        name,
+        regions,
+        budget,
+    }))
+}
+
+impl<K> Typed<K> {
+    fn new(fake: Fake) -> Self {
+        Typed(fake, PhantomData)
     }
 }
 
@@ -58,16 +70,8 @@ impl Fake {
 
 fn models() -> Vec<Box<dyn Model>> {
     vec![
-        Box::new(Flux(Fake {
-            name: "flux",
-            regions: vec![4096, 8192, 256],
-            budget: 16_384,
-        })),
-        Box::new(Kokoro(Fake {
-            name: "kokoro",
-            regions: vec![1000, 3000],
-            budget: 4096,
-        })),
+        flux("flux", vec![4096, 8192, 256], 16_384),
+        kokoro("kokoro", vec![1000, 3000], 4096),
     ]
 }
 
@@ -192,16 +196,8 @@ fn the_hard_limit_during_load_names_the_model_and_what_to_change() {
 fn a_model_over_its_budget_is_refused_and_rolled_back() {
     let vram = vram(1 << 20);
     let models: Vec<Box<dyn Model>> = vec![
-        Box::new(Kokoro(Fake {
-            name: "kokoro",
-            regions: vec![1000],
-            budget: 4096,
-        })),
-        Box::new(Flux(Fake {
-            name: "flux",
-            regions: vec![4096, 4096],
-            budget: 4096,
-        })),
+        kokoro("kokoro", vec![1000], 4096),
+        flux("flux", vec![4096, 4096], 4096),
     ];
     let err = ModelRegistry::load(vram.arena(), models).unwrap_err();
     assert!(
@@ -216,16 +212,8 @@ fn a_model_over_its_budget_is_refused_and_rolled_back() {
 fn duplicate_names_are_refused() {
     let vram = vram(1 << 20);
     let models: Vec<Box<dyn Model>> = vec![
-        Box::new(Kokoro(Fake {
-            name: "kokoro",
-            regions: vec![256],
-            budget: 4096,
-        })),
-        Box::new(Flux(Fake {
-            name: "kokoro",
-            regions: vec![256],
-            budget: 4096,
-        })),
+        kokoro("kokoro", vec![256], 4096),
+        flux("kokoro", vec![256], 4096),
     ];
     let err = ModelRegistry::load(vram.arena(), models).unwrap_err();
     assert!(
