@@ -25,12 +25,11 @@ pub struct ClipConfig {
     pub image_size: u64,
     /// Joint embedding size.
     pub projection_dim: u64,
+    /// Tokenizer vocabulary (49,408 for CLIP's BPE).
+    pub vocab: u64,
+    /// Text context length (77).
+    pub context: u64,
 }
-
-/// Vocabulary of CLIP's BPE tokenizer.
-pub const VOCAB: u64 = 49_408;
-/// Text context length.
-pub const CONTEXT: u64 = 77;
 
 impl ClipConfig {
     /// ViT-B/32: text 512×12, vision 768×12, patch 32, 224 px, embeddings of 512.
@@ -43,6 +42,8 @@ impl ClipConfig {
         patch: 32,
         image_size: 224,
         projection_dim: 512,
+        vocab: 49_408,
+        context: 77,
     };
 
     /// ViT-L/14: text 768×12, vision 1024×24, patch 14, 224 px, embeddings of 768.
@@ -55,6 +56,22 @@ impl ClipConfig {
         patch: 14,
         image_size: 224,
         projection_dim: 768,
+        vocab: 49_408,
+        context: 77,
+    };
+
+    /// A scaled-down CLIP with the same structure, for test fixtures.
+    pub const TINY: ClipConfig = ClipConfig {
+        checkpoint: "vortex/tiny-clip (test fixture)",
+        text_width: 8,
+        text_layers: 1,
+        vision_width: 16,
+        vision_layers: 2,
+        patch: 8,
+        image_size: 16,
+        projection_dim: 8,
+        vocab: 64,
+        context: 8,
     };
 
     /// Image tokens: one per patch plus the class token.
@@ -69,12 +86,12 @@ impl ClipConfig {
         l.push(
             "text_model.embeddings.token_embedding.weight",
             dtype,
-            &[VOCAB, tw],
+            &[self.vocab, tw],
         );
         l.push(
             "text_model.embeddings.position_embedding.weight",
             dtype,
-            &[CONTEXT, tw],
+            &[self.context, tw],
         );
         encoder(&mut l, "text_model.encoder", dtype, tw, self.text_layers);
         l.layer_norm("text_model.final_layer_norm", dtype, tw);

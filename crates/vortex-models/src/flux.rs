@@ -55,6 +55,20 @@ impl FluxConfig {
         guidance_embed: false,
     };
 
+    /// A scaled-down FLUX transformer with the same structure, for test fixtures.
+    pub const TINY: FluxConfig = FluxConfig {
+        checkpoint: "vortex/tiny-flux (test fixture)",
+        in_channels: 8,
+        vec_in_dim: 8,
+        context_in_dim: 16,
+        hidden: 32,
+        mlp_ratio: 4,
+        heads: 2,
+        depth: 1,
+        depth_single: 1,
+        guidance_embed: false,
+    };
+
     /// Width of one attention head.
     pub const fn head_dim(&self) -> u64 {
         self.hidden / self.heads

@@ -4,3 +4,4 @@
 pub mod clip;
 pub mod flux;
 pub mod layout;
+pub mod weights;

@@ -1,0 +1,351 @@
+//! Weights: safetensors files checked against a [`Layout`] and copied into the arena, or
+//! synthetic weights that reserve the same bytes.
+//!
+//! A file is memory-mapped and every check happens before a byte of tensor data is read:
+//! header length, UTF-8 and JSON (duplicate names included), offsets contiguous and inside
+//! the mapping (the `safetensors` crate's validation), then each tensor's name, dtype and shape
+//! against the layout. Every error names the file and, where there is one, the tensor.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use safetensors::{Dtype, SafeTensorError, SafeTensors};
+use serde::de::{Deserializer as _, IgnoredAny, MapAccess, Visitor};
+use vortex_registry::{LoadContext, LoadError};
+use vortex_vram::arena::align_up;
+use vortex_vram::{ALIGNMENT, Purpose, StaticRegion};
+
+use crate::layout::{Layout, TensorSpec, WeightDtype};
+
+/// What is wrong with one tensor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TensorProblem {
+    /// The layout has it; the file does not.
+    Missing,
+    /// The file has it; the layout does not.
+    Unexpected,
+    /// The header names it twice.
+    Duplicate,
+    /// Stored with another dtype.
+    Dtype {
+        /// What the layout says.
+        expected: WeightDtype,
+        /// What the file says.
+        found: String,
+    },
+    /// Stored with another shape.
+    Shape {
+        /// What the layout says.
+        expected: Vec<u64>,
+        /// What the file says.
+        found: Vec<u64>,
+    },
+    /// Its data offsets overlap another tensor, leave a gap, or fall outside the file.
+    Offsets,
+}
+
+impl fmt::Display for TensorProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TensorProblem::Missing => f.write_str("missing from the file"),
+            TensorProblem::Unexpected => f.write_str("not part of this model's checkpoint"),
+            TensorProblem::Duplicate => f.write_str("named twice in the header"),
+            TensorProblem::Dtype { expected, found } => {
+                write!(f, "stored as {found}, expected {}", expected.safetensors_name())
+            }
+            TensorProblem::Shape { expected, found } => {
+                write!(f, "has shape {found:?}, expected {expected:?}")
+            }
+            TensorProblem::Offsets => f.write_str(
+                "data offsets overlap another tensor, leave a gap or point past the end of the file",
+            ),
+        }
+    }
+}
+
+/// Why a weights file could not be used. The message names the file, and the tensor when one
+/// is at fault, and ends with what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum WeightError {
+    /// The file could not be opened or mapped.
+    #[error("cannot read weights file {}: {source}; check the path in the configuration", file.display())]
+    Io {
+        /// The file.
+        file: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a well-formed safetensors file.
+    #[error("{} is not a valid safetensors file: {reason}; the file is truncated or corrupt, download it again", file.display())]
+    Format {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// One tensor does not match the model's layout.
+    #[error("{}: tensor `{tensor}` {problem}; this file is not the checkpoint {checkpoint}", file.display())]
+    Tensor {
+        /// The file.
+        file: PathBuf,
+        /// The tensor.
+        tensor: String,
+        /// What is wrong with it.
+        problem: TensorProblem,
+        /// The checkpoint the layout describes.
+        checkpoint: &'static str,
+    },
+}
+
+impl From<WeightError> for LoadError {
+    fn from(err: WeightError) -> Self {
+        LoadError::Weights(Box::new(err))
+    }
+}
+
+fn dtype_of(dtype: Dtype) -> Option<WeightDtype> {
+    match dtype {
+        Dtype::F32 => Some(WeightDtype::F32),
+        Dtype::F16 => Some(WeightDtype::F16),
+        Dtype::BF16 => Some(WeightDtype::BF16),
+        Dtype::U8 => Some(WeightDtype::U8),
+        _ => None,
+    }
+}
+
+/// A checked, memory-mapped weights file.
+#[derive(Debug)]
+pub struct WeightFile {
+    path: PathBuf,
+    map: Mmap,
+    /// Absolute byte ranges in `map`, by layout tensor index.
+    ranges: Vec<(usize, usize)>,
+    layout: Layout,
+}
+
+impl WeightFile {
+    /// Maps `path` and checks it against `layout`: the file must hold exactly the layout's
+    /// tensors, with their dtypes and shapes.
+    pub fn open(path: &Path, layout: &Layout) -> Result<Self, WeightError> {
+        let io = |source| WeightError::Io {
+            file: path.to_owned(),
+            source,
+        };
+        let file = File::open(path).map_err(io)?;
+        // SAFETY: the mapping is read-only and every access is bounds-checked against its
+        // length. Truncating the file while it is mapped is outside what we can defend.
+        let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+        let format = |reason: String| WeightError::Format {
+            file: path.to_owned(),
+            reason,
+        };
+        let tensor = |name: &str, problem| WeightError::Tensor {
+            file: path.to_owned(),
+            tensor: name.to_owned(),
+            problem,
+            checkpoint: layout.checkpoint,
+        };
+        if let Some(name) = duplicate_name(&map) {
+            return Err(tensor(&name, TensorProblem::Duplicate));
+        }
+        let (header_len, metadata) = SafeTensors::read_metadata(&map).map_err(|e| match e {
+            SafeTensorError::InvalidOffset(name) => tensor(&name, TensorProblem::Offsets),
+            SafeTensorError::TensorInvalidInfo | SafeTensorError::MetadataIncompleteBuffer => {
+                format(format!("{e}: the data section does not match the header"))
+            }
+            other => format(other.to_string()),
+        })?;
+        let data_start = 8 + header_len;
+        let infos = metadata.tensors();
+        for name in infos.keys() {
+            if layout.get(name).is_none() {
+                return Err(tensor(name, TensorProblem::Unexpected));
+            }
+        }
+        let mut ranges = Vec::with_capacity(layout.tensors.len());
+        for spec in &layout.tensors {
+            let info = infos
+                .get(&spec.name)
+                .ok_or_else(|| tensor(&spec.name, TensorProblem::Missing))?;
+            if dtype_of(info.dtype) != Some(spec.dtype) {
+                return Err(tensor(
+                    &spec.name,
+                    TensorProblem::Dtype {
+                        expected: spec.dtype,
+                        found: format!("{:?}", info.dtype),
+                    },
+                ));
+            }
+            let found: Vec<u64> = info.shape.iter().map(|&d| d as u64).collect();
+            if found != spec.shape {
+                return Err(tensor(
+                    &spec.name,
+                    TensorProblem::Shape {
+                        expected: spec.shape.clone(),
+                        found,
+                    },
+                ));
+            }
+            let (start, end) = info.data_offsets;
+            let range = (data_start + start, data_start + end);
+            // read_metadata checked this; keep the guarantee local to the reads below.
+            if range.1 > map.len() || range.1 - range.0 != spec.bytes() as usize {
+                return Err(tensor(&spec.name, TensorProblem::Offsets));
+            }
+            ranges.push(range);
+        }
+        Ok(WeightFile {
+            path: path.to_owned(),
+            map,
+            ranges,
+            layout: layout.clone(),
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The bytes of the tensor named `name`.
+    pub fn tensor(&self, name: &str) -> Option<&[u8]> {
+        let i = self.layout.tensors.iter().position(|t| t.name == name)?;
+        let (start, end) = self.ranges[i];
+        self.map.get(start..end)
+    }
+}
+
+/// Finds a tensor name the header's JSON object holds twice, reading only the header.
+fn duplicate_name(bytes: &[u8]) -> Option<String> {
+    let len = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    let header = bytes.get(8..usize::try_from(len).ok()?.checked_add(8)?)?;
+    struct Keys;
+    impl<'de> Visitor<'de> for Keys {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            // Read the whole object: serde_json refuses a map left half-read.
+            let (mut seen, mut duplicate) = (HashSet::new(), None);
+            while let Some(key) = map.next_key::<String>()? {
+                map.next_value::<IgnoredAny>()?;
+                if duplicate.is_none() && !seen.insert(key.clone()) {
+                    duplicate = Some(key);
+                }
+            }
+            Ok(duplicate)
+        }
+    }
+    // A header that does not parse is reported by the safetensors crate's own checks.
+    serde_json::Deserializer::from_slice(header)
+        .deserialize_map(Keys)
+        .ok()
+        .flatten()
+}
+
+/// Where a model's weights come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WeightSource {
+    /// A safetensors file holding the model's checkpoint.
+    File(PathBuf),
+    /// No file: reserve the layout's bytes and stamp each tensor deterministically.
+    Synthetic {
+        /// Seed of the stamps.
+        seed: u64,
+    },
+}
+
+/// A model's weights, resident in one static region.
+#[derive(Debug, Clone)]
+pub struct ResidentWeights {
+    /// The region holding every tensor.
+    pub region: StaticRegion,
+    /// Each tensor's offset in the region (256-byte aligned), in layout order.
+    pub offsets: Vec<u64>,
+    /// The layout they follow.
+    pub layout: Layout,
+}
+
+impl ResidentWeights {
+    /// Region offset of the tensor named `name`.
+    pub fn offset(&self, name: &str) -> Option<u64> {
+        let i = self.layout.tensors.iter().position(|t| t.name == name)?;
+        Some(self.offsets[i])
+    }
+}
+
+/// Bytes a layout takes when each tensor starts on a 256-byte boundary.
+pub fn resident_bytes(layout: &Layout) -> u64 {
+    layout
+        .tensors
+        .iter()
+        .map(|t| align_up(t.bytes()).unwrap_or(u64::MAX))
+        .sum()
+}
+
+/// Reserves one region for `load` (a subset of `checkpoint`'s tensors) and fills it from
+/// `source`.
+pub fn load(
+    ctx: &mut LoadContext<'_>,
+    checkpoint: &Layout,
+    load: &Layout,
+    source: &WeightSource,
+) -> Result<ResidentWeights, LoadError> {
+    let file = match source {
+        WeightSource::File(path) => Some(WeightFile::open(path, checkpoint)?),
+        WeightSource::Synthetic { .. } => None,
+    };
+    let mut offsets = Vec::with_capacity(load.tensors.len());
+    let mut next = 0;
+    for t in &load.tensors {
+        offsets.push(next);
+        next += align_up(t.bytes()).unwrap_or(u64::MAX);
+    }
+    let region = ctx.alloc(Purpose::ModelWeights, next.max(ALIGNMENT))?;
+    let arena = ctx.arena();
+    for (t, &offset) in load.tensors.iter().zip(&offsets) {
+        match (&file, source) {
+            (Some(file), _) => {
+                let bytes = file.tensor(&t.name).ok_or_else(|| WeightError::Tensor {
+                    file: file.path().to_owned(),
+                    tensor: t.name.clone(),
+                    problem: TensorProblem::Missing,
+                    checkpoint: checkpoint.checkpoint,
+                })?;
+                arena.upload(&region, offset, bytes)?;
+            }
+            (None, WeightSource::Synthetic { seed }) => {
+                arena.upload(&region, offset, &stamp(*seed, t))?;
+            }
+            (None, WeightSource::File(_)) => unreachable!("a file source always opens a file"),
+        }
+    }
+    Ok(ResidentWeights {
+        region,
+        offsets,
+        layout: load.clone(),
+    })
+}
+
+/// The deterministic stamp written at the start of a synthetic tensor: up to 64 bytes from
+/// the seed and the tensor's name. The rest of the tensor is left as the device gave it
+/// (zeroes on the host backend, whose pages stay untouched).
+pub fn stamp(seed: u64, tensor: &TensorSpec) -> Vec<u8> {
+    let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
+    for b in tensor.name.bytes() {
+        state = (state ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3);
+    }
+    (0..tensor.bytes().min(64))
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
