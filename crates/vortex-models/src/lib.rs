@@ -1,7 +1,21 @@
 //! `vortex-models`: the adapters of the five models Vortex keeps resident, with the tensor
-//! layouts of the checkpoints they target and the loading of those weights.
+//! layouts of the checkpoints they target, the loading of those weights, and the cost
+//! profiles the time plan is made from.
+//!
+//! - [`layout`]: tensor layouts; [`clip`] and [`flux`] generate theirs from hyperparameters.
+//! - [`weights`]: safetensors files checked against a layout, and synthetic weights.
+//! - [`adapter`]: one [`vortex_registry::Model`] type per model ([`adapter::Flux`],
+//!   [`adapter::ClipB`], [`adapter::ClipL`]).
+//! - [`cost`]: cost profiles (`seed-targets`, `rtx3060-public`, `zero`) and [`cost::TimePlan`].
+//!
+//! # Invariants
+//! - Nothing here names `cust`; device memory comes only through `vortex-vram`.
+//! - Reference implementations (when they land) are named as such; nothing here calls its
+//!   output model inference.
 
+pub mod adapter;
 pub mod clip;
+pub mod cost;
 pub mod flux;
 pub mod layout;
 pub mod weights;

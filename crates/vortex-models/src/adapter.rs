@@ -1,0 +1,135 @@
+//! The model adapters: one type per model, sharing one implementation of
+//! [`vortex_registry::Model`] that loads the model's weights into its region.
+
+use std::marker::PhantomData;
+use std::sync::OnceLock;
+
+use vortex_registry::{LoadContext, LoadError, Model};
+
+use crate::clip::ClipConfig;
+use crate::flux::FluxConfig;
+use crate::layout::{Layout, WeightDtype};
+use crate::weights::{self, ResidentWeights, WeightSource, resident_bytes};
+
+/// What the configuration says about one model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelSpec {
+    /// Device bytes granted: weights plus the model's own working memory.
+    pub budget: u64,
+    /// Where its weights come from.
+    pub weights: WeightSource,
+}
+
+/// A kind of model: its owner name and the layouts of its checkpoint.
+pub trait ModelKind: Send + Sync + 'static {
+    /// Owner name.
+    const NAME: &'static str;
+    /// The published checkpoint's tensors.
+    fn checkpoint() -> &'static Layout;
+    /// The tensors kept resident (all of them, or a tower of them).
+    fn resident() -> &'static Layout;
+}
+
+/// An adapter for model kind `K`.
+#[derive(Debug)]
+pub struct Adapter<K: ModelKind> {
+    spec: ModelSpec,
+    checkpoint: Layout,
+    resident_layout: Layout,
+    resident: Option<ResidentWeights>,
+    kind: PhantomData<K>,
+}
+
+impl<K: ModelKind> Adapter<K> {
+    /// The adapter for the published checkpoint.
+    pub fn new(spec: ModelSpec) -> Self {
+        Self::with_layouts(spec, K::checkpoint().clone(), K::resident().clone())
+    }
+
+    /// The adapter for another layout of the same structure (scaled-down test fixtures).
+    pub fn with_layouts(spec: ModelSpec, checkpoint: Layout, resident: Layout) -> Self {
+        Adapter {
+            spec,
+            checkpoint,
+            resident_layout: resident,
+            resident: None,
+            kind: PhantomData,
+        }
+    }
+
+    /// Its weights on the device, once loaded.
+    pub fn weights(&self) -> Option<&ResidentWeights> {
+        self.resident.as_ref()
+    }
+
+    /// The tensors it keeps resident.
+    pub fn resident_layout(&self) -> &Layout {
+        &self.resident_layout
+    }
+}
+
+impl<K: ModelKind> Model for Adapter<K> {
+    fn name(&self) -> &str {
+        K::NAME
+    }
+
+    fn budget(&self) -> u64 {
+        self.spec.budget
+    }
+
+    fn weight_bytes(&self) -> u64 {
+        resident_bytes(&self.resident_layout)
+    }
+
+    fn load(&mut self, ctx: &mut LoadContext<'_>) -> Result<(), LoadError> {
+        self.resident = Some(weights::load(
+            ctx,
+            &self.checkpoint,
+            &self.resident_layout,
+            &self.spec.weights,
+        )?);
+        Ok(())
+    }
+}
+
+macro_rules! kind {
+    ($(#[$doc:meta])* $kind:ident, $alias:ident, $name:literal, $checkpoint:expr, $resident:expr) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $kind;
+
+        impl ModelKind for $kind {
+            const NAME: &'static str = $name;
+            fn checkpoint() -> &'static Layout {
+                static LAYOUT: OnceLock<Layout> = OnceLock::new();
+                LAYOUT.get_or_init(|| $checkpoint)
+            }
+            fn resident() -> &'static Layout {
+                static LAYOUT: OnceLock<Layout> = OnceLock::new();
+                LAYOUT.get_or_init(|| $resident)
+            }
+        }
+
+        $(#[$doc])*
+        pub type $alias = Adapter<$kind>;
+    };
+}
+
+kind!(
+    /// FLUX.1-schnell's transformer, NF4-packed: the actor image.
+    FluxKind, Flux, "flux",
+    FluxConfig::SCHNELL.layout(true),
+    FluxConfig::SCHNELL.layout(true)
+);
+kind!(
+    /// CLIP ViT-B/32's image tower (fp16): frame verification.
+    ClipBKind, ClipB, "clip_b",
+    ClipConfig::B32.layout(WeightDtype::F16),
+    ClipConfig::B32.vision_layout(WeightDtype::F16)
+);
+kind!(
+    /// CLIP ViT-L/14's image tower (fp16): frame verification.
+    ClipLKind, ClipL, "clip_l",
+    ClipConfig::L14.layout(WeightDtype::F16),
+    ClipConfig::L14.vision_layout(WeightDtype::F16)
+);

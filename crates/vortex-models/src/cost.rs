@@ -1,0 +1,286 @@
+//! Cost profiles (per-model stage latency on a named GPU) and the time plan of a slot.
+//!
+//! A slot runs audio (Kokoro) and the actor image (Flux) concurrently, then video warping
+//! (LivePortrait), then CLIP-B and CLIP-L verification concurrently. The time plan adds the
+//! critical path and says whether the deadline can be met.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// One stage's cost: a fixed part plus a part per unit of work.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct StageCost {
+    /// Milliseconds whatever the work.
+    pub fixed_ms: f64,
+    /// Milliseconds per unit (per second of audio, per frame, per verified frame).
+    pub per_unit_ms: f64,
+}
+
+impl StageCost {
+    /// The cost of `units` of work.
+    pub fn time(&self, units: u64) -> Duration {
+        Duration::from_secs_f64((self.fixed_ms + self.per_unit_ms * units as f64).max(0.0) / 1e3)
+    }
+}
+
+/// Stage costs of the five models on one GPU.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CostProfile {
+    /// Profile name (`seed-targets`, `rtx3060-public`, `zero`).
+    pub name: &'static str,
+    /// The GPU the figures are for.
+    pub gpu: &'static str,
+    /// Kokoro, per second of audio.
+    pub kokoro: StageCost,
+    /// Flux, per image.
+    pub flux: StageCost,
+    /// LivePortrait, per frame.
+    pub liveportrait: StageCost,
+    /// CLIP ViT-B/32, per verified frame.
+    pub clip_b: StageCost,
+    /// CLIP ViT-L/14, per verified frame.
+    pub clip_l: StageCost,
+}
+
+impl CostProfile {
+    /// Names of the shipped profiles.
+    pub const NAMES: &'static [&'static str] = &["seed-targets", "rtx3060-public", "zero"];
+
+    /// A shipped profile by name.
+    pub fn by_name(name: &str) -> Option<Self> {
+        match name {
+            "seed-targets" => Some(Self::seed_targets()),
+            "rtx3060-public" => Some(Self::rtx3060_public()),
+            "zero" => Some(Self::zero()),
+            _ => None,
+        }
+    }
+
+    /// The seed's assumptions (DESIGN.md §4), the default.
+    pub fn seed_targets() -> Self {
+        CostProfile {
+            name: "seed-targets",
+            gpu: "RTX 3060 12 GiB (assumed)",
+            // Seed: "Kokoro audio about 2 s".
+            kokoro: StageCost {
+                fixed_ms: 2000.0,
+                per_unit_ms: 0.0,
+            },
+            // Seed: "Flux actor about 12 s".
+            flux: StageCost {
+                fixed_ms: 12_000.0,
+                per_unit_ms: 0.0,
+            },
+            // Seed: the whole slot under 15 s at P99 leaves warping about 0.5 s of fixed
+            // cost plus 1.5 ms per frame (2.1 s for 1,080 frames): an assumption, not a figure.
+            liveportrait: StageCost {
+                fixed_ms: 500.0,
+                per_unit_ms: 1.5,
+            },
+            // Seed: CLIP verification last and short; 5 ms / 10 ms per frame on 8 frames.
+            clip_b: StageCost {
+                fixed_ms: 50.0,
+                per_unit_ms: 5.0,
+            },
+            clip_l: StageCost {
+                fixed_ms: 100.0,
+                per_unit_ms: 10.0,
+            },
+        }
+    }
+
+    /// Public measurements, scaled to an RTX 3060 where they were taken on another GPU.
+    pub fn rtx3060_public() -> Self {
+        CostProfile {
+            name: "rtx3060-public",
+            gpu: "RTX 3060 12 GiB",
+            // Kokoro-82M runs far faster than real time on consumer GPUs (its model card and
+            // community benchmarks put it near 100× real time): 10 ms per second of audio.
+            kokoro: StageCost {
+                fixed_ms: 150.0,
+                per_unit_ms: 10.0,
+            },
+            // FLUX.1-schnell NF4, 4 steps at 512²: community reports on 12 GB Ampere cards run
+            // about 1 s per step at this size plus text encoding and VAE decode: ~6 s.
+            flux: StageCost {
+                fixed_ms: 6000.0,
+                per_unit_ms: 0.0,
+            },
+            // LivePortrait paper: 12.8 ms per frame on an RTX 4090. The 3060 has about a third
+            // of the 4090's fp16 tensor throughput: ~40 ms per frame.
+            liveportrait: StageCost {
+                fixed_ms: 300.0,
+                per_unit_ms: 40.0,
+            },
+            // CLIP image towers at fp16, batch of frames: ~3 ms (B/32) and ~12 ms (L/14).
+            clip_b: StageCost {
+                fixed_ms: 20.0,
+                per_unit_ms: 3.0,
+            },
+            clip_l: StageCost {
+                fixed_ms: 40.0,
+                per_unit_ms: 12.0,
+            },
+        }
+    }
+
+    /// No latency at all: for measuring the engine's own overhead.
+    pub fn zero() -> Self {
+        let zero = StageCost {
+            fixed_ms: 0.0,
+            per_unit_ms: 0.0,
+        };
+        CostProfile {
+            name: "zero",
+            gpu: "none",
+            kokoro: zero,
+            flux: zero,
+            liveportrait: zero,
+            clip_b: zero,
+            clip_l: zero,
+        }
+    }
+}
+
+/// The work in one slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SlotWork {
+    /// Seconds of audio and video.
+    pub seconds: u64,
+    /// Video frames.
+    pub frames: u64,
+    /// Frames CLIP verifies.
+    pub verified_frames: u64,
+}
+
+/// Stage times of a slot and its critical path against the deadline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimePlan {
+    /// The profile used.
+    pub profile: &'static str,
+    /// Kokoro.
+    pub audio: Duration,
+    /// Flux.
+    pub actor: Duration,
+    /// LivePortrait.
+    pub video: Duration,
+    /// CLIP ViT-B/32.
+    pub clip_b: Duration,
+    /// CLIP ViT-L/14.
+    pub clip_l: Duration,
+    /// `max(audio, actor) + video + max(clip_b, clip_l)`.
+    pub critical_path: Duration,
+    /// The slot deadline.
+    pub deadline: Duration,
+}
+
+impl TimePlan {
+    /// The plan of `work` under `profile`.
+    pub fn new(profile: &CostProfile, work: SlotWork, deadline: Duration) -> Self {
+        let audio = profile.kokoro.time(work.seconds);
+        let actor = profile.flux.time(1);
+        let video = profile.liveportrait.time(work.frames);
+        let clip_b = profile.clip_b.time(work.verified_frames);
+        let clip_l = profile.clip_l.time(work.verified_frames);
+        TimePlan {
+            profile: profile.name,
+            audio,
+            actor,
+            video,
+            clip_b,
+            clip_l,
+            critical_path: audio.max(actor) + video + clip_b.max(clip_l),
+            deadline,
+        }
+    }
+
+    /// Whether the critical path fits in the deadline.
+    pub fn meets_deadline(&self) -> bool {
+        self.critical_path <= self.deadline
+    }
+}
+
+impl fmt::Display for TimePlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = |d: Duration| format!("{:.2} s", d.as_secs_f64());
+        writeln!(f, "time plan ({}):", self.profile)?;
+        writeln!(
+            f,
+            "  audio (kokoro)        {:>10}  ┐ concurrent",
+            s(self.audio)
+        )?;
+        writeln!(f, "  actor (flux)          {:>10}  ┘", s(self.actor))?;
+        writeln!(f, "  video (liveportrait)  {:>10}", s(self.video))?;
+        writeln!(
+            f,
+            "  verify (clip_b)       {:>10}  ┐ concurrent",
+            s(self.clip_b)
+        )?;
+        writeln!(f, "  verify (clip_l)       {:>10}  ┘", s(self.clip_l))?;
+        write!(
+            f,
+            "  critical path {} against a deadline of {}: {}",
+            s(self.critical_path),
+            s(self.deadline),
+            if self.meets_deadline() {
+                format!(
+                    "meets it with {} to spare",
+                    s(self.deadline - self.critical_path)
+                )
+            } else {
+                format!(
+                    "misses it by {}; choose a faster profile or device, fewer frames, or a longer deadline",
+                    s(self.critical_path - self.deadline)
+                )
+            }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SLOT: SlotWork = SlotWork {
+        seconds: 45,
+        frames: 1080,
+        verified_frames: 8,
+    };
+
+    #[test]
+    fn seed_targets_fit_fifteen_seconds() {
+        let plan = TimePlan::new(&CostProfile::seed_targets(), SLOT, Duration::from_secs(15));
+        // max(2, 12) + (0.5 + 1.5·1080 ms) + max(0.05 + 0.04, 0.1 + 0.08) = 12 + 2.12 + 0.18 s.
+        assert_eq!(plan.critical_path, Duration::from_millis(14_300));
+        assert!(plan.meets_deadline());
+        assert!(
+            plan.to_string().contains("meets it with 0.70 s to spare"),
+            "{plan}"
+        );
+    }
+
+    #[test]
+    fn public_figures_miss_the_seed_deadline_and_say_so() {
+        let plan = TimePlan::new(
+            &CostProfile::rtx3060_public(),
+            SLOT,
+            Duration::from_secs(15),
+        );
+        // max(0.6, 6) + (0.3 + 43.2) + max(0.044, 0.136) s = 49.636 s.
+        assert_eq!(plan.critical_path, Duration::from_millis(49_636));
+        assert!(!plan.meets_deadline());
+        assert!(plan.to_string().contains("misses it by 34.64 s"), "{plan}");
+    }
+
+    #[test]
+    fn profiles_by_name() {
+        for name in CostProfile::NAMES {
+            assert_eq!(CostProfile::by_name(name).unwrap().name, *name);
+        }
+        assert!(CostProfile::by_name("rtx4090").is_none());
+        let zero = TimePlan::new(&CostProfile::zero(), SLOT, Duration::from_secs(1));
+        assert_eq!(zero.critical_path, Duration::ZERO);
+    }
+}
