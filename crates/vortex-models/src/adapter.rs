@@ -8,6 +8,7 @@ use vortex_registry::{LoadContext, LoadError, Model};
 
 use crate::clip::ClipConfig;
 use crate::flux::FluxConfig;
+use crate::kokoro::KokoroConfig;
 use crate::layout::{Layout, WeightDtype};
 use crate::weights::{self, ResidentWeights, WeightSource, resident_bytes};
 
@@ -132,4 +133,10 @@ kind!(
     ClipLKind, ClipL, "clip_l",
     ClipConfig::L14.layout(WeightDtype::F16),
     ClipConfig::L14.vision_layout(WeightDtype::F16)
+);
+kind!(
+    /// Kokoro-82M (fp16): the audio.
+    KokoroKind, Kokoro, "kokoro",
+    KokoroConfig::V1_0.layout(WeightDtype::F16),
+    KokoroConfig::V1_0.layout(WeightDtype::F16)
 );

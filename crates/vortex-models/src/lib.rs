@@ -2,10 +2,11 @@
 //! layouts of the checkpoints they target, the loading of those weights, and the cost
 //! profiles the time plan is made from.
 //!
-//! - [`layout`]: tensor layouts; [`clip`] and [`flux`] generate theirs from hyperparameters.
+//! - [`layout`]: tensor layouts; [`clip`], [`flux`] and [`kokoro`] generate theirs from
+//!   hyperparameters, and each matches its published parameter count exactly.
 //! - [`weights`]: safetensors files checked against a layout, and synthetic weights.
 //! - [`adapter`]: one [`vortex_registry::Model`] type per model ([`adapter::Flux`],
-//!   [`adapter::ClipB`], [`adapter::ClipL`]).
+//!   [`adapter::ClipB`], [`adapter::ClipL`], [`adapter::Kokoro`]).
 //! - [`cost`]: cost profiles (`seed-targets`, `rtx3060-public`, `zero`) and [`cost::TimePlan`].
 //!
 //! # Invariants
@@ -17,5 +18,6 @@ pub mod adapter;
 pub mod clip;
 pub mod cost;
 pub mod flux;
+pub mod kokoro;
 pub mod layout;
 pub mod weights;
