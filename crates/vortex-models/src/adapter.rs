@@ -10,6 +10,7 @@ use crate::clip::ClipConfig;
 use crate::flux::FluxConfig;
 use crate::kokoro::KokoroConfig;
 use crate::layout::{Layout, WeightDtype};
+use crate::liveportrait::LivePortraitConfig;
 use crate::weights::{self, ResidentWeights, WeightSource, resident_bytes};
 
 /// What the configuration says about one model.
@@ -139,4 +140,10 @@ kind!(
     KokoroKind, Kokoro, "kokoro",
     KokoroConfig::V1_0.layout(WeightDtype::F16),
     KokoroConfig::V1_0.layout(WeightDtype::F16)
+);
+kind!(
+    /// LivePortrait's five networks (fp16): the video.
+    LivePortraitKind, LivePortrait, "liveportrait",
+    LivePortraitConfig::HUMAN.layout(WeightDtype::F16),
+    LivePortraitConfig::HUMAN.layout(WeightDtype::F16)
 );

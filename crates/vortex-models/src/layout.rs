@@ -14,12 +14,15 @@ pub enum WeightDtype {
     BF16,
     /// Bytes; packed 4-bit codes (two per byte) and 8-bit quantized scales are stored as U8.
     U8,
+    /// 64-bit integer (batch-norm step counters).
+    I64,
 }
 
 impl WeightDtype {
     /// Bytes per element.
     pub const fn size(self) -> u64 {
         match self {
+            WeightDtype::I64 => 8,
             WeightDtype::F32 => 4,
             WeightDtype::F16 | WeightDtype::BF16 => 2,
             WeightDtype::U8 => 1,
@@ -33,6 +36,7 @@ impl WeightDtype {
             WeightDtype::F16 => "F16",
             WeightDtype::BF16 => "BF16",
             WeightDtype::U8 => "U8",
+            WeightDtype::I64 => "I64",
         }
     }
 }

@@ -2,11 +2,12 @@
 //! layouts of the checkpoints they target, the loading of those weights, and the cost
 //! profiles the time plan is made from.
 //!
-//! - [`layout`]: tensor layouts; [`clip`], [`flux`] and [`kokoro`] generate theirs from
-//!   hyperparameters, and each matches its published parameter count exactly.
+//! - [`layout`]: tensor layouts; [`clip`], [`flux`], [`kokoro`] and [`liveportrait`]
+//!   generate theirs from hyperparameters. CLIP, FLUX and Kokoro match their published
+//!   parameter counts exactly; LivePortrait matches its published total (about 130M).
 //! - [`weights`]: safetensors files checked against a layout, and synthetic weights.
 //! - [`adapter`]: one [`vortex_registry::Model`] type per model ([`adapter::Flux`],
-//!   [`adapter::ClipB`], [`adapter::ClipL`], [`adapter::Kokoro`]).
+//!   [`adapter::ClipB`], [`adapter::ClipL`], [`adapter::Kokoro`], [`adapter::LivePortrait`]).
 //! - [`cost`]: cost profiles (`seed-targets`, `rtx3060-public`, `zero`) and [`cost::TimePlan`].
 //!
 //! # Invariants
@@ -20,4 +21,5 @@ pub mod cost;
 pub mod flux;
 pub mod kokoro;
 pub mod layout;
+pub mod liveportrait;
 pub mod weights;

@@ -113,6 +113,7 @@ fn dtype_of(dtype: Dtype) -> Option<WeightDtype> {
         Dtype::F16 => Some(WeightDtype::F16),
         Dtype::BF16 => Some(WeightDtype::BF16),
         Dtype::U8 => Some(WeightDtype::U8),
+        Dtype::I64 => Some(WeightDtype::I64),
         _ => None,
     }
 }
