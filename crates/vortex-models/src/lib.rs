@@ -22,4 +22,5 @@ pub mod flux;
 pub mod kokoro;
 pub mod layout;
 pub mod liveportrait;
+pub mod reference;
 pub mod weights;

@@ -604,6 +604,30 @@ impl ScratchBuffer {
     pub fn requested(&self) -> u64 {
         self.requested
     }
+
+    /// Copies `data` into this buffer at `offset` (bounds-checked).
+    pub fn upload(&self, offset: u64, data: &[u8]) -> Result<(), VramError> {
+        let ptr = self.range(offset, data.len())?;
+        Ok(self.arena.backend.copy_to_device(ptr, data)?)
+    }
+
+    /// Copies `out.len()` bytes at `offset` of this buffer into `out` (bounds-checked).
+    pub fn download(&self, offset: u64, out: &mut [u8]) -> Result<(), VramError> {
+        let ptr = self.range(offset, out.len())?;
+        Ok(self.arena.backend.copy_from_device(ptr, out)?)
+    }
+
+    fn range(&self, offset: u64, len: usize) -> Result<DevicePtr, VramError> {
+        match offset.checked_add(len as u64) {
+            Some(end) if end <= self.size() => Ok(self.ptr.offset(offset)),
+            _ => Err(VramError::InvalidRequest {
+                what: format!(
+                    "{len} bytes at offset {offset} do not fit in a scratch buffer of {} bytes",
+                    self.size()
+                ),
+            }),
+        }
+    }
 }
 
 impl fmt::Debug for ScratchBuffer {
