@@ -11,7 +11,7 @@ use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
+use memmap2::{Mmap, MmapOptions};
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
 use serde::de::{Deserializer as _, IgnoredAny, MapAccess, Visitor};
 use vortex_registry::{LoadContext, LoadError};
@@ -139,7 +139,9 @@ impl WeightFile {
         let file = File::open(path).map_err(io)?;
         // SAFETY: the mapping is read-only and every access is bounds-checked against its
         // length. Truncating the file while it is mapped is outside what we can defend.
-        let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+        // MAP_POPULATE: map every page of the file at once (one kernel walk over the page
+        // cache) instead of one minor fault per page while copying.
+        let map = unsafe { MmapOptions::new().populate().map(&file) }.map_err(io)?;
         let format = |reason: String| WeightError::Format {
             file: path.to_owned(),
             reason,
