@@ -1,4 +1,7 @@
-//! `vortex-pipeline`: `VortexPipeline` (async slot generation on tokio), the `vortex` command,
-//! configuration loading, metrics and health endpoints.
+//! `vortex-pipeline`: configuration loading today; `VortexPipeline` (async slot generation on
+//! tokio), the `vortex` command, metrics and health endpoints come with the pipeline issue.
 //!
-//! Not built yet: this crate is empty until the pipeline issue lands.
+//! - [`config`]: `config.toml` into a validated [`config::Config`]: device, limits, buffers,
+//!   models, timing, monitoring; refusals name the key and what to write.
+
+pub mod config;

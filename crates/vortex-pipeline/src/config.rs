@@ -1,0 +1,479 @@
+//! Configuration: `config.toml` read into raw structs (`deny_unknown_fields`), then validated
+//! into [`Config`]. Every refusal names the key and says what to write instead.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use vortex_models::adapter::{ClipB, ClipL, Flux, Kokoro, LivePortrait, ModelSpec};
+use vortex_models::cost::{CostProfile, SlotWork, TimePlan};
+use vortex_models::weights::WeightSource;
+use vortex_registry::{Dtype, Model, ModelBudget, OutputBuffers, Placement, PlanConfig, VramPlan};
+use vortex_vram::{ByteSize, HostConfig, Limits, MonitorConfig};
+
+/// The models, in load order.
+pub const MODELS: [&str; 5] = ["flux", "liveportrait", "kokoro", "clip_b", "clip_l"];
+
+/// A configuration that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {}: {source}", file.display())]
+    Io {
+        /// The file.
+        file: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not TOML, an unknown key, a missing key or a value of the wrong type.
+    #[error("{}: {message}", file.display())]
+    Syntax {
+        /// The file.
+        file: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A value that parses but cannot work.
+    #[error("{}: {key}: {message}", file.display())]
+    Invalid {
+        /// The file.
+        file: PathBuf,
+        /// The key, dotted (`vram.soft_limit`).
+        key: String,
+        /// What is wrong and what to write instead.
+        message: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    device: RawDevice,
+    vram: RawVram,
+    buffers: RawBuffers,
+    models: BTreeMap<String, RawModel>,
+    timing: RawTiming,
+    monitoring: RawMonitoring,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDevice {
+    backend: String,
+    host_preset: String,
+    context_reserve: String,
+    ordinal: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVram {
+    soft_limit: String,
+    hard_limit: String,
+    scratch: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBuffers {
+    image_size: i64,
+    channels: i64,
+    actor_dtype: String,
+    seconds: i64,
+    sample_rate: i64,
+    audio_dtype: String,
+    fps: i64,
+    video_dtype: String,
+    video_placement: String,
+    staging_frames: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    budget: String,
+    weights: String,
+    #[serde(default)]
+    seed: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTiming {
+    cost_profile: String,
+    deadline: String,
+    verified_frames: i64,
+    time_scale: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMonitoring {
+    leak_check_every: i64,
+    leak_threshold: String,
+}
+
+/// Which device runs Vortex.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// The host backend with this capacity.
+    Host(HostConfig),
+    /// CUDA device `ordinal`.
+    Cuda {
+        /// The ordinal.
+        ordinal: u32,
+    },
+}
+
+/// Slot timing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timing {
+    /// Stage latencies.
+    pub profile: CostProfile,
+    /// A slot that takes longer fails.
+    pub deadline: Duration,
+    /// Frames CLIP verifies per slot.
+    pub verified_frames: u64,
+    /// Emulated latencies on the host backend are multiplied by this.
+    pub time_scale: f64,
+}
+
+/// One model's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelConfig {
+    /// Its name.
+    pub name: &'static str,
+    /// Budget and weights.
+    pub spec: ModelSpec,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The device.
+    pub device: DeviceKind,
+    /// Bytes the driver context holds.
+    pub context_reserve: u64,
+    /// Soft and hard limits.
+    pub limits: Limits,
+    /// Scratch region bytes.
+    pub scratch: u64,
+    /// Output buffer shapes and placement.
+    pub buffers: OutputBuffers,
+    /// Every model, in load order.
+    pub models: Vec<ModelConfig>,
+    /// Slot timing.
+    pub timing: Timing,
+    /// Leak detection.
+    pub monitor: MonitorConfig,
+}
+
+impl Config {
+    /// Reads and validates `path`. Relative weight paths are relative to its folder.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            file: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates `text`, reporting errors against `origin`.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            file: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        let v = Validator { file: origin };
+        let base = origin.parent().unwrap_or(Path::new("."));
+
+        let device = match raw.device.backend.as_str() {
+            "host" => {
+                DeviceKind::Host(HostConfig::preset(&raw.device.host_preset).ok_or_else(|| {
+                    v.err(
+                        "device.host_preset",
+                        format!(
+                            "unknown preset {:?}: use one of {:?}",
+                            raw.device.host_preset,
+                            HostConfig::PRESETS
+                        ),
+                    )
+                })?)
+            }
+            "cuda" => DeviceKind::Cuda {
+                ordinal: raw.device.ordinal,
+            },
+            other => {
+                return Err(v.err(
+                    "device.backend",
+                    format!("unknown backend {other:?}: use \"host\" or \"cuda\""),
+                ));
+            }
+        };
+        let context_reserve =
+            v.bytes("device.context_reserve", &raw.device.context_reserve, true)?;
+
+        let soft = v.bytes("vram.soft_limit", &raw.vram.soft_limit, false)?;
+        let hard = v.bytes("vram.hard_limit", &raw.vram.hard_limit, false)?;
+        let limits = Limits::new(ByteSize(soft), ByteSize(hard)).map_err(|_| {
+            v.err(
+                "vram.soft_limit",
+                format!(
+                    "the soft limit ({soft} bytes) must be below the hard limit ({hard} bytes), and the hard limit at most 1 PiB"
+                ),
+            )
+        })?;
+        let scratch = v.bytes("vram.scratch", &raw.vram.scratch, false)?;
+
+        let b = &raw.buffers;
+        let video_placement = match b.video_placement.as_str() {
+            "device" => Placement::Device,
+            "pinned_host" => Placement::PinnedHost {
+                staging_frames: v.count("buffers.staging_frames", b.staging_frames)?,
+            },
+            other => {
+                return Err(v.err(
+                    "buffers.video_placement",
+                    format!("unknown placement {other:?}: use \"device\" or \"pinned_host\""),
+                ));
+            }
+        };
+        let channels = v.count("buffers.channels", b.channels)?;
+        if !(1..=4).contains(&channels) {
+            return Err(v.err(
+                "buffers.channels",
+                format!("{channels} channels: use 1 to 4"),
+            ));
+        }
+        let buffers = OutputBuffers {
+            image_size: v.count("buffers.image_size", b.image_size)?,
+            channels,
+            actor_dtype: v.dtype("buffers.actor_dtype", &b.actor_dtype)?,
+            seconds: v.count("buffers.seconds", b.seconds)?,
+            sample_rate: v.count("buffers.sample_rate", b.sample_rate)?,
+            audio_dtype: v.dtype("buffers.audio_dtype", &b.audio_dtype)?,
+            fps: v.count("buffers.fps", b.fps)?,
+            video_dtype: v.dtype("buffers.video_dtype", &b.video_dtype)?,
+            video_placement,
+        };
+
+        for name in raw.models.keys() {
+            if !MODELS.contains(&name.as_str()) {
+                return Err(v.err(
+                    &format!("models.{name}"),
+                    format!("unknown model: the models are {}", MODELS.join(", ")),
+                ));
+            }
+        }
+        let models = MODELS
+            .iter()
+            .map(|&name| {
+                let key = format!("models.{name}");
+                let m = raw.models.get(name).ok_or_else(|| {
+                    v.err(
+                        &key,
+                        "missing: every model needs a [models.NAME] table with budget and weights"
+                            .to_owned(),
+                    )
+                })?;
+                let budget = v.bytes(&format!("{key}.budget"), &m.budget, false)?;
+                let weights = match m.weights.as_str() {
+                    "synthetic" => WeightSource::Synthetic { seed: m.seed },
+                    "" => {
+                        return Err(v.err(
+                            &format!("{key}.weights"),
+                            "empty: write \"synthetic\" or the path of a .safetensors file"
+                                .to_owned(),
+                        ));
+                    }
+                    path => WeightSource::File(base.join(path)),
+                };
+                Ok(ModelConfig {
+                    name,
+                    spec: ModelSpec { budget, weights },
+                })
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+
+        let t = &raw.timing;
+        let profile = CostProfile::by_name(&t.cost_profile).ok_or_else(|| {
+            v.err(
+                "timing.cost_profile",
+                format!(
+                    "unknown profile {:?}: use one of {:?}",
+                    t.cost_profile,
+                    CostProfile::NAMES
+                ),
+            )
+        })?;
+        let deadline = v.duration("timing.deadline", &t.deadline)?;
+        let verified_frames = v.count("timing.verified_frames", t.verified_frames)?;
+        if verified_frames > buffers.frames() {
+            return Err(v.err(
+                "timing.verified_frames",
+                format!(
+                    "{verified_frames} frames verified but a slot has {}: use at most that",
+                    buffers.frames()
+                ),
+            ));
+        }
+        if !(t.time_scale.is_finite() && t.time_scale >= 0.0) {
+            return Err(v.err(
+                "timing.time_scale",
+                format!("{}: use a finite number ≥ 0 (1.0 emulates the profile's latencies as they are)", t.time_scale),
+            ));
+        }
+        let monitor = MonitorConfig {
+            leak_check_every: v.count(
+                "monitoring.leak_check_every",
+                raw.monitoring.leak_check_every,
+            )?,
+            leak_threshold: v.bytes(
+                "monitoring.leak_threshold",
+                &raw.monitoring.leak_threshold,
+                true,
+            )?,
+        };
+        Ok(Config {
+            device,
+            context_reserve,
+            limits,
+            scratch,
+            buffers,
+            models,
+            timing: Timing {
+                profile,
+                deadline,
+                verified_frames,
+                time_scale: t.time_scale,
+            },
+            monitor,
+        })
+    }
+
+    /// The model adapters, in load order.
+    pub fn build_models(&self) -> Vec<Box<dyn Model>> {
+        self.models
+            .iter()
+            .map(|m| -> Box<dyn Model> {
+                let spec = m.spec.clone();
+                match m.name {
+                    "flux" => Box::new(Flux::new(spec)),
+                    "liveportrait" => Box::new(LivePortrait::new(spec)),
+                    "kokoro" => Box::new(Kokoro::new(spec)),
+                    "clip_b" => Box::new(ClipB::new(spec)),
+                    _ => Box::new(ClipL::new(spec)),
+                }
+            })
+            .collect()
+    }
+
+    /// The VRAM plan for `models` on a device of `capacity` bytes.
+    pub fn plan(&self, models: &[Box<dyn Model>], capacity: u64) -> VramPlan {
+        VramPlan::new(&PlanConfig {
+            models: models
+                .iter()
+                .map(|m| ModelBudget {
+                    name: m.name().to_owned(),
+                    budget: m.budget(),
+                    weight_bytes: m.weight_bytes(),
+                })
+                .collect(),
+            buffers: self.buffers,
+            scratch: self.scratch,
+            context_reserve: self.context_reserve,
+            limits: self.limits,
+            device_capacity: capacity,
+        })
+    }
+
+    /// The time plan of one slot.
+    pub fn time_plan(&self) -> TimePlan {
+        TimePlan::new(
+            &self.timing.profile,
+            SlotWork {
+                seconds: self.buffers.seconds,
+                frames: self.buffers.frames(),
+                verified_frames: self.timing.verified_frames,
+            },
+            self.timing.deadline,
+        )
+    }
+}
+
+struct Validator<'a> {
+    file: &'a Path,
+}
+
+impl Validator<'_> {
+    fn err(&self, key: &str, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_owned(),
+            key: key.to_owned(),
+            message,
+        }
+    }
+
+    fn bytes(&self, key: &str, text: &str, zero_ok: bool) -> Result<u64, ConfigError> {
+        let bytes = text
+            .parse::<ByteSize>()
+            .map_err(|e| self.err(key, e.to_string()))?
+            .bytes();
+        if bytes == 0 && !zero_ok {
+            return Err(self.err(
+                key,
+                format!("{text:?} is zero: give a size above zero, such as \"256MiB\""),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    fn count(&self, key: &str, value: i64) -> Result<u64, ConfigError> {
+        u64::try_from(value)
+            .ok()
+            .filter(|&v| v > 0)
+            .ok_or_else(|| self.err(key, format!("{value}: use a whole number above zero")))
+    }
+
+    fn dtype(&self, key: &str, text: &str) -> Result<Dtype, ConfigError> {
+        match text {
+            "u8" => Ok(Dtype::U8),
+            "f16" => Ok(Dtype::F16),
+            "f32" => Ok(Dtype::F32),
+            other => Err(self.err(
+                key,
+                format!("unknown dtype {other:?}: use \"u8\", \"f16\" or \"f32\""),
+            )),
+        }
+    }
+
+    fn duration(&self, key: &str, text: &str) -> Result<Duration, ConfigError> {
+        let t = text.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (number, unit) = t.split_at(split);
+        let scale = match unit.trim() {
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "min" => 60.0,
+            _ => {
+                return Err(self.err(
+                    key,
+                    format!(
+                        "{text:?}: write a duration with its unit, such as \"15s\" or \"1500ms\""
+                    ),
+                ));
+            }
+        };
+        match number.parse::<f64>() {
+            Ok(n) if n > 0.0 && (n * scale).is_finite() => Ok(Duration::from_secs_f64(n * scale)),
+            _ => Err(self.err(
+                key,
+                format!("{text:?}: use a duration above zero, such as \"15s\""),
+            )),
+        }
+    }
+}

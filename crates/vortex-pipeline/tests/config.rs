@@ -1,0 +1,219 @@
+//! Configuration: the shipped config.toml loads and its plan fits; bad configs are refused
+//! naming the key.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use vortex_pipeline::config::{Config, ConfigError, DeviceKind};
+use vortex_registry::Placement;
+
+fn shipped() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config.toml")
+}
+
+#[test]
+fn the_shipped_config_fits_under_the_soft_limit() {
+    let config = Config::load(&shipped()).unwrap();
+    let DeviceKind::Host(host) = &config.device else {
+        panic!("host backend by default")
+    };
+    let models = config.build_models();
+    let plan = config.plan(&models, host.capacity);
+    plan.check().unwrap();
+    assert!(plan.device_total() <= config.limits.soft(), "{plan}");
+    assert_eq!(
+        config.buffers.video_placement,
+        Placement::PinnedHost { staging_frames: 24 }
+    );
+    assert_eq!(config.timing.deadline, Duration::from_secs(15));
+    let time = config.time_plan();
+    assert!(time.meets_deadline(), "{time}");
+    // The figures the file's header comment states.
+    assert_eq!(
+        plan.device_total(),
+        10_350_000_000 + 786_432 + 4_320_000 + 24 * 786_432 + (256 << 20) + 322_122_547
+    );
+}
+
+#[test]
+fn the_seed_budgets_are_refused_with_what_to_change() {
+    let text = std::fs::read_to_string(shipped()).unwrap();
+    let seed = text
+        .replace("budget = \"6.3GB\"", "budget = \"6.0GB\"")
+        .replace("budget = \"2.7GB\"", "budget = \"3.5GB\"");
+    let config = Config::parse(&seed, &shipped()).unwrap();
+    let plan = config.plan(&config.build_models(), 12_884_901_888);
+    let err = plan.check().unwrap_err().to_string();
+    assert!(
+        err.contains("model `flux` has a budget of 6.00 GB"),
+        "{err}"
+    );
+}
+
+fn check(edit: (&str, &str), key: &str, fragment: &str) {
+    let text = std::fs::read_to_string(shipped()).unwrap();
+    assert!(
+        text.contains(edit.0),
+        "the shipped config has no {:?}",
+        edit.0
+    );
+    let bad = text.replacen(edit.0, edit.1, 1);
+    let err = Config::parse(&bad, Path::new("bad.toml")).unwrap_err();
+    let message = err.to_string();
+    match &err {
+        ConfigError::Invalid { key: k, .. } => assert_eq!(k, key, "{message}"),
+        ConfigError::Syntax { .. } => {
+            assert!(message.contains(key), "{message} does not name {key}")
+        }
+        ConfigError::Io { .. } => panic!("{message}"),
+    }
+    assert!(message.contains(fragment), "{message:?} lacks {fragment:?}");
+    assert!(message.starts_with("bad.toml"), "{message}");
+}
+
+#[test]
+fn bad_configs_name_the_key_and_what_to_write() {
+    check(
+        ("soft_limit = \"11.0GB\"", "soft_limit = \"12GB\""),
+        "vram.soft_limit",
+        "must be below the hard limit",
+    );
+    check(
+        ("soft_limit = \"11.0GB\"", "soft_limit = \"11.5GB\""),
+        "vram.soft_limit",
+        "must be below",
+    );
+    check(
+        ("hard_limit = \"11.5GB\"", "hard_limit = \"11.5\""),
+        "vram.hard_limit",
+        "has no unit",
+    );
+    check(
+        ("hard_limit = \"11.5GB\"", "hard_limit = \"11.5 gigs\""),
+        "vram.hard_limit",
+        "unknown unit `gigs`",
+    );
+    check(
+        ("scratch = \"256MiB\"", "scratch = \"0MiB\""),
+        "vram.scratch",
+        "above zero",
+    );
+    check(
+        ("scratch = \"256MiB\"", "scratch = \"-1MiB\""),
+        "vram.scratch",
+        "non-negative",
+    );
+    check(
+        ("image_size = 512", "image_size = 0"),
+        "buffers.image_size",
+        "above zero",
+    );
+    check(("fps = 24", "fps = -24"), "buffers.fps", "above zero");
+    check(
+        ("channels = 3", "channels = 5"),
+        "buffers.channels",
+        "use 1 to 4",
+    );
+    check(
+        ("video_dtype = \"u8\"", "video_dtype = \"float\""),
+        "buffers.video_dtype",
+        "use \"u8\"",
+    );
+    check(
+        (
+            "video_placement = \"pinned_host\"",
+            "video_placement = \"host\"",
+        ),
+        "buffers.video_placement",
+        "pinned_host",
+    );
+    check(
+        ("staging_frames = 24", "staging_frames = 0"),
+        "buffers.staging_frames",
+        "above zero",
+    );
+    check(
+        ("backend = \"host\"", "backend = \"gpu\""),
+        "device.backend",
+        "use \"host\" or \"cuda\"",
+    );
+    check(
+        (
+            "host_preset = \"rtx3060-12gb\"",
+            "host_preset = \"rtx4090\"",
+        ),
+        "device.host_preset",
+        "rtx3060-12gb",
+    );
+    check(
+        ("[models.kokoro]", "[models.bark]"),
+        "models.bark",
+        "the models are flux",
+    );
+    check(
+        ("budget = \"0.4GB\"", "budget = \"0GB\""),
+        "models.kokoro.budget",
+        "above zero",
+    );
+    check(
+        ("cost_profile = \"seed-targets\"", "cost_profile = \"fast\""),
+        "timing.cost_profile",
+        "rtx3060-public",
+    );
+    check(
+        ("deadline = \"15s\"", "deadline = \"15\""),
+        "timing.deadline",
+        "with its unit",
+    );
+    check(
+        ("deadline = \"15s\"", "deadline = \"0s\""),
+        "timing.deadline",
+        "above zero",
+    );
+    check(
+        ("verified_frames = 8", "verified_frames = 5000"),
+        "timing.verified_frames",
+        "a slot has 1080",
+    );
+    check(
+        ("time_scale = 1.0", "time_scale = -1.0"),
+        "timing.time_scale",
+        "≥ 0",
+    );
+    check(
+        ("leak_check_every = 10", "leak_check_every = 0"),
+        "monitoring.leak_check_every",
+        "above zero",
+    );
+    // Syntax-level refusals from the TOML layer name the key too.
+    check(
+        ("ordinal = 0", "ordinal = 0\nordnial = 1"),
+        "ordnial",
+        "unknown field",
+    );
+    check(
+        ("ordinal = 0", "ordinal = \"zero\""),
+        "ordinal",
+        "invalid type",
+    );
+    check(("[monitoring]", "[monitor]"), "monitor", "unknown field");
+}
+
+#[test]
+fn a_missing_model_and_a_missing_file_are_refused() {
+    let text = std::fs::read_to_string(shipped()).unwrap();
+    let start = text.find("[models.kokoro]").unwrap();
+    let end = text.find("[models.clip_b]").unwrap();
+    let without = format!("{}{}", &text[..start], &text[end..]);
+    let err = Config::parse(&without, Path::new("c.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("models.kokoro: missing"), "{err}");
+    let err = Config::load(Path::new("/nonexistent/config.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("cannot read /nonexistent/config.toml"),
+        "{err}"
+    );
+}
