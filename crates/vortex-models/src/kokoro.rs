@@ -41,6 +41,10 @@ pub struct KokoroConfig {
     pub resblock_kernel_sizes: [u64; 3],
     /// iSTFTNet: FFT size of the inverse STFT.
     pub istft_n_fft: u64,
+    /// Decoder: width of its AdaIN residual blocks (1024).
+    pub decoder_hidden: u64,
+    /// Decoder: channels of the ASR residual (64).
+    pub asr_channels: u64,
 }
 
 impl KokoroConfig {
@@ -61,6 +65,29 @@ impl KokoroConfig {
         upsample_kernel_sizes: [20, 12],
         resblock_kernel_sizes: [3, 7, 11],
         istft_n_fft: 20,
+        decoder_hidden: 1024,
+        asr_channels: 64,
+    };
+
+    /// A scaled-down Kokoro with the same structure, for test fixtures.
+    pub const TINY: KokoroConfig = KokoroConfig {
+        checkpoint: "vortex/tiny-kokoro (test fixture)",
+        n_token: 8,
+        hidden_dim: 8,
+        style_dim: 4,
+        n_layer: 1,
+        max_dur: 4,
+        bert_hidden: 8,
+        bert_intermediate: 16,
+        bert_positions: 8,
+        bert_embedding: 4,
+        upsample_initial_channel: 8,
+        upsample_rates: [2, 2],
+        upsample_kernel_sizes: [4, 4],
+        resblock_kernel_sizes: [3, 3, 3],
+        istft_n_fft: 4,
+        decoder_hidden: 8,
+        asr_channels: 4,
     };
 
     /// Every tensor, stored as `dtype`.
@@ -147,22 +174,25 @@ impl KokoroConfig {
         lstm(&mut l, "text_encoder.lstm", d, hid, hid / 2);
 
         // Decoder: AdaIN residual blocks, then the iSTFTNet generator.
-        adain_res_blk(&mut l, "decoder.encode", d, hid + 2, 1024, sty, false);
+        let (dh, asr) = (self.decoder_hidden, self.asr_channels);
+        let gen_in = self.upsample_initial_channel;
+        adain_res_blk(&mut l, "decoder.encode", d, hid + 2, dh, sty, false);
         for i in 0..3 {
-            adain_res_blk(
-                &mut l,
-                &format!("decoder.decode.{i}"),
-                d,
-                1024 + 2 + 64,
-                1024,
-                sty,
-                false,
-            );
+            let p = format!("decoder.decode.{i}");
+            adain_res_blk(&mut l, &p, d, dh + 2 + asr, dh, sty, false);
         }
-        adain_res_blk(&mut l, "decoder.decode.3", d, 1024 + 2 + 64, 512, sty, true);
+        adain_res_blk(
+            &mut l,
+            "decoder.decode.3",
+            d,
+            dh + 2 + asr,
+            gen_in,
+            sty,
+            true,
+        );
         wn_conv(&mut l, "decoder.F0_conv", d, 1, 1, 3, true);
         wn_conv(&mut l, "decoder.N_conv", d, 1, 1, 3, true);
-        wn_conv(&mut l, "decoder.asr_res.0", d, 64, hid, 1, true);
+        wn_conv(&mut l, "decoder.asr_res.0", d, asr, hid, 1, true);
         let g = "decoder.generator";
         l.linear(&format!("{g}.m_source.l_linear"), d, 1, 9);
         let c0 = self.upsample_initial_channel;

@@ -42,6 +42,12 @@ pub struct LivePortraitConfig {
     pub convnext_dims: [u64; 4],
     /// Pose angle bins.
     pub num_bins: u64,
+    /// Hidden channels of each SPADE normalization (128).
+    pub spade_hidden: u64,
+    /// Hidden widths of the stitching and lip retargeting MLPs (128, 128, 64).
+    pub stitching_hidden: [u64; 3],
+    /// Hidden widths of the eye retargeting MLP (256, 256, 128, 128, 64).
+    pub eye_hidden: [u64; 5],
 }
 
 impl LivePortraitConfig {
@@ -62,6 +68,31 @@ impl LivePortraitConfig {
         convnext_depths: [3, 3, 9, 3],
         convnext_dims: [96, 192, 384, 768],
         num_bins: 66,
+        spade_hidden: 128,
+        stitching_hidden: [128, 128, 64],
+        eye_hidden: [256, 256, 128, 128, 64],
+    };
+
+    /// A scaled-down LivePortrait with the same structure, for test fixtures.
+    pub const TINY: LivePortraitConfig = LivePortraitConfig {
+        checkpoint: "vortex/tiny-liveportrait (test fixture)",
+        num_kp: 2,
+        block_expansion: 4,
+        max_features: 16,
+        num_down_blocks: 2,
+        reshape_channel: 2,
+        reshape_depth: 2,
+        num_resblocks: 1,
+        dense_block_expansion: 2,
+        dense_num_blocks: 2,
+        dense_max_features: 8,
+        compress: 1,
+        convnext_depths: [1, 1, 1, 1],
+        convnext_dims: [4, 8, 8, 8],
+        num_bins: 4,
+        spade_hidden: 4,
+        stitching_hidden: [8, 8, 4],
+        eye_hidden: [8, 8, 8, 8, 4],
     };
 
     /// Every tensor of the five networks; floating tensors stored as `dtype`.
@@ -199,30 +230,28 @@ impl LivePortraitConfig {
         // G: SPADE decoder (upscale 2).
         let g = "spade_generator";
         let ic = mf.min(be << self.num_down_blocks);
+        let sh = self.spade_hidden;
         conv(&mut l, &format!("{g}.fc"), d, &[2 * ic, ic, 3, 3]);
         for i in 0..6 {
-            spade_block(&mut l, &format!("{g}.G_middle_{i}"), d, 2 * ic, 2 * ic, ic);
+            spade_block(
+                &mut l,
+                &format!("{g}.G_middle_{i}"),
+                d,
+                [2 * ic, 2 * ic, ic],
+                sh,
+            );
         }
-        spade_block(&mut l, &format!("{g}.up_0"), d, 2 * ic, ic, ic);
-        spade_block(&mut l, &format!("{g}.up_1"), d, ic, be, ic);
+        spade_block(&mut l, &format!("{g}.up_0"), d, [2 * ic, ic, ic], sh);
+        spade_block(&mut l, &format!("{g}.up_1"), d, [ic, be, ic], sh);
         conv(&mut l, &format!("{g}.conv_img.0"), d, &[3 * 4, be, 3, 3]);
 
         // S: stitching and retargeting MLPs.
         let s = "stitching_retargeting_module";
+        let stitching = &self.stitching_hidden[..];
         for (name, input, hidden, output) in [
-            (
-                "retarget_shoulder",
-                2 * 3 * kp,
-                &[128u64, 128, 64][..],
-                3 * kp + 2,
-            ),
-            ("retarget_mouth", 3 * kp + 2, &[128, 128, 64][..], 3 * kp),
-            (
-                "retarget_eye",
-                3 * kp + 3,
-                &[256, 256, 128, 128, 64][..],
-                3 * kp,
-            ),
+            ("retarget_shoulder", 2 * 3 * kp, stitching, 3 * kp + 2),
+            ("retarget_mouth", 3 * kp + 2, stitching, 3 * kp),
+            ("retarget_eye", 3 * kp + 3, &self.eye_hidden[..], 3 * kp),
         ] {
             let mut width = input;
             for (i, &h) in hidden.iter().enumerate() {
@@ -310,30 +339,41 @@ fn sn_conv(l: &mut Layout, prefix: &str, d: WeightDtype, out: u64, inp: u64, k: 
     l.push(format!("{prefix}.weight_v"), d, &[inp * k * k]);
 }
 
-/// `SPADE(norm_nc, label_nc)` with 128 hidden channels.
-fn spade(l: &mut Layout, prefix: &str, d: WeightDtype, norm_nc: u64, label_nc: u64) {
+/// `SPADE(norm_nc, label_nc)` with `hidden` channels.
+fn spade(l: &mut Layout, prefix: &str, d: WeightDtype, norm_nc: u64, label_nc: u64, hidden: u64) {
     conv(
         l,
         &format!("{prefix}.mlp_shared.0"),
         d,
-        &[128, label_nc, 3, 3],
+        &[hidden, label_nc, 3, 3],
     );
-    conv(l, &format!("{prefix}.mlp_gamma"), d, &[norm_nc, 128, 3, 3]);
-    conv(l, &format!("{prefix}.mlp_beta"), d, &[norm_nc, 128, 3, 3]);
+    conv(
+        l,
+        &format!("{prefix}.mlp_gamma"),
+        d,
+        &[norm_nc, hidden, 3, 3],
+    );
+    conv(
+        l,
+        &format!("{prefix}.mlp_beta"),
+        d,
+        &[norm_nc, hidden, 3, 3],
+    );
 }
 
-/// `SPADEResnetBlock(fin, fout, 'spadespectralinstance', label_nc)`.
-fn spade_block(l: &mut Layout, p: &str, d: WeightDtype, fin: u64, fout: u64, label_nc: u64) {
+/// `SPADEResnetBlock(fin, fout, 'spadespectralinstance', label_nc)` with SPADE `hidden`.
+fn spade_block(l: &mut Layout, p: &str, d: WeightDtype, channels: [u64; 3], hidden: u64) {
+    let [fin, fout, label_nc] = channels;
     let fmiddle = fin.min(fout);
     sn_conv(l, &format!("{p}.conv_0"), d, fmiddle, fin, 3, true);
     sn_conv(l, &format!("{p}.conv_1"), d, fout, fmiddle, 3, true);
     if fin != fout {
         sn_conv(l, &format!("{p}.conv_s"), d, fout, fin, 1, false);
     }
-    spade(l, &format!("{p}.norm_0"), d, fin, label_nc);
-    spade(l, &format!("{p}.norm_1"), d, fmiddle, label_nc);
+    spade(l, &format!("{p}.norm_0"), d, fin, label_nc, hidden);
+    spade(l, &format!("{p}.norm_1"), d, fmiddle, label_nc, hidden);
     if fin != fout {
-        spade(l, &format!("{p}.norm_s"), d, fin, label_nc);
+        spade(l, &format!("{p}.norm_s"), d, fin, label_nc, hidden);
     }
 }
 

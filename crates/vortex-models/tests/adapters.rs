@@ -7,7 +7,9 @@ use std::sync::Arc;
 use vortex_models::adapter::{ClipB, ClipL, Flux, Kokoro, LivePortrait, ModelSpec};
 use vortex_models::clip::ClipConfig;
 use vortex_models::flux::FluxConfig;
+use vortex_models::kokoro::KokoroConfig;
 use vortex_models::layout::WeightDtype;
+use vortex_models::liveportrait::LivePortraitConfig;
 use vortex_models::weights::WeightSource;
 use vortex_registry::{
     InitError, Model, ModelBudget, ModelRegistry, OutputBuffers, Placement, PlanConfig, VramPlan,
@@ -118,6 +120,8 @@ fn scaled_down_layouts_load_from_the_fixtures() {
     };
     let tiny_clip = ClipConfig::TINY;
     let tiny_flux = FluxConfig::TINY.layout(true);
+    let tiny_kokoro = KokoroConfig::TINY.layout(WeightDtype::F16);
+    let tiny_lp = LivePortraitConfig::TINY.layout(WeightDtype::F16);
     let models: Vec<Box<dyn Model>> = vec![
         Box::new(ClipB::with_layouts(
             file("tiny_clip.safetensors"),
@@ -128,6 +132,16 @@ fn scaled_down_layouts_load_from_the_fixtures() {
             file("tiny_flux_nf4.safetensors"),
             tiny_flux.clone(),
             tiny_flux,
+        )),
+        Box::new(Kokoro::with_layouts(
+            file("tiny_kokoro.safetensors"),
+            tiny_kokoro.clone(),
+            tiny_kokoro,
+        )),
+        Box::new(LivePortrait::with_layouts(
+            file("tiny_liveportrait.safetensors"),
+            tiny_lp.clone(),
+            tiny_lp,
         )),
     ];
     let registry = ModelRegistry::load(vram.arena(), models).unwrap();
@@ -146,4 +160,11 @@ fn scaled_down_layouts_load_from_the_fixtures() {
     let expected: Vec<u8> = (0..16).map(|k| ((7 * k + 13 * t) % 256) as u8).collect();
     assert_eq!(bytes, expected);
     assert!(registry.get::<ClipL>().is_none());
+    assert_eq!(
+        registry.names().collect::<Vec<_>>(),
+        ["clip_b", "flux", "kokoro", "liveportrait"]
+    );
+    for loaded in registry.loaded() {
+        assert_eq!(loaded.measured, loaded.weight_bytes, "{}", loaded.name);
+    }
 }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use vortex_models::clip::ClipConfig;
 use vortex_models::flux::FluxConfig;
+use vortex_models::kokoro::KokoroConfig;
 use vortex_models::layout::{Layout, WeightDtype};
+use vortex_models::liveportrait::LivePortraitConfig;
 use vortex_models::weights::{WeightError, WeightFile, WeightSource, load, resident_bytes, stamp};
 use vortex_registry::{LoadContext, LoadError, Model, ModelRegistry};
 use vortex_vram::{ArenaConfig, HostBackend, HostConfig, Vram, VramConfig};
@@ -21,6 +23,11 @@ fn fixtures() -> Vec<(&'static str, Layout)> {
     vec![
         ("tiny_clip", ClipConfig::TINY.layout(WeightDtype::F16)),
         ("tiny_flux_nf4", FluxConfig::TINY.layout(true)),
+        ("tiny_kokoro", KokoroConfig::TINY.layout(WeightDtype::F16)),
+        (
+            "tiny_liveportrait",
+            LivePortraitConfig::TINY.layout(WeightDtype::F16),
+        ),
     ]
 }
 

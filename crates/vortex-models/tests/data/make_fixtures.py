@@ -13,8 +13,8 @@ import struct
 import numpy as np
 from safetensors import TensorSpec, serialize_file
 
-DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "U8": "uint8", "I32": "int32"}
-SIZES = {"F32": 4, "F16": 2, "BF16": 2, "U8": 1, "I32": 4}
+DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "U8": "uint8", "I64": "int64"}
+SIZES = {"F32": 4, "F16": 2, "BF16": 2, "U8": 1, "I64": 8}
 
 
 def pattern(t, nbytes):
