@@ -99,3 +99,22 @@ fn a_request_beyond_capacity_fails_and_leaves_the_device_usable() {
     let ptr = backend.allocate(1 << 20).unwrap();
     unsafe { backend.free(ptr, 1 << 20).unwrap() };
 }
+
+#[test]
+fn staged_uploads_round_trip() {
+    let Some(backend) = device() else { return };
+    let backend: Arc<dyn Backend> = Arc::new(backend);
+    let vram = Vram::new(backend, VramConfig::new(ArenaConfig::new(64 << 20, 0))).unwrap();
+    let owner = vram.owner("weights").unwrap();
+    // Three full 8 MiB staging chunks and a partial one.
+    let bytes = (3 << 23) + 12_345;
+    let region = vram
+        .arena()
+        .alloc_static(owner, Purpose::ModelWeights, bytes)
+        .unwrap();
+    let data: Vec<u8> = (0..bytes).map(|i| (i * 31 % 251) as u8).collect();
+    vram.arena().upload(&region, 0, &data).unwrap();
+    let mut back = vec![0u8; bytes as usize];
+    vram.arena().download(&region, 0, &mut back).unwrap();
+    assert!(back == data, "the staged upload came back different");
+}

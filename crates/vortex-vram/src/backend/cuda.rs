@@ -2,11 +2,14 @@
 //!
 //! cust gives init, the device and its primary context; raw allocation, free, memory info,
 //! pointer attributes and synchronization go through `cust::sys` so that no cust buffer type
-//! (whose `cast` double-frees in 0.3.2) is involved. A context is current only on the thread
+//! (whose `cast` double-frees in 0.3.2) is involved. Uploads of 1 MiB or more go through two
+//! pinned staging buffers on a non-blocking stream, so reading the source (a memory-mapped
+//! weights file) overlaps the DMA. A context is current only on the thread
 //! that made it current, so every call makes it current first (`cuCtxSetCurrent` is cheap).
 //! Every driver error is converted here into [`BackendError`]; nothing from cust leaves.
 
 use std::ffi::{CStr, c_char, c_void};
+use std::sync::Mutex;
 
 use cust::context::{Context, CurrentContext};
 use cust::device::Device;
@@ -18,12 +21,39 @@ use super::{Backend, BackendError, DevicePtr, MemInfo};
 const NO_DEVICE_HELP: &str = "no CUDA device answered: check that the NVIDIA driver is loaded and a GPU is visible (nvidia-smi), \
      or run on the host backend";
 
+/// Bytes of each of the two pinned staging buffers for host-to-device uploads.
+pub const STAGING_BYTES: usize = 8 << 20;
+/// Uploads at least this large go through the pinned staging buffers.
+const STAGED_MIN: usize = 1 << 20;
+
+/// Two pinned host buffers, a stream and an event per buffer: chunk `i` is copied (from the
+/// caller's memory, a memory-mapped file for weights, so this is where the file is read) into
+/// buffer `i % 2` while the asynchronous copy of chunk `i - 1` runs.
+struct Staging {
+    buffers: [*mut c_void; 2],
+    events: [cuda::CUevent; 2],
+    stream: cuda::CUstream,
+}
+
+// SAFETY: the raw handles are used only under the backend's `staging` mutex, with the
+// backend's context made current first; the driver allows that from any thread.
+unsafe impl Send for Staging {}
+
 /// A CUDA device and its primary context.
-#[derive(Debug)]
 pub struct CudaBackend {
     context: Context,
     ordinal: u32,
     name: String,
+    staging: Mutex<Option<Staging>>,
+}
+
+impl std::fmt::Debug for CudaBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CudaBackend")
+            .field("ordinal", &self.ordinal)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CudaBackend {
@@ -45,6 +75,88 @@ impl CudaBackend {
             context,
             ordinal,
             name,
+            staging: Mutex::new(None),
+        })
+    }
+
+    fn new_staging() -> Result<Staging, BackendError> {
+        let mut staging = Staging {
+            buffers: [std::ptr::null_mut(); 2],
+            events: [std::ptr::null_mut(); 2],
+            stream: std::ptr::null_mut(),
+        };
+        // SAFETY: out-pointers are valid; on failure what was made is released below.
+        let made = (|| unsafe {
+            // CU_STREAM_NON_BLOCKING = 1: no implicit sync with the legacy default stream.
+            check(
+                "cuStreamCreate",
+                cuda::cuStreamCreate(&mut staging.stream, 1),
+            )?;
+            for i in 0..2 {
+                check(
+                    "cuMemAllocHost_v2",
+                    cuda::cuMemAllocHost_v2(&mut staging.buffers[i], STAGING_BYTES),
+                )?;
+                // CU_EVENT_DISABLE_TIMING = 2.
+                check(
+                    "cuEventCreate",
+                    cuda::cuEventCreate(&mut staging.events[i], 2),
+                )?;
+            }
+            Ok(())
+        })();
+        match made {
+            Ok(()) => Ok(staging),
+            Err(err) => {
+                release_staging(&staging);
+                Err(err)
+            }
+        }
+    }
+
+    /// Uploads through the pinned staging buffers, overlapping the host-side read of chunk
+    /// `i` with the DMA of chunk `i - 1`.
+    fn staged_upload(&self, dst: DevicePtr, src: &[u8]) -> Result<(), BackendError> {
+        let mut guard = self.staging.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            *guard = Some(Self::new_staging()?);
+        }
+        let Some(staging) = guard.as_ref() else {
+            unreachable!("staging was just made")
+        };
+        for (i, chunk) in src.chunks(STAGING_BYTES).enumerate() {
+            let k = i % 2;
+            // SAFETY: buffer k holds STAGING_BYTES ≥ chunk.len() bytes and the event says the
+            // previous copy out of it finished; dst + offset lies inside the caller's range.
+            unsafe {
+                check(
+                    "cuEventSynchronize",
+                    cuda::cuEventSynchronize(staging.events[k]),
+                )?;
+                std::ptr::copy_nonoverlapping(
+                    chunk.as_ptr(),
+                    staging.buffers[k].cast::<u8>(),
+                    chunk.len(),
+                );
+                let offset = (i * STAGING_BYTES) as u64;
+                check(
+                    "cuMemcpyHtoDAsync_v2",
+                    cuda::cuMemcpyHtoDAsync_v2(
+                        dst.0 + offset,
+                        staging.buffers[k],
+                        chunk.len(),
+                        staging.stream,
+                    ),
+                )?;
+                check(
+                    "cuEventRecord",
+                    cuda::cuEventRecord(staging.events[k], staging.stream),
+                )?;
+            }
+        }
+        // SAFETY: the stream is live.
+        check("cuStreamSynchronize", unsafe {
+            cuda::cuStreamSynchronize(staging.stream)
         })
     }
 
@@ -109,6 +221,9 @@ impl Backend for CudaBackend {
 
     fn copy_to_device(&self, dst: DevicePtr, src: &[u8]) -> Result<(), BackendError> {
         self.make_current()?;
+        if src.len() >= STAGED_MIN {
+            return self.staged_upload(dst, src);
+        }
         // SAFETY: `src` is valid for `src.len()` bytes; the caller (the arena layer) checked
         // that the destination range lies inside memory it holds.
         check("cuMemcpyHtoD_v2", unsafe {
@@ -147,6 +262,40 @@ impl Backend for CudaBackend {
         self.make_current()?;
         // SAFETY: no arguments; the context is current.
         check("cuCtxSynchronize", unsafe { cuda::cuCtxSynchronize() })
+    }
+}
+
+/// Frees what `new_staging` made (null handles are skipped).
+fn release_staging(staging: &Staging) {
+    // SAFETY: each handle is null or was made by the driver and is released once, here.
+    unsafe {
+        if !staging.stream.is_null() {
+            cuda::cuStreamSynchronize(staging.stream);
+            cuda::cuStreamDestroy_v2(staging.stream);
+        }
+        for i in 0..2 {
+            if !staging.events[i].is_null() {
+                cuda::cuEventDestroy_v2(staging.events[i]);
+            }
+            if !staging.buffers[i].is_null() {
+                cuda::cuMemFreeHost(staging.buffers[i]);
+            }
+        }
+    }
+}
+
+impl Drop for CudaBackend {
+    fn drop(&mut self) {
+        let staging = self
+            .staging
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(staging) = staging
+            && self.make_current().is_ok()
+        {
+            release_staging(&staging);
+        }
     }
 }
 
