@@ -144,6 +144,60 @@ impl CostProfile {
     }
 }
 
+/// A stage of a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Kokoro.
+    Audio,
+    /// Flux.
+    Actor,
+    /// LivePortrait.
+    Video,
+    /// CLIP ViT-B/32.
+    ClipB,
+    /// CLIP ViT-L/14.
+    ClipL,
+}
+
+impl Stage {
+    /// Every stage, in slot order.
+    pub const ALL: [Stage; 5] = [
+        Stage::Audio,
+        Stage::Actor,
+        Stage::Video,
+        Stage::ClipB,
+        Stage::ClipL,
+    ];
+
+    /// The label used in logs and metrics.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Stage::Audio => "audio",
+            Stage::Actor => "actor",
+            Stage::Video => "video",
+            Stage::ClipB => "clip_b",
+            Stage::ClipL => "clip_l",
+        }
+    }
+}
+
+impl CostProfile {
+    /// How long `stage` takes on `work` under this profile. The host backend emulates a stage
+    /// by waiting this long times the configured time scale (the pipeline does the waiting,
+    /// on tokio's clock, so deadline logic runs under a paused clock in tests).
+    pub fn latency(&self, stage: Stage, work: SlotWork, time_scale: f64) -> Duration {
+        let base = match stage {
+            Stage::Audio => self.kokoro.time(work.seconds),
+            Stage::Actor => self.flux.time(1),
+            Stage::Video => self.liveportrait.time(work.frames),
+            Stage::ClipB => self.clip_b.time(work.verified_frames),
+            Stage::ClipL => self.clip_l.time(work.verified_frames),
+        };
+        base.mul_f64(time_scale.max(0.0))
+    }
+}
+
 /// The work in one slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct SlotWork {
@@ -179,11 +233,9 @@ pub struct TimePlan {
 impl TimePlan {
     /// The plan of `work` under `profile`.
     pub fn new(profile: &CostProfile, work: SlotWork, deadline: Duration) -> Self {
-        let audio = profile.kokoro.time(work.seconds);
-        let actor = profile.flux.time(1);
-        let video = profile.liveportrait.time(work.frames);
-        let clip_b = profile.clip_b.time(work.verified_frames);
-        let clip_l = profile.clip_l.time(work.verified_frames);
+        let at = |stage| profile.latency(stage, work, 1.0);
+        let (audio, actor, video) = (at(Stage::Audio), at(Stage::Actor), at(Stage::Video));
+        let (clip_b, clip_l) = (at(Stage::ClipB), at(Stage::ClipL));
         TimePlan {
             profile: profile.name,
             audio,
@@ -272,6 +324,24 @@ mod tests {
         assert_eq!(plan.critical_path, Duration::from_millis(49_636));
         assert!(!plan.meets_deadline());
         assert!(plan.to_string().contains("misses it by 34.64 s"), "{plan}");
+    }
+
+    #[test]
+    fn latency_scales_with_the_time_scale() {
+        let seed = CostProfile::seed_targets();
+        assert_eq!(
+            seed.latency(Stage::Actor, SLOT, 1.0),
+            Duration::from_secs(12)
+        );
+        assert_eq!(
+            seed.latency(Stage::Actor, SLOT, 0.001),
+            Duration::from_millis(12)
+        );
+        assert_eq!(
+            seed.latency(Stage::Video, SLOT, 1.0),
+            Duration::from_millis(2120)
+        );
+        assert_eq!(seed.latency(Stage::Audio, SLOT, -1.0), Duration::ZERO);
     }
 
     #[test]
