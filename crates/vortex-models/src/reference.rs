@@ -300,29 +300,33 @@ pub fn reference_video(
     Ok(())
 }
 
+/// Fetches frame `index` of a slot into a buffer: from the device or from host memory.
+pub type FrameReader<'a> = dyn FnMut(u64, &mut [u8]) -> Result<(), ComputeError> + 'a;
+
 /// A verification embedding (reference implementation): `out.len()` wide (512 for ViT-B/32,
-/// 768 for ViT-L/14), from `verified` evenly spaced frames of `video`: 4×4 block colour means,
-/// projected by a fixed random matrix seeded by `model`, then L2-normalized.
+/// 768 for ViT-L/14), from `verified` evenly spaced frames of the `frames` a slot has, each
+/// fetched by `read_frame(index, into)` (from the device or from host memory): 4×4 block colour
+/// means, projected by a fixed random matrix seeded by `model`, then L2-normalized.
+#[allow(clippy::too_many_arguments)]
 pub fn reference_embedding(
-    arena: &Arena,
     model: &str,
     buffers: &OutputBuffers,
-    video: FrameTarget<'_>,
+    frames: u64,
     verified: u64,
+    read_frame: &mut FrameReader<'_>,
     staging: &mut Vec<u8>,
     out: &mut [f32],
 ) -> Result<(), ComputeError> {
     check_dtype("the video", "video_dtype", buffers.video_dtype, Dtype::U8)?;
     let frame_bytes = buffers.frame_bytes() as usize;
     let (n, c) = (buffers.image_size as usize, buffers.channels as usize);
-    let frames = video.capacity.min(buffers.frames()).max(1);
+    let frames = frames.max(1);
     let verified = verified.clamp(1, frames);
     out.fill(0.0);
     let frame = resize(staging, frame_bytes);
     let mut features = [0f32; 48];
     for k in 0..verified {
-        let index = k * frames / verified;
-        arena.download(video.region, index * frame_bytes as u64, frame)?;
+        read_frame(k * frames / verified, frame)?;
         features.fill(0.0);
         for y in 0..n {
             for x in 0..n {
@@ -342,4 +346,17 @@ pub fn reference_embedding(
         out.iter_mut().for_each(|v| *v /= norm);
     }
     Ok(())
+}
+
+/// Reads frame `index` of a [`FrameTarget`] from the device, for [`reference_embedding`].
+pub fn read_device_frame<'a>(
+    arena: &'a Arena,
+    target: FrameTarget<'a>,
+    frame_bytes: u64,
+) -> impl FnMut(u64, &mut [u8]) -> Result<(), ComputeError> + 'a {
+    move |index, into| {
+        let offset = (index % target.capacity.max(1)) * frame_bytes;
+        arena.download(target.region, offset, into)?;
+        Ok(())
+    }
 }

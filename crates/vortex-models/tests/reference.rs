@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use vortex_models::reference::{
-    ComputeError, FrameTarget, Recipe, reference_actor, reference_audio, reference_embedding,
-    reference_video,
+    ComputeError, FrameTarget, Recipe, read_device_frame, reference_actor, reference_audio,
+    reference_embedding, reference_video,
 };
 use vortex_registry::{Dtype, OutputBuffers, Placement};
 use vortex_vram::{ArenaConfig, HostBackend, HostConfig, Purpose, StaticRegion, Vram, VramConfig};
@@ -98,23 +98,26 @@ fn run(rig: &mut Rig, recipe: &Recipe) -> Slot {
     assert_eq!(written.len() as u64, BUFFERS.frames());
     assert_eq!(written[3], (3, 3 * BUFFERS.frame_bytes()));
     let (mut clip_b, mut clip_l) = (vec![0f32; 512], vec![0f32; 768]);
+    let frames = BUFFERS.frames();
+    let mut frame = read_device_frame(arena, target, BUFFERS.frame_bytes());
+    let staging = &mut rig.staging;
     reference_embedding(
-        arena,
         "clip_b",
         &BUFFERS,
-        target,
+        frames,
         4,
-        &mut rig.staging,
+        &mut frame,
+        staging,
         &mut clip_b,
     )
     .unwrap();
     reference_embedding(
-        arena,
         "clip_l",
         &BUFFERS,
-        target,
+        frames,
         4,
-        &mut rig.staging,
+        &mut frame,
+        staging,
         &mut clip_l,
     )
     .unwrap();

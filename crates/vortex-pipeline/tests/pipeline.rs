@@ -1,0 +1,188 @@
+//! The pipeline on the host backend under tokio's paused clock: concurrency, deadlines,
+//! cancellation, zero growth, and the same frames whatever the video's placement.
+
+use std::path::Path;
+use std::time::Duration;
+
+use vortex_pipeline::config::Config;
+use vortex_pipeline::{Recipe, SlotError, VortexPipeline};
+use vortex_vram::Purpose;
+
+/// The shipped config with slot shapes small enough to run thousands of slots.
+fn config(profile: &str, deadline: &str, placement: &str) -> Config {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config.toml");
+    let text = std::fs::read_to_string(&shipped)
+        .unwrap()
+        .replace("image_size = 512", "image_size = 16")
+        .replace("seconds = 45", "seconds = 2")
+        .replace("sample_rate = 24000", "sample_rate = 800")
+        .replace("fps = 24", "fps = 4")
+        .replace("staging_frames = 24", "staging_frames = 3")
+        .replace("verified_frames = 8", "verified_frames = 4")
+        .replace(
+            "video_placement = \"pinned_host\"",
+            &format!("video_placement = \"{placement}\""),
+        )
+        .replace(
+            "cost_profile = \"seed-targets\"",
+            &format!("cost_profile = \"{profile}\""),
+        )
+        .replace("deadline = \"15s\"", &format!("deadline = \"{deadline}\""));
+    Config::parse(&text, &shipped).unwrap()
+}
+
+fn recipe(slot_id: u64) -> Recipe {
+    Recipe {
+        slot_id,
+        seed: 42,
+        prompt: "a presenter".to_owned(),
+        script: "good evening".to_owned(),
+    }
+}
+
+const MS: fn(u64) -> Duration = Duration::from_millis;
+
+#[tokio::test(start_paused = true)]
+async fn a_slot_takes_the_critical_path_not_the_sum() {
+    let mut pipeline = VortexPipeline::new(config("seed-targets", "20s", "pinned_host")).unwrap();
+    let result = pipeline.generate_slot(&recipe(1)).await.unwrap();
+    // seed-targets with 2 s, 8 frames, 4 verified: audio 2 s and actor 12 s together, video
+    // 0.5 s + 8 × 1.5 ms, then clip_b 50 + 4 × 5 ms and clip_l 100 + 4 × 10 ms together.
+    let s = result.stages;
+    assert_eq!(
+        (s.audio, s.actor, s.video, s.clip_b, s.clip_l),
+        (MS(2000), MS(12_000), MS(512), MS(70), MS(140))
+    );
+    assert_eq!(result.generation_time_ms, 12_000.0 + 512.0 + 140.0);
+    let sum = 2000.0 + 12_000.0 + 512.0 + 70.0 + 140.0;
+    assert!(result.generation_time_ms < sum);
+    assert_eq!(result.video_frames.len(), 8 * 16 * 16 * 3);
+    assert_eq!(result.audio_waveform.len(), 1600);
+    assert_eq!(
+        (
+            result.clip_embedding.clip_b.len(),
+            result.clip_embedding.clip_l.len()
+        ),
+        (512, 768)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_missed_deadline_keeps_nothing_and_the_next_slot_succeeds() {
+    let mut pipeline = VortexPipeline::new(config("seed-targets", "11s", "pinned_host")).unwrap();
+    let baseline = pipeline.vram().tracker().allocated();
+    let err = pipeline.generate_slot(&recipe(1)).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SlotError::DeadlineMissed {
+                slot_id: 1,
+                stage: "audio+actor",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("Raise timing.deadline"), "{err}");
+    assert_eq!(pipeline.vram().tracker().allocated(), baseline);
+    pipeline.set_deadline(Duration::from_secs(13));
+    let ok = pipeline.generate_slot(&recipe(2)).await.unwrap();
+    assert_eq!(ok.slot_id, 2);
+    assert_eq!(pipeline.slots(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancellation_at_any_point_leaks_nothing_and_the_next_slot_succeeds() {
+    let mut pipeline = VortexPipeline::new(config("seed-targets", "20s", "pinned_host")).unwrap();
+    let reference: Vec<u8> = pipeline
+        .generate_slot(&recipe(1))
+        .await
+        .unwrap()
+        .video_frames
+        .to_vec();
+    let baseline = pipeline.vram().tracker().allocated();
+    for cut in [
+        0, 1, 1999, 2001, 11_999, 12_001, 12_300, 12_511, 12_513, 12_580, 12_651,
+    ] {
+        let cancelled = tokio::time::timeout(MS(cut), pipeline.generate_slot(&recipe(1))).await;
+        assert!(cancelled.is_err(), "a slot cut at {cut} ms finished");
+        assert_eq!(
+            pipeline.vram().tracker().allocated(),
+            baseline,
+            "cut at {cut} ms"
+        );
+        assert_eq!(pipeline.vram().tracker().purpose_bytes(Purpose::Scratch), 0);
+        let again = pipeline.generate_slot(&recipe(1)).await.unwrap();
+        assert_eq!(
+            again.video_frames,
+            &reference[..],
+            "the slot after a cut at {cut} ms"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_thousand_slots_do_not_grow_vram() {
+    let mut pipeline = VortexPipeline::new(config("zero", "1s", "pinned_host")).unwrap();
+    let tracker = pipeline.vram().tracker().clone();
+    let (allocated, reserved) = (tracker.allocated(), tracker.reserved());
+    let stats = pipeline.vram().arena().stats();
+    for slot in 0..1000 {
+        pipeline
+            .generate_slot(&Recipe {
+                seed: slot,
+                ..recipe(slot)
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        (tracker.allocated(), tracker.reserved()),
+        (allocated, reserved)
+    );
+    assert_eq!(pipeline.vram().arena().stats(), stats);
+    assert_eq!(tracker.hard_limit_violations(), 0);
+    assert_eq!(pipeline.slots(), 1000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_video_is_the_same_whether_it_lives_on_the_device_or_the_host() {
+    let mut on_host = VortexPipeline::new(config("zero", "1s", "pinned_host")).unwrap();
+    let mut on_device = VortexPipeline::new(config("zero", "1s", "device")).unwrap();
+    let a = on_host.generate_slot(&recipe(3)).await.unwrap();
+    let b = on_device.generate_slot(&recipe(3)).await.unwrap();
+    assert_eq!(a.video_frames, b.video_frames);
+    assert_eq!(a.audio_waveform, b.audio_waveform);
+    assert_eq!(a.clip_embedding, b.clip_embedding);
+    // The ring holds 3 frames on the device; the full video is only in host memory.
+    let ring = on_host.vram().tracker().purpose_bytes(Purpose::Staging);
+    assert_eq!(ring, (3 * 16 * 16 * 3u64).next_multiple_of(256));
+}
+
+#[tokio::test(start_paused = true)]
+async fn results_are_deterministic_from_the_seed() {
+    let mut pipeline = VortexPipeline::new(config("zero", "1s", "pinned_host")).unwrap();
+    let first = pipeline
+        .generate_slot(&recipe(1))
+        .await
+        .unwrap()
+        .video_frames
+        .to_vec();
+    let again = pipeline
+        .generate_slot(&recipe(1))
+        .await
+        .unwrap()
+        .video_frames
+        .to_vec();
+    let other = pipeline
+        .generate_slot(&Recipe {
+            seed: 7,
+            ..recipe(1)
+        })
+        .await
+        .unwrap()
+        .video_frames
+        .to_vec();
+    assert_eq!(first, again);
+    assert_ne!(first, other);
+}
