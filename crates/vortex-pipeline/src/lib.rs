@@ -2,6 +2,9 @@
 //! loading, and the pieces of the `vortex` command.
 //!
 //! - [`config`]: `config.toml` into a validated [`config::Config`]; refusals name the key.
+//! - [`http`]: the endpoints of `vortex serve` (`/metrics`, `/health`, `/ready`, `/vram`,
+//!   `POST /slot`).
+//! - [`output`]: PNG, WAV and Y4M files of a slot, and the plan as SVG.
 //! - [`pipeline`]: [`VortexPipeline::new`] plans, loads every model and allocates every
 //!   buffer once; [`VortexPipeline::generate_slot`] runs audio and actor concurrently, then
 //!   video, then the two CLIP verifications concurrently, inside the slot deadline.
@@ -15,6 +18,8 @@
 //! - A failed or cancelled slot returns nothing partial.
 
 pub mod config;
+pub mod http;
+pub mod output;
 pub mod pipeline;
 
 pub use pipeline::{

@@ -77,6 +77,19 @@ pub struct StageTimings {
     pub clip_l: Duration,
 }
 
+impl StageTimings {
+    /// Each stage's label and time, in slot order.
+    pub fn by_stage(&self) -> [(&'static str, Duration); 5] {
+        [
+            ("audio", self.audio),
+            ("actor", self.actor),
+            ("video", self.video),
+            ("clip_b", self.clip_b),
+            ("clip_l", self.clip_l),
+        ]
+    }
+}
+
 /// The two verification embeddings of a slot.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ClipEmbedding<'a> {
@@ -92,6 +105,8 @@ pub struct ClipEmbedding<'a> {
 pub struct GenerationResult<'a> {
     /// The slot.
     pub slot_id: u64,
+    /// The actor image, `size × size × channels` u8.
+    pub actor_image: &'a [u8],
     /// Every frame, `frames × size × size × channels` u8, row-major RGB.
     pub video_frames: &'a [u8],
     /// The waveform, mono f32 at the configured sample rate.
@@ -113,6 +128,7 @@ struct Regions {
 }
 
 struct HostBuffers {
+    actor: Vec<u8>,
     video: Vec<u8>,
     audio: Vec<f32>,
     clip_b: Vec<f32>,
@@ -219,6 +235,7 @@ impl VortexPipeline {
             video_frames_on_device,
         };
         let host = HostBuffers {
+            actor: vec![0; b.actor_bytes() as usize],
             video: vec![0; b.video_bytes() as usize],
             audio: vec![0.0; (b.seconds * b.sample_rate) as usize],
             clip_b: vec![0.0; 512],
@@ -350,6 +367,7 @@ impl VortexPipeline {
         );
         Ok(GenerationResult {
             slot_id,
+            actor_image: &self.host.actor,
             video_frames: &self.host.video,
             audio_waveform: &self.host.audio,
             clip_embedding: ClipEmbedding {
@@ -396,8 +414,8 @@ impl VortexPipeline {
             Ok::<_, ComputeError>(t.elapsed())
         };
         let (audio, actor) = tokio::try_join!(audio, actor)?;
-        stage_metric(Stage::Audio, audio);
-        stage_metric(Stage::Actor, actor);
+        stage_done(recipe.slot_id, Stage::Audio, audio);
+        stage_done(recipe.slot_id, Stage::Actor, actor);
 
         *stage = "video";
         let t = Instant::now();
@@ -433,7 +451,7 @@ impl VortexPipeline {
         }
         tokio::time::sleep(latency(Stage::Video)).await;
         let video = t.elapsed();
-        stage_metric(Stage::Video, video);
+        stage_done(recipe.slot_id, Stage::Video, video);
 
         *stage = "clip";
         let frames = b.frames();
@@ -475,10 +493,11 @@ impl VortexPipeline {
             Ok::<_, ComputeError>(t.elapsed())
         };
         let (clip_b, clip_l) = tokio::try_join!(clip_b, clip_l)?;
-        stage_metric(Stage::ClipB, clip_b);
-        stage_metric(Stage::ClipL, clip_l);
+        stage_done(recipe.slot_id, Stage::ClipB, clip_b);
+        stage_done(recipe.slot_id, Stage::ClipL, clip_l);
 
-        // The audio for the caller: the device buffer as f32.
+        // The actor image and the audio for the caller.
+        arena.download(&regions.actor, 0, &mut host.actor)?;
         let mut bytes = std::mem::take(s_audio);
         bytes.resize(host.audio.len() * 4, 0);
         arena.download(&regions.audio, 0, &mut bytes)?;
@@ -496,9 +515,16 @@ impl VortexPipeline {
     }
 }
 
-fn stage_metric(stage: Stage, took: Duration) {
+fn stage_done(slot_id: u64, stage: Stage, took: Duration) {
     metrics::histogram!(names::STAGE_DURATION_SECONDS, "stage" => stage.as_str())
         .record(took.as_secs_f64());
+    tracing::info!(
+        target: "vortex_pipeline",
+        slot_id,
+        stage = stage.as_str(),
+        ms = took.as_secs_f64() * 1e3,
+        "stage done (reference implementation)"
+    );
 }
 
 /// Synchronizes the device and counts a cancellation if a slot's future is dropped before

@@ -1,0 +1,158 @@
+//! The HTTP side of `vortex serve`: a small HTTP/1.1 server on tokio (one request per
+//! connection, GET and POST, no bodies read) serving
+//! - `GET /metrics`: Prometheus text exposition format 0.0.4;
+//! - `GET /health`: 200 while the process lives;
+//! - `GET /ready`: 200 once every model is resident, 503 before;
+//! - `GET /vram`: JSON breakdown per owner and purpose, limits, arena and fragmentation;
+//! - `POST /slot`: generates one slot now (slots are generated on request, never on a timer)
+//!   and answers with its timings, or 409 while another slot runs.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+
+use crate::Recipe;
+use crate::pipeline::VortexPipeline;
+
+/// What the server answers from.
+pub struct ServerState {
+    /// The pipeline, once loaded.
+    pub pipeline: Mutex<Option<VortexPipeline>>,
+    /// Renders the metrics registry in Prometheus text format.
+    pub render_metrics: Box<dyn Fn() -> String + Send + Sync>,
+}
+
+impl std::fmt::Debug for ServerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerState").finish_non_exhaustive()
+    }
+}
+
+/// Serves connections from `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, state: Arc<ServerState>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            if let Err(err) = handle(stream, &state).await {
+                tracing::debug!(target: "vortex_pipeline::http", error = %err, "connection ended with an error");
+            }
+        });
+    }
+}
+
+async fn handle(mut stream: TcpStream, state: &ServerState) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 || head.len() > 16 * 1024 {
+            return Ok(());
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&head);
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (status, content_type, body) = route(method, path, state).await;
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+const JSON: &str = "application/json";
+
+async fn route(
+    method: &str,
+    path: &str,
+    state: &ServerState,
+) -> (&'static str, &'static str, String) {
+    match (method, path) {
+        ("GET", "/metrics") => {
+            if let Some(pipeline) = state.pipeline.try_lock().ok().as_ref().and_then(|p| p.as_ref()) {
+                pipeline.vram().monitor().publish_metrics();
+            }
+            ("200 OK", "text/plain; version=0.0.4; charset=utf-8", (state.render_metrics)())
+        }
+        ("GET", "/health") => ("200 OK", JSON, json!({"status": "live"}).to_string()),
+        ("GET", "/ready") => match state.pipeline.try_lock() {
+            Ok(guard) => match guard.as_ref() {
+                Some(p) => (
+                    "200 OK",
+                    JSON,
+                    json!({"status": "ready", "models": p.registry().names().collect::<Vec<_>>()}).to_string(),
+                ),
+                None => ("503 Service Unavailable", JSON, json!({"status": "loading"}).to_string()),
+            },
+            // Busy generating a slot: loaded, so ready.
+            Err(_) => ("200 OK", JSON, json!({"status": "ready", "busy": true}).to_string()),
+        },
+        ("GET", "/vram") => {
+            let guard = state.pipeline.lock().await;
+            match guard.as_ref() {
+                Some(p) => ("200 OK", JSON, vram_json(p).to_string()),
+                None => ("503 Service Unavailable", JSON, json!({"status": "loading"}).to_string()),
+            }
+        }
+        ("POST", "/slot") => {
+            let Ok(mut guard) = state.pipeline.try_lock() else {
+                return ("409 Conflict", JSON, json!({"error": "a slot is running; try again when it ends"}).to_string());
+            };
+            let Some(pipeline) = guard.as_mut() else {
+                return ("503 Service Unavailable", JSON, json!({"status": "loading"}).to_string());
+            };
+            let slot_id = pipeline.slots() + 1;
+            let recipe = Recipe {
+                slot_id,
+                seed: slot_id,
+                prompt: "a presenter in a studio".to_owned(),
+                script: "this is a reference slot generated on request".to_owned(),
+            };
+            match pipeline.generate_slot(&recipe).await {
+                Ok(result) => (
+                    "200 OK",
+                    JSON,
+                    json!({
+                        "slot_id": result.slot_id,
+                        "generation_time_ms": result.generation_time_ms,
+                        "stages": result.stages,
+                        "reference_implementation": true,
+                    })
+                    .to_string(),
+                ),
+                Err(err) => ("500 Internal Server Error", JSON, json!({"error": err.to_string()}).to_string()),
+            }
+        }
+        (_, "/metrics" | "/health" | "/ready" | "/vram" | "/slot") => {
+            ("405 Method Not Allowed", JSON, json!({"error": "use GET, or POST for /slot"}).to_string())
+        }
+        _ => (
+            "404 Not Found",
+            JSON,
+            json!({"error": "no such endpoint: use /metrics, /health, /ready, /vram or POST /slot"}).to_string(),
+        ),
+    }
+}
+
+/// The `/vram` document.
+pub fn vram_json(pipeline: &VortexPipeline) -> serde_json::Value {
+    let vram = pipeline.vram();
+    let limits = vram.tracker().limits();
+    json!({
+        "snapshot": vram.monitor().snapshot("http", None),
+        "usage": vram.tracker().report(),
+        "limits": {"soft": limits.soft(), "hard": limits.hard()},
+        "arena": vram.arena().stats(),
+        "fragmentation": vram.arena().stats().fragmentation,
+        "models": pipeline.registry().loaded(),
+    })
+}

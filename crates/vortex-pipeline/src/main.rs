@@ -1,0 +1,242 @@
+//! `vortex`: plan, run and serve the Vortex pipeline.
+//!
+//! Logs go to stdout as one JSON object per line; progress and summaries go to stderr.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use vortex_pipeline::config::{Config, DeviceKind};
+use vortex_pipeline::http::{ServerState, serve};
+use vortex_pipeline::output::{plan_svg, write_slot};
+use vortex_pipeline::pipeline::backend_for;
+use vortex_pipeline::{Recipe, StageTimings, VortexPipeline};
+use vortex_vram::Bytes;
+
+#[derive(Parser)]
+#[command(
+    name = "vortex",
+    version,
+    about = "Vortex: resident generative models and timed slots on one GPU.\nThe model stages are reference implementations (DESIGN.md §6), not model inference."
+)]
+struct Cli {
+    /// Configuration file [default: ./config.toml, else the workspace's config.toml]
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the VRAM plan and the time plan.
+    Plan {
+        /// Also draw the VRAM layout as SVG into FILE.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+    },
+    /// Generate slots on the configured device and print a summary.
+    Run {
+        /// How many slots.
+        #[arg(long, default_value_t = 1)]
+        slots: u64,
+        /// Write each slot's actor.png, audio.wav and video.y4m under DIR/slot-NNNN/.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Keep the pipeline up and serve /metrics, /health, /ready, /vram and POST /slot.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9400")]
+        addr: String,
+    },
+}
+
+fn default_config() -> PathBuf {
+    let here = PathBuf::from("config.toml");
+    if here.is_file() {
+        return here;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config.toml")
+}
+
+fn main() {
+    if let Err(err) = real_main() {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_writer(std::io::stdout)
+        .with_max_level(tracing::Level::INFO)
+        .init();
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("could not install the metrics recorder")?;
+    vortex_vram::metrics::describe();
+    let path = cli.config.unwrap_or_else(default_config);
+    let config = Config::load(&path)?;
+    tracing::info!(target: "vortex", config = %path.display(), "vortex starting; model stages are reference implementations");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("could not start the tokio runtime")?;
+    match cli.command {
+        Command::Plan { svg } => plan(&config, svg.as_deref()),
+        Command::Run { slots, out } => runtime.block_on(run(config, slots, out.as_deref())),
+        Command::Serve { addr } => runtime.block_on(serve_command(config, &addr, metrics)),
+    }
+}
+
+fn plan(config: &Config, svg: Option<&Path>) -> Result<()> {
+    let capacity = match &config.device {
+        DeviceKind::Host(host) => host.capacity,
+        DeviceKind::Cuda { .. } => backend_for(config)?.total_memory()?,
+    };
+    let models = config.build_models();
+    let plan = config.plan(&models, capacity);
+    let mut err = std::io::stderr().lock();
+    writeln!(err, "{plan}\n")?;
+    writeln!(err, "{}", config.time_plan())?;
+    if let Some(svg) = svg {
+        std::fs::write(svg, plan_svg(&plan))
+            .with_context(|| format!("could not write {}", svg.display()))?;
+        writeln!(err, "\nVRAM layout drawn to {}", svg.display())?;
+    }
+    plan.check()?;
+    Ok(())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+async fn run(config: Config, slots: u64, out: Option<&Path>) -> Result<()> {
+    if slots == 0 {
+        bail!("--slots 0: ask for at least one slot");
+    }
+    let buffers = config.buffers;
+    let mut pipeline = VortexPipeline::new(config)?;
+    let before = pipeline.vram().tracker().allocated();
+    let reserved = pipeline.vram().tracker().reserved();
+    let progress = std::io::stderr().is_terminal();
+    let (mut total, mut stages): (Vec<f64>, Vec<StageTimings>) = (Vec::new(), Vec::new());
+    let mut failed = 0;
+    for slot in 1..=slots {
+        let recipe = Recipe {
+            slot_id: slot,
+            seed: slot,
+            prompt: "a news presenter in a blue studio".to_owned(),
+            script: "good evening, here is the news at the top of the hour".to_owned(),
+        };
+        match pipeline.generate_slot(&recipe).await {
+            Ok(result) => {
+                total.push(result.generation_time_ms);
+                stages.push(result.stages);
+                if let Some(dir) = out {
+                    let dir = dir.join(format!("slot-{slot:04}"));
+                    write_slot(&dir, &buffers, &result)
+                        .with_context(|| format!("could not write {}", dir.display()))?;
+                }
+            }
+            Err(err) => {
+                failed += 1;
+                eprintln!("slot {slot}: {err}");
+            }
+        }
+        if progress {
+            let done = (slot * 30 / slots) as usize;
+            eprint!(
+                "\r[{}{}] {slot}/{slots} slots",
+                "#".repeat(done),
+                " ".repeat(30 - done)
+            );
+            if slot == slots {
+                eprintln!();
+            }
+        }
+    }
+    let after = pipeline.vram().tracker().allocated();
+    let mut err = std::io::stderr().lock();
+    writeln!(
+        err,
+        "\n{} slots, {} ok, {failed} failed (reference implementations, not model inference)",
+        slots,
+        slots - failed
+    )?;
+    writeln!(err, "{:<8} {:>10} {:>10}", "stage", "P50 ms", "P99 ms")?;
+    for (i, name) in ["audio", "actor", "video", "clip_b", "clip_l"]
+        .iter()
+        .enumerate()
+    {
+        let mut v: Vec<f64> = stages
+            .iter()
+            .map(|s| s.by_stage()[i].1.as_secs_f64() * 1e3)
+            .collect();
+        v.sort_by(f64::total_cmp);
+        writeln!(
+            err,
+            "{name:<8} {:>10.1} {:>10.1}",
+            percentile(&v, 50.0),
+            percentile(&v, 99.0)
+        )?;
+    }
+    total.sort_by(f64::total_cmp);
+    let deadline = pipeline.config().timing.deadline.as_secs_f64() * 1e3;
+    writeln!(
+        err,
+        "{:<8} {:>10.1} {:>10.1}   deadline {deadline:.0} ms",
+        "slot",
+        percentile(&total, 50.0),
+        percentile(&total, 99.0)
+    )?;
+    writeln!(
+        err,
+        "VRAM tracked before {} and after {} ({} reserved)",
+        Bytes(before),
+        Bytes(after),
+        Bytes(reserved)
+    )?;
+    if let Some(dir) = out {
+        writeln!(err, "slot files written under {}", dir.display())?;
+    }
+    if failed > 0 {
+        bail!("{failed} of {slots} slots failed");
+    }
+    Ok(())
+}
+
+async fn serve_command(
+    config: Config,
+    addr: &str,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("could not listen on {addr}: pick another with --addr"))?;
+    let state = Arc::new(ServerState {
+        pipeline: tokio::sync::Mutex::new(None),
+        render_metrics: Box::new(move || metrics.render()),
+    });
+    tracing::info!(target: "vortex", addr = %listener.local_addr()?, "serving /metrics /health /ready /vram and POST /slot");
+    let server = tokio::spawn(serve(listener, Arc::clone(&state)));
+    // Load while /health already answers and /ready says "loading".
+    let pipeline = tokio::task::spawn_blocking(move || VortexPipeline::new(config)).await??;
+    *state.pipeline.lock().await = Some(pipeline);
+    tracing::info!(target: "vortex", "every model is resident: ready");
+    server.await.context("the server stopped")?;
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! The HTTP endpoints of `vortex serve` on a loopback port: health before and after load,
+//! a slot on request, Prometheus text that parses, and the VRAM breakdown.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use vortex_pipeline::VortexPipeline;
+use vortex_pipeline::config::Config;
+use vortex_pipeline::http::{ServerState, serve};
+
+async fn request(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head.to_owned(), body.to_owned())
+}
+
+fn small_config() -> Config {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config.toml");
+    let text = std::fs::read_to_string(&shipped)
+        .unwrap()
+        .replace("image_size = 512", "image_size = 16")
+        .replace("seconds = 45", "seconds = 1")
+        .replace("fps = 24", "fps = 4")
+        .replace("staging_frames = 24", "staging_frames = 2")
+        .replace("verified_frames = 8", "verified_frames = 2")
+        .replace("cost_profile = \"seed-targets\"", "cost_profile = \"zero\"");
+    Config::parse(&text, &shipped).unwrap()
+}
+
+/// A Prometheus exposition line: `# HELP`/`# TYPE` comments, or `name{labels} value`.
+fn valid_line(line: &str) -> bool {
+    if line.is_empty() || line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+        return true;
+    }
+    let Some((series, value)) = line.rsplit_once(' ') else {
+        return false;
+    };
+    let name_end = series.find('{').unwrap_or(series.len());
+    let name = &series[..name_end];
+    let labels_ok =
+        name_end == series.len() || (series.ends_with('}') && series[name_end..].contains('='));
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+        && labels_ok
+        && (value.parse::<f64>().is_ok() || ["+Inf", "-Inf", "NaN"].contains(&value))
+}
+
+#[tokio::test]
+async fn endpoints_on_a_loopback_port() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).unwrap();
+    vortex_vram::metrics::describe();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = Arc::new(ServerState {
+        pipeline: tokio::sync::Mutex::new(None),
+        render_metrics: Box::new(move || handle.render()),
+    });
+    let server = tokio::spawn(serve(listener, Arc::clone(&state)));
+
+    assert_eq!(request(addr, "GET", "/health").await.0, 200);
+    let (status, _, body) = request(addr, "GET", "/ready").await;
+    assert_eq!((status, body.contains("loading")), (503, true));
+
+    *state.pipeline.lock().await = Some(VortexPipeline::new(small_config()).unwrap());
+    let (status, _, body) = request(addr, "GET", "/ready").await;
+    assert_eq!(status, 200, "{body}");
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        ready["models"],
+        serde_json::json!(["flux", "liveportrait", "kokoro", "clip_b", "clip_l"])
+    );
+
+    let (status, _, body) = request(addr, "POST", "/slot").await;
+    assert_eq!(status, 200, "{body}");
+    let slot: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (
+            slot["slot_id"].as_u64(),
+            slot["reference_implementation"].as_bool()
+        ),
+        (Some(1), Some(true))
+    );
+
+    let (status, head, body) = request(addr, "GET", "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("Content-Type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    for line in body.lines() {
+        assert!(valid_line(line), "not Prometheus text: {line:?}");
+    }
+    for needle in [
+        "# TYPE icn_vortex_slots_total counter",
+        "icn_vortex_slots_total{outcome=\"ok\"} 1",
+        "# TYPE icn_vortex_vram_usage_bytes gauge",
+        "icn_vortex_vram_owner_bytes{owner=\"flux\",purpose=\"model_weights\"} 6218",
+        "icn_vortex_stage_duration_seconds",
+        "icn_vortex_slot_duration_seconds",
+    ] {
+        assert!(
+            body.contains(needle),
+            "{needle:?} missing from /metrics:\n{body}"
+        );
+    }
+
+    let (status, _, body) = request(addr, "GET", "/vram").await;
+    assert_eq!(status, 200);
+    let vram: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(vram["limits"]["hard"], 11_500_000_000u64);
+    assert!(vram["fragmentation"].as_f64().is_some());
+    let owners = vram["usage"]["owners"].as_array().unwrap();
+    assert!(
+        owners
+            .iter()
+            .any(|o| o["owner"] == "video_buffer" && o["by_purpose"][0]["purpose"] == "staging")
+    );
+
+    assert_eq!(request(addr, "GET", "/nope").await.0, 404);
+    assert_eq!(request(addr, "DELETE", "/health").await.0, 405);
+    server.abort();
+}
