@@ -205,7 +205,12 @@ pub fn reference_audio(
     let burst = (rate * 80 / 1000).max(1);
     let mut rng = Rng::new(recipe.seed, "voice");
     let base = 110.0 + 60.0 * rng.unit();
-    let letters: Vec<u8> = recipe.script.bytes().collect();
+    let letters = recipe.script.as_bytes();
+    let tau = 2.0 * std::f32::consts::PI;
+    // Per burst: a tone sin(w·k) under an envelope sin(π·k / burst), both advanced by rotation
+    // (two multiply-adds a sample) instead of evaluating sin per sample.
+    let mut tone = Rotor::default();
+    let mut envelope = Rotor::default();
     // Write in chunks of at most 64 Ki samples through the staging buffer.
     let chunk = 65_536usize;
     let mut start = 0;
@@ -214,12 +219,18 @@ pub fn reference_audio(
         let bytes = resize(staging, len * 4);
         for (i, out) in bytes.chunks_exact_mut(4).enumerate() {
             let s = start + i;
+            let k = s % burst;
             let letter = letters.get(s / burst).copied().unwrap_or(b' ');
             let v = if letter.is_ascii_alphanumeric() {
-                let pitch = base * (1.0 + f32::from(letter % 12) / 12.0);
-                let t = (s % burst) as f32 / rate as f32;
-                let envelope = (std::f32::consts::PI * (s % burst) as f32 / burst as f32).sin();
-                0.3 * envelope * (2.0 * std::f32::consts::PI * pitch * t).sin()
+                if k == 0 || i == 0 {
+                    let pitch = base * (1.0 + f32::from(letter % 12) / 12.0);
+                    tone = Rotor::at(tau * pitch / rate as f32, k);
+                    envelope = Rotor::at(std::f32::consts::PI / burst as f32, k);
+                }
+                let v = 0.3 * envelope.sin * tone.sin;
+                tone.advance();
+                envelope.advance();
+                v
             } else {
                 0.0
             };
@@ -229,6 +240,33 @@ pub fn reference_audio(
         start += len;
     }
     Ok(())
+}
+
+/// sin and cos of `w·k`, advanced one `k` at a time by a rotation.
+#[derive(Debug, Default, Clone, Copy)]
+struct Rotor {
+    sin: f32,
+    cos: f32,
+    step_sin: f32,
+    step_cos: f32,
+}
+
+impl Rotor {
+    fn at(w: f32, k: usize) -> Self {
+        let phase = w * k as f32;
+        Rotor {
+            sin: phase.sin(),
+            cos: phase.cos(),
+            step_sin: w.sin(),
+            step_cos: w.cos(),
+        }
+    }
+
+    fn advance(&mut self) {
+        let (s, c) = (self.sin, self.cos);
+        self.sin = s * self.step_cos + c * self.step_sin;
+        self.cos = c * self.step_cos - s * self.step_sin;
+    }
 }
 
 /// Where frames go: frame `i` is written at `(i % capacity) × frame_bytes` of `region` (the
@@ -303,13 +341,37 @@ pub fn reference_video(
 /// Fetches frame `index` of a slot into a buffer: from the device or from host memory.
 pub type FrameReader<'a> = dyn FnMut(u64, &mut [u8]) -> Result<(), ComputeError> + 'a;
 
-/// A verification embedding (reference implementation): `out.len()` wide (512 for ViT-B/32,
-/// 768 for ViT-L/14), from `verified` evenly spaced frames of the `frames` a slot has, each
-/// fetched by `read_frame(index, into)` (from the device or from host memory): 4×4 block colour
-/// means, projected by a fixed random matrix seeded by `model`, then L2-normalized.
+/// Features per frame: the mean of each colour channel over a 4×4 grid of blocks.
+const FEATURES: usize = 48;
+
+/// The fixed random projection from frame features to an embedding, made once per model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddingProjection {
+    weights: Vec<f32>,
+}
+
+impl EmbeddingProjection {
+    /// The projection of `model` (its name seeds it) to `dim` values.
+    pub fn new(model: &str, dim: usize) -> Self {
+        let mut rng = Rng::new(0, model);
+        EmbeddingProjection {
+            weights: (0..dim * FEATURES).map(|_| rng.unit() - 0.5).collect(),
+        }
+    }
+
+    /// Width of the embeddings it makes.
+    pub fn dim(&self) -> usize {
+        self.weights.len() / FEATURES
+    }
+}
+
+/// A verification embedding (reference implementation): `projection.dim()` wide (512 for
+/// ViT-B/32, 768 for ViT-L/14), from `verified` evenly spaced frames of the `frames` a slot
+/// has, each fetched by `read_frame(index, into)` (from the device or from host memory): the
+/// frames' 4×4 block colour means, summed, projected, then L2-normalized.
 #[allow(clippy::too_many_arguments)]
 pub fn reference_embedding(
-    model: &str,
+    projection: &EmbeddingProjection,
     buffers: &OutputBuffers,
     frames: u64,
     verified: u64,
@@ -322,12 +384,10 @@ pub fn reference_embedding(
     let (n, c) = (buffers.image_size as usize, buffers.channels as usize);
     let frames = frames.max(1);
     let verified = verified.clamp(1, frames);
-    out.fill(0.0);
     let frame = resize(staging, frame_bytes);
-    let mut features = [0f32; 48];
+    let mut features = [0f32; FEATURES];
     for k in 0..verified {
         read_frame(k * frames / verified, frame)?;
-        features.fill(0.0);
         for y in 0..n {
             for x in 0..n {
                 let block = (y * 4 / n) * 4 + x * 4 / n;
@@ -336,10 +396,12 @@ pub fn reference_embedding(
                 }
             }
         }
-        let mut rng = Rng::new(0, model);
-        for o in out.iter_mut() {
-            *o += features.iter().map(|f| f * (rng.unit() - 0.5)).sum::<f32>();
-        }
+    }
+    for (o, row) in out
+        .iter_mut()
+        .zip(projection.weights.chunks_exact(FEATURES))
+    {
+        *o = row.iter().zip(&features).map(|(w, f)| w * f).sum();
     }
     let norm = out.iter().map(|v| v * v).sum::<f32>().sqrt();
     if norm > 0.0 {

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use vortex_models::reference::{
-    ComputeError, FrameTarget, Recipe, read_device_frame, reference_actor, reference_audio,
-    reference_embedding, reference_video,
+    ComputeError, EmbeddingProjection, FrameTarget, Recipe, read_device_frame, reference_actor,
+    reference_audio, reference_embedding, reference_video,
 };
 use vortex_registry::{Dtype, OutputBuffers, Placement};
 use vortex_vram::{ArenaConfig, HostBackend, HostConfig, Purpose, StaticRegion, Vram, VramConfig};
@@ -101,8 +101,10 @@ fn run(rig: &mut Rig, recipe: &Recipe) -> Slot {
     let frames = BUFFERS.frames();
     let mut frame = read_device_frame(arena, target, BUFFERS.frame_bytes());
     let staging = &mut rig.staging;
+    let projection_b = EmbeddingProjection::new("clip_b", 512);
+    let projection_l = EmbeddingProjection::new("clip_l", 768);
     reference_embedding(
-        "clip_b",
+        &projection_b,
         &BUFFERS,
         frames,
         4,
@@ -112,7 +114,7 @@ fn run(rig: &mut Rig, recipe: &Recipe) -> Slot {
     )
     .unwrap();
     reference_embedding(
-        "clip_l",
+        &projection_l,
         &BUFFERS,
         frames,
         4,

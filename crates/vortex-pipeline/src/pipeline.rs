@@ -8,8 +8,8 @@ use serde::Serialize;
 use tokio::time::Instant;
 use vortex_models::cost::{SlotWork, Stage, TimePlan};
 use vortex_models::reference::{
-    ComputeError, FrameTarget, Recipe, reference_actor, reference_audio, reference_embedding,
-    reference_video,
+    ComputeError, EmbeddingProjection, FrameTarget, Recipe, reference_actor, reference_audio,
+    reference_embedding, reference_video,
 };
 use vortex_registry::{InitError, ModelRegistry, Placement, VramPlan};
 use vortex_vram::{
@@ -148,6 +148,7 @@ pub struct VortexPipeline {
     flux: OwnerId,
     work: SlotWork,
     slots: u64,
+    projections: [EmbeddingProjection; 2],
 }
 
 impl std::fmt::Debug for VortexPipeline {
@@ -261,6 +262,10 @@ impl VortexPipeline {
             flux,
             work,
             slots: 0,
+            projections: [
+                EmbeddingProjection::new("clip_b", 512),
+                EmbeddingProjection::new("clip_l", 768),
+            ],
         })
     }
 
@@ -326,8 +331,8 @@ impl VortexPipeline {
         if after != before {
             tracing::error!(target: "vortex_pipeline", slot_id, before, after, "tracked VRAM changed across a slot");
         }
+        // Gauges are published after load and on every /metrics scrape, not per slot.
         self.vram.monitor().generation_completed();
-        self.vram.monitor().publish_metrics();
         let stages = match outcome {
             Err(_elapsed) => {
                 // The stage futures were dropped; wait for the device before anything reuses
@@ -392,6 +397,7 @@ impl VortexPipeline {
             staging,
             flux,
             work,
+            projections,
             ..
         } = self;
         let arena = vram.arena();
@@ -400,25 +406,38 @@ impl VortexPipeline {
         let latency = |s: Stage| timing.profile.latency(s, *work, timing.time_scale);
         let [s_actor, s_audio, s_video, s_clip_b, s_clip_l] = staging;
 
+        // Each stage lasts its profiled latency from the start of its phase, however much of
+        // that its reference compute took: the host backend stands in for a GPU whose stage
+        // takes that long.
+        // No timer at all once the time has passed: tokio's timers tick in milliseconds, and
+        // a zero-length sleep would still wait for the next tick.
+        let until = |start: Instant, s: Stage| {
+            let end = start + latency(s);
+            async move {
+                if Instant::now() < end {
+                    tokio::time::sleep_until(end).await;
+                }
+            }
+        };
+
         *stage = "audio+actor";
+        let t0 = Instant::now();
         let audio = async {
-            let t = Instant::now();
             reference_audio(arena, recipe, b, &regions.audio, s_audio)?;
-            tokio::time::sleep(latency(Stage::Audio)).await;
-            Ok::<_, ComputeError>(t.elapsed())
+            until(t0, Stage::Audio).await;
+            Ok::<_, ComputeError>(t0.elapsed())
         };
         let actor = async {
-            let t = Instant::now();
             reference_actor(arena, *flux, recipe, b, &regions.actor, s_actor)?;
-            tokio::time::sleep(latency(Stage::Actor)).await;
-            Ok::<_, ComputeError>(t.elapsed())
+            until(t0, Stage::Actor).await;
+            Ok::<_, ComputeError>(t0.elapsed())
         };
         let (audio, actor) = tokio::try_join!(audio, actor)?;
         stage_done(recipe.slot_id, Stage::Audio, audio);
         stage_done(recipe.slot_id, Stage::Actor, actor);
 
         *stage = "video";
-        let t = Instant::now();
+        let t1 = Instant::now();
         let target = FrameTarget {
             region: &regions.video,
             capacity: regions.video_frames_on_device,
@@ -449,11 +468,12 @@ impl VortexPipeline {
         if !in_ring {
             arena.download(&regions.video, 0, host_video)?;
         }
-        tokio::time::sleep(latency(Stage::Video)).await;
-        let video = t.elapsed();
+        until(t1, Stage::Video).await;
+        let video = t1.elapsed();
         stage_done(recipe.slot_id, Stage::Video, video);
 
         *stage = "clip";
+        let t2 = Instant::now();
         let frames = b.frames();
         let verified = timing.verified_frames;
         let host_video = &host.video;
@@ -463,10 +483,9 @@ impl VortexPipeline {
             Ok(())
         };
         let clip_b = async {
-            let t = Instant::now();
             let mut read = from_host;
             reference_embedding(
-                "clip_b",
+                &projections[0],
                 b,
                 frames,
                 verified,
@@ -474,14 +493,13 @@ impl VortexPipeline {
                 s_clip_b,
                 &mut host.clip_b,
             )?;
-            tokio::time::sleep(latency(Stage::ClipB)).await;
-            Ok::<_, ComputeError>(t.elapsed())
+            until(t2, Stage::ClipB).await;
+            Ok::<_, ComputeError>(t2.elapsed())
         };
         let clip_l = async {
-            let t = Instant::now();
             let mut read = from_host;
             reference_embedding(
-                "clip_l",
+                &projections[1],
                 b,
                 frames,
                 verified,
@@ -489,8 +507,8 @@ impl VortexPipeline {
                 s_clip_l,
                 &mut host.clip_l,
             )?;
-            tokio::time::sleep(latency(Stage::ClipL)).await;
-            Ok::<_, ComputeError>(t.elapsed())
+            until(t2, Stage::ClipL).await;
+            Ok::<_, ComputeError>(t2.elapsed())
         };
         let (clip_b, clip_l) = tokio::try_join!(clip_b, clip_l)?;
         stage_done(recipe.slot_id, Stage::ClipB, clip_b);

@@ -1,0 +1,84 @@
+//! A whole slot on the host backend.
+//!
+//! - `slot/overhead/zero_latency`: the `zero` cost profile and small buffers (16×16, 1 s at
+//!   800 Hz, 2 frames), so what is measured is the engine: five reference stages, the joins,
+//!   the timeout, the limit check, leak accounting, logs and metrics. Target ≤ 50 µs.
+//! - `slot/seed_targets/x0.1`: the `seed-targets` profile at time scale 0.1 on the same
+//!   shapes. Its critical path is 1,261.3 ms (2 s ‖ 12 s, then 0.503 s, then 0.055 s ‖ 0.11 s,
+//!   all × 0.1); the wall time should be within 2% of it (tokio's timers round each of the
+//!   three phases up to the next millisecond).
+
+use std::path::Path;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use vortex_pipeline::config::Config;
+use vortex_pipeline::{Recipe, VortexPipeline};
+
+fn config(profile: &str, time_scale: &str) -> Config {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config.toml");
+    let text = std::fs::read_to_string(&shipped)
+        .unwrap()
+        .replace("image_size = 512", "image_size = 16")
+        .replace("seconds = 45", "seconds = 1")
+        .replace("sample_rate = 24000", "sample_rate = 800")
+        .replace("fps = 24", "fps = 2")
+        .replace("staging_frames = 24", "staging_frames = 1")
+        .replace("verified_frames = 8", "verified_frames = 1")
+        .replace(
+            "cost_profile = \"seed-targets\"",
+            &format!("cost_profile = \"{profile}\""),
+        )
+        .replace("time_scale = 1.0", &format!("time_scale = {time_scale}"));
+    Config::parse(&text, &shipped).unwrap()
+}
+
+fn slot(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let recipe = Recipe {
+        slot_id: 1,
+        seed: 1,
+        prompt: "a presenter".to_owned(),
+        script: "hello".to_owned(),
+    };
+    let mut group = c.benchmark_group("slot/overhead");
+    let mut pipeline = VortexPipeline::new(config("zero", "1.0")).unwrap();
+    group.bench_function("zero_latency", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                pipeline
+                    .generate_slot(&recipe)
+                    .await
+                    .unwrap()
+                    .generation_time_ms
+            })
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("slot/seed_targets");
+    group.sample_size(10);
+    let mut pipeline = VortexPipeline::new(config("seed-targets", "0.1")).unwrap();
+    let critical = pipeline.time_plan().critical_path.mul_f64(0.1);
+    println!(
+        "critical path at time scale 0.1: {:.3} ms",
+        critical.as_secs_f64() * 1e3
+    );
+    group.bench_function("x0.1", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                pipeline
+                    .generate_slot(&recipe)
+                    .await
+                    .unwrap()
+                    .generation_time_ms
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, slot);
+criterion_main!(benches);
