@@ -315,6 +315,9 @@ impl VortexPipeline {
         let started = Instant::now();
         let before = self.vram.tracker().allocated();
         self.vram.monitor().check_limits();
+        self.vram
+            .monitor()
+            .emit_snapshot("slot_start", Some(slot_id));
         let mut guard = SlotGuard {
             backend: Arc::clone(self.vram.backend()),
             slot_id,
@@ -332,6 +335,7 @@ impl VortexPipeline {
             tracing::error!(target: "vortex_pipeline", slot_id, before, after, "tracked VRAM changed across a slot");
         }
         // Gauges are published after load and on every /metrics scrape, not per slot.
+        self.vram.monitor().emit_snapshot("slot_end", Some(slot_id));
         self.vram.monitor().generation_completed();
         let stages = match outcome {
             Err(_elapsed) => {

@@ -216,6 +216,9 @@ impl VramMonitor {
     /// `vortex_vram::snapshot`, field `snapshot`).
     pub fn emit_snapshot(&self, event: &str, slot: Option<u64>) -> VramSnapshot {
         let snapshot = self.snapshot(event, slot);
+        if !tracing::enabled!(target: "vortex_vram::snapshot", tracing::Level::INFO) {
+            return snapshot;
+        }
         match serde_json::to_string(&snapshot) {
             Ok(json) => tracing::info!(
                 target: "vortex_vram::snapshot",
