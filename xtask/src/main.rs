@@ -4,7 +4,9 @@
 //!   defines every `cu*` entry point cust_raw declares, each returning CUDA_ERROR_NO_DEVICE,
 //!   so the `cuda` feature builds, links and runs (taking the no-device path) without CUDA.
 //!   Prints the environment to build with it.
-//! - `cargo xtask bench`: the criterion benchmarks of `vortex-bench`.
+//! - `cargo xtask bench [--cuda] [--quick] [--slots N] [--no-criterion]`: the criterion
+//!   benchmarks and N end-to-end slots (on the GPU with --cuda when a device answers, else on
+//!   the host backend), written up in target/vortex-bench/report.md and report.json.
 
 use std::collections::BTreeSet;
 use std::env;
@@ -13,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+
+mod bench;
 
 fn main() -> Result<()> {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -28,35 +32,57 @@ fn main() -> Result<()> {
             println!("LD_LIBRARY_PATH={}", dir.join("lib64").display());
             Ok(())
         }
-        Some("bench") => run(cargo()
-            .args(["bench", "-p", "vortex-bench"])
-            .args(&args[1..])),
+        Some("bench") => {
+            let mut options = bench::Options {
+                slots: 5,
+                ..Default::default()
+            };
+            let mut rest = args[1..].iter();
+            while let Some(arg) = rest.next() {
+                match arg.as_str() {
+                    "--cuda" => options.cuda = true,
+                    "--quick" => options.quick = true,
+                    "--no-criterion" => options.no_criterion = true,
+                    "--slots" => {
+                        options.slots = rest
+                            .next()
+                            .and_then(|n| n.parse().ok())
+                            .context("--slots needs a number, such as --slots 20")?
+                    }
+                    other => bail!(
+                        "unknown bench option {other:?}: use --cuda, --quick, --no-criterion or --slots N"
+                    ),
+                }
+            }
+            bench::bench(&options)
+        }
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
                  tasks:\n  \
                  cuda-stub [DIR]  write a stub libcuda (default target/cuda-stub) for building --features cuda without CUDA\n  \
-                 bench [ARGS]     run the criterion benchmarks (vortex-bench)"
+                 bench [--cuda] [--quick] [--slots N] [--no-criterion]\n                  \
+                 criterion benchmarks + N end-to-end slots, report in target/vortex-bench/"
             );
             bail!("no task given, or an unknown one: {:?}", args.first());
         }
     }
 }
 
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives one folder below the workspace root")
         .to_path_buf()
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     let mut cmd = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
     cmd.current_dir(workspace_root());
     cmd
 }
 
-fn run(cmd: &mut Command) -> Result<()> {
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("$ {cmd:?}");
     let status = cmd
         .status()

@@ -45,6 +45,12 @@ enum Command {
         /// Write each slot's actor.png, audio.wav and video.y4m under DIR/slot-NNNN/.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// Also write the summary as JSON to FILE (what `cargo xtask bench` reads).
+        #[arg(long, value_name = "FILE")]
+        summary: Option<PathBuf>,
+        /// Run on this backend instead of the configured one.
+        #[arg(long, value_parser = ["host", "cuda"])]
+        backend: Option<String>,
     },
     /// Keep the pipeline up and serve /metrics, /health, /ready, /vram and POST /slot.
     Serve {
@@ -84,7 +90,17 @@ fn real_main() -> Result<()> {
         .context("could not install the metrics recorder")?;
     vortex_vram::metrics::describe();
     let path = cli.config.unwrap_or_else(default_config);
-    let config = Config::load(&path)?;
+    let mut config = Config::load(&path)?;
+    if let Command::Run {
+        backend: Some(backend),
+        ..
+    } = &cli.command
+    {
+        config.device = match backend.as_str() {
+            "cuda" => DeviceKind::Cuda { ordinal: 0 },
+            _ => DeviceKind::Host(vortex_vram::HostConfig::rtx3060_12gb()),
+        };
+    }
     tracing::info!(target: "vortex", config = %path.display(), "vortex starting; model stages are reference implementations");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -92,7 +108,12 @@ fn real_main() -> Result<()> {
         .context("could not start the tokio runtime")?;
     match cli.command {
         Command::Plan { svg } => plan(&config, svg.as_deref()),
-        Command::Run { slots, out } => runtime.block_on(run(config, slots, out.as_deref())),
+        Command::Run {
+            slots,
+            out,
+            summary,
+            ..
+        } => runtime.block_on(run(config, slots, out.as_deref(), summary.as_deref())),
         Command::Serve { addr } => runtime.block_on(serve_command(config, &addr, metrics)),
     }
 }
@@ -124,7 +145,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-async fn run(config: Config, slots: u64, out: Option<&Path>) -> Result<()> {
+async fn run(config: Config, slots: u64, out: Option<&Path>, summary: Option<&Path>) -> Result<()> {
     if slots == 0 {
         bail!("--slots 0: ask for at least one slot");
     }
@@ -171,13 +192,13 @@ async fn run(config: Config, slots: u64, out: Option<&Path>) -> Result<()> {
     }
     let after = pipeline.vram().tracker().allocated();
     let mut err = std::io::stderr().lock();
+    let ok = slots - failed;
     writeln!(
         err,
-        "\n{} slots, {} ok, {failed} failed (reference implementations, not model inference)",
-        slots,
-        slots - failed
+        "\n{slots} slots, {ok} ok, {failed} failed (reference implementations, not model inference)"
     )?;
     writeln!(err, "{:<8} {:>10} {:>10}", "stage", "P50 ms", "P99 ms")?;
+    let mut stage_json = serde_json::Map::new();
     for (i, name) in ["audio", "actor", "video", "clip_b", "clip_l"]
         .iter()
         .enumerate()
@@ -187,21 +208,21 @@ async fn run(config: Config, slots: u64, out: Option<&Path>) -> Result<()> {
             .map(|s| s.by_stage()[i].1.as_secs_f64() * 1e3)
             .collect();
         v.sort_by(f64::total_cmp);
-        writeln!(
-            err,
-            "{name:<8} {:>10.1} {:>10.1}",
-            percentile(&v, 50.0),
-            percentile(&v, 99.0)
-        )?;
+        let (p50, p99) = (percentile(&v, 50.0), percentile(&v, 99.0));
+        writeln!(err, "{name:<8} {p50:>10.1} {p99:>10.1}")?;
+        stage_json.insert(
+            (*name).to_owned(),
+            serde_json::json!({"p50_ms": p50, "p99_ms": p99}),
+        );
     }
     total.sort_by(f64::total_cmp);
-    let deadline = pipeline.config().timing.deadline.as_secs_f64() * 1e3;
+    let timing = &pipeline.config().timing;
+    let deadline = timing.deadline.as_secs_f64() * 1e3;
+    let (p50, p99) = (percentile(&total, 50.0), percentile(&total, 99.0));
     writeln!(
         err,
-        "{:<8} {:>10.1} {:>10.1}   deadline {deadline:.0} ms",
-        "slot",
-        percentile(&total, 50.0),
-        percentile(&total, 99.0)
+        "{:<8} {p50:>10.1} {p99:>10.1}   deadline {deadline:.0} ms",
+        "slot"
     )?;
     writeln!(
         err,
@@ -212,6 +233,32 @@ async fn run(config: Config, slots: u64, out: Option<&Path>) -> Result<()> {
     )?;
     if let Some(dir) = out {
         writeln!(err, "slot files written under {}", dir.display())?;
+    }
+    if let Some(path) = summary {
+        let backend = pipeline.vram().backend();
+        let critical = pipeline
+            .time_plan()
+            .critical_path
+            .mul_f64(timing.time_scale);
+        let document = serde_json::json!({
+            "slots": slots,
+            "ok": ok,
+            "failed": failed,
+            "backend": backend.name(),
+            "device": backend.device_name(),
+            "profile": timing.profile.name,
+            "time_scale": timing.time_scale,
+            "critical_path_ms": critical.as_secs_f64() * 1e3,
+            "deadline_ms": deadline,
+            "slot": {"p50_ms": p50, "p99_ms": p99},
+            "stages": stage_json,
+            "vram_tracked_before": before,
+            "vram_tracked_after": after,
+            "vram_reserved": reserved,
+            "reference_implementations": true,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&document)?)
+            .with_context(|| format!("could not write {}", path.display()))?;
     }
     if failed > 0 {
         bail!("{failed} of {slots} slots failed");

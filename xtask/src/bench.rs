@@ -1,0 +1,420 @@
+//! `cargo xtask bench`: the criterion benchmarks and the end-to-end slot benchmark, written up
+//! as `target/vortex-bench/report.md` and `report.json`.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{cargo, run, workspace_root};
+
+/// One criterion result.
+#[derive(Debug, Clone)]
+struct Estimate {
+    id: String,
+    mean_ns: f64,
+    low_ns: f64,
+    high_ns: f64,
+}
+
+/// Options of `cargo xtask bench`.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// Build the slot benchmark with the cuda feature and run it on the GPU.
+    pub cuda: bool,
+    /// Shorter criterion runs.
+    pub quick: bool,
+    /// Slots in the end-to-end benchmark.
+    pub slots: u64,
+    /// Skip criterion (report only the slot benchmark).
+    pub no_criterion: bool,
+}
+
+pub fn bench(options: &Options) -> Result<()> {
+    let root = workspace_root();
+    let out = root.join("target/vortex-bench");
+    fs::create_dir_all(&out)?;
+    if !options.no_criterion {
+        let mut cmd = cargo();
+        cmd.args(["bench", "-p", "vortex-bench"]);
+        if options.quick {
+            cmd.args(["--", "--warm-up-time", "1", "--measurement-time", "2"]);
+        }
+        run(&mut cmd)?;
+    }
+    let estimates = read_estimates(&root.join("target/criterion"))?;
+    let slot_json = out.join("slot.json");
+    let _ = fs::remove_file(&slot_json);
+    let slots = options.slots.max(1).to_string();
+    let run_slots = |backend: &str, cuda: bool| {
+        let mut cmd = cargo();
+        cmd.args([
+            "run",
+            "--release",
+            "-p",
+            "vortex-pipeline",
+            "--bin",
+            "vortex",
+        ]);
+        if cuda {
+            cmd.args(["--features", "cuda"]);
+        }
+        cmd.args([
+            "--",
+            "run",
+            "--slots",
+            &slots,
+            "--backend",
+            backend,
+            "--summary",
+        ]);
+        cmd.arg(&slot_json);
+        cmd.stdout(std::process::Stdio::null());
+        run(&mut cmd)
+    };
+    let mut notes = Vec::new();
+    if options.cuda {
+        if let Err(err) = run_slots("cuda", true) {
+            notes.push(format!(
+                "the GPU slot run failed ({err}); fell back to the host backend"
+            ));
+            run_slots("host", false)?;
+        }
+    } else {
+        run_slots("host", false)?;
+    }
+    let slot = fs::read_to_string(&slot_json).context("the slot benchmark wrote no summary")?;
+    let machine = machine();
+    let (md, json) = report(&estimates, &slot, &machine, &notes);
+    fs::write(out.join("report.md"), md)?;
+    fs::write(out.join("report.json"), json)?;
+    eprintln!(
+        "report written: {} and report.json",
+        out.join("report.md").display()
+    );
+    Ok(())
+}
+
+/// Every `new/estimates.json` under `dir`, with its id from `benchmark.json`.
+fn read_estimates(dir: &Path) -> Result<Vec<Estimate>> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if path.file_name().is_some_and(|n| n == "new") {
+                    if let Some(e) = estimate(&path) {
+                        found.push(e);
+                    }
+                } else {
+                    stack.push(path);
+                }
+            }
+        }
+    }
+    if found.is_empty() {
+        bail!(
+            "no criterion results under {}: run without --no-criterion first",
+            dir.display()
+        );
+    }
+    found.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(found)
+}
+
+fn estimate(new: &Path) -> Option<Estimate> {
+    let benchmark = fs::read_to_string(new.join("benchmark.json")).ok()?;
+    let estimates = fs::read_to_string(new.join("estimates.json")).ok()?;
+    let id = string_after(&benchmark, "\"full_id\":")?;
+    let mean = &estimates[estimates.find("\"mean\":")?..];
+    Some(Estimate {
+        id,
+        mean_ns: number_after(mean, "\"point_estimate\":")?,
+        low_ns: number_after(mean, "\"lower_bound\":")?,
+        high_ns: number_after(mean, "\"upper_bound\":")?,
+    })
+}
+
+/// The JSON string value after `key` (no escapes expected in ids).
+fn string_after(text: &str, key: &str) -> Option<String> {
+    let rest = text[text.find(key)? + key.len()..].trim_start();
+    let rest = rest.strip_prefix('"')?;
+    Some(rest[..rest.find('"')?].to_owned())
+}
+
+/// The JSON number value after `key`.
+fn number_after(text: &str, key: &str) -> Option<f64> {
+    let rest = text[text.find(key)? + key.len()..].trim_start();
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || "+-.eE".contains(c)))
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+fn machine() -> String {
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_kib = fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| number_after(&t, "MemTotal:"))
+        .unwrap_or(0.0);
+    format!(
+        "{cpu}, {cores} cores, {:.1} GiB memory",
+        mem_kib / (1 << 20) as f64
+    )
+}
+
+fn fmt_ns(ns: f64) -> String {
+    match ns {
+        n if n < 1e3 => format!("{n:.2} ns"),
+        n if n < 1e6 => format!("{:.2} µs", n / 1e3),
+        n if n < 1e9 => format!("{:.2} ms", n / 1e6),
+        n => format!("{:.3} s", n / 1e9),
+    }
+}
+
+/// (description, numerator id, denominator id, target: the ratio must be at least this)
+type Ratio = (String, String, String, f64);
+
+fn ratios() -> Vec<Ratio> {
+    let mut r = Vec::new();
+    for t in [1, 2] {
+        r.push((
+            format!("tracker, {t} thread(s): mutex_hashmap / vortex (≥ 5)"),
+            format!("tracker/record_release/mutex_hashmap/{t}"),
+            format!("tracker/record_release/vortex/{t}"),
+            5.0,
+        ));
+    }
+    r.push((
+        "load: vortex speed / std_read speed (≥ 0.9)".to_owned(),
+        "load/1GiB/std_read".to_owned(),
+        "load/1GiB/vortex".to_owned(),
+        0.9,
+    ));
+    r
+}
+
+/// (id, target in ns, what)
+const ABSOLUTE: &[(&str, f64, &str)] = &[
+    (
+        "tracker/record_release/vortex/1",
+        100.0,
+        "≤ 100 ns per pair",
+    ),
+    ("scratch/alloc_free/vortex/100", 100.0, "≤ 100 ns per pair"),
+    (
+        "scratch/alloc_free/vortex/10000",
+        100.0,
+        "≤ 100 ns per pair",
+    ),
+    (
+        "scratch/alloc_free/vortex/100000",
+        100.0,
+        "≤ 100 ns per pair",
+    ),
+    ("monitor/check_limits", 20.0, "≤ 20 ns"),
+    ("monitor/snapshot_10_owners", 5000.0, "≤ 5 µs"),
+    ("slot/overhead/zero_latency", 50_000.0, "≤ 50 µs per slot"),
+];
+
+fn report(estimates: &[Estimate], slot: &str, machine: &str, notes: &[String]) -> (String, String) {
+    let get = |id: &str| estimates.iter().find(|e| e.id == id);
+    let mut md = String::new();
+    let _ = writeln!(md, "# Vortex benchmark report\n");
+    let device = string_after(slot, "\"device\":").unwrap_or_default();
+    let backend = string_after(slot, "\"backend\":").unwrap_or_default();
+    let _ = writeln!(
+        md,
+        "- machine: {machine}\n- slot device: {device} ({backend} backend)"
+    );
+    for note in notes {
+        let _ = writeln!(md, "- note: {note}");
+    }
+    let _ = writeln!(
+        md,
+        "- model stages are reference implementations (DESIGN.md §6), not model inference\n"
+    );
+    let _ = writeln!(
+        md,
+        "## Criterion results (mean, 95% interval)\n\n| id | mean | interval |\n|---|---|---|"
+    );
+    for e in estimates {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} – {} |",
+            e.id,
+            fmt_ns(e.mean_ns),
+            fmt_ns(e.low_ns),
+            fmt_ns(e.high_ns)
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n## Targets\n\n| check | measured | target | met |\n|---|---|---|---|"
+    );
+    let mut json_checks = Vec::new();
+    for (what, num, den, target) in ratios() {
+        if let (Some(n), Some(d)) = (get(&num), get(&den)) {
+            let ratio = n.mean_ns / d.mean_ns;
+            let met = ratio >= target;
+            let _ = writeln!(
+                md,
+                "| {what} | {ratio:.2} | {target} | {} |",
+                if met { "yes" } else { "no" }
+            );
+            json_checks.push(format!(
+                "{{\"check\":\"{what}\",\"measured\":{ratio:.4},\"target\":{target},\"met\":{met}}}"
+            ));
+        }
+    }
+    let scratch: Vec<f64> = ["100", "10000", "100000"]
+        .iter()
+        .filter_map(|p| get(&format!("scratch/alloc_free/vortex/{p}")).map(|e| e.mean_ns))
+        .collect();
+    if scratch.len() == 3 {
+        let spread = scratch.iter().cloned().fold(f64::MIN, f64::max)
+            / scratch.iter().cloned().fold(f64::MAX, f64::min);
+        let met = spread <= 1.5;
+        let _ = writeln!(
+            md,
+            "| scratch: slowest / fastest population (≤ 1.5) | {spread:.2} | 1.5 | {} |",
+            if met { "yes" } else { "no" }
+        );
+        json_checks.push(format!(
+            "{{\"check\":\"scratch spread\",\"measured\":{spread:.4},\"target\":1.5,\"met\":{met}}}"
+        ));
+    }
+    for (id, target, what) in ABSOLUTE {
+        if let Some(e) = get(id) {
+            let met = e.mean_ns <= *target;
+            let _ = writeln!(
+                md,
+                "| {id} {what} | {} | {} | {} |",
+                fmt_ns(e.mean_ns),
+                fmt_ns(*target),
+                if met { "yes" } else { "no" }
+            );
+            json_checks.push(format!(
+                "{{\"check\":\"{id}\",\"measured_ns\":{:.3},\"target_ns\":{target},\"met\":{met}}}",
+                e.mean_ns
+            ));
+        }
+    }
+    let p = |path: &[&str]| {
+        let mut text = slot;
+        for key in &path[..path.len() - 1] {
+            text = &text[text.find(&format!("\"{key}\":")).unwrap_or(0)..];
+        }
+        number_after(text, &format!("\"{}\":", path[path.len() - 1])).unwrap_or(f64::NAN)
+    };
+    let (p50, p99, deadline, critical) = (
+        p(&["slot", "p50_ms"]),
+        p(&["slot", "p99_ms"]),
+        p(&["deadline_ms"]),
+        p(&["critical_path_ms"]),
+    );
+    let _ = writeln!(
+        md,
+        "\n## End-to-end slots ({} slots, profile {}, time scale {})\n",
+        p(&["slots"]),
+        string_after(slot, "\"profile\":").unwrap_or_default(),
+        p(&["time_scale"])
+    );
+    let _ = writeln!(
+        md,
+        "| | P50 | P99 |\n|---|---|---|\n| slot | {p50:.1} ms | {p99:.1} ms |"
+    );
+    for stage in ["audio", "actor", "video", "clip_b", "clip_l"] {
+        let _ = writeln!(
+            md,
+            "| {stage} | {:.1} ms | {:.1} ms |",
+            p(&["stages", stage, "p50_ms"]),
+            p(&["stages", stage, "p99_ms"])
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nCritical path {critical:.1} ms; deadline {deadline:.0} ms: P99 {} the deadline; P50 / critical path = {:.4}.",
+        if p99 <= deadline { "meets" } else { "misses" },
+        p50 / critical
+    );
+    let json = format!(
+        "{{\n\"machine\":\"{}\",\n\"device\":\"{device}\",\n\"backend\":\"{backend}\",\n\"notes\":[{}],\n\"criterion\":[{}],\n\"checks\":[{}],\n\"slot\":{}\n}}\n",
+        machine.replace('"', "'"),
+        notes
+            .iter()
+            .map(|n| format!("\"{}\"", n.replace('"', "'")))
+            .collect::<Vec<_>>()
+            .join(","),
+        estimates
+            .iter()
+            .map(|e| format!(
+                "{{\"id\":\"{}\",\"mean_ns\":{:.3},\"low_ns\":{:.3},\"high_ns\":{:.3}}}",
+                e.id, e.mean_ns, e.low_ns, e.high_ns
+            ))
+            .collect::<Vec<_>>()
+            .join(",\n"),
+        json_checks.join(",\n"),
+        slot.trim()
+    );
+    (md, json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_criterion_and_summary_json() {
+        let estimates = r#"{"mean":{"confidence_interval":{"confidence_level":0.95,"lower_bound":29.8,"upper_bound":30.2},"point_estimate":30.06,"standard_error":0.1},"median":{"point_estimate":1.0}}"#;
+        let mean = &estimates[estimates.find("\"mean\":").unwrap()..];
+        assert_eq!(number_after(mean, "\"point_estimate\":"), Some(30.06));
+        assert_eq!(number_after(mean, "\"upper_bound\":"), Some(30.2));
+        assert_eq!(
+            string_after(
+                r#"{"group_id":"g","full_id":"tracker/record_release/vortex/1"}"#,
+                "\"full_id\":"
+            )
+            .as_deref(),
+            Some("tracker/record_release/vortex/1")
+        );
+        let e = |id: &str, ns| Estimate {
+            id: id.to_owned(),
+            mean_ns: ns,
+            low_ns: ns,
+            high_ns: ns,
+        };
+        let slot = r#"{"backend":"host","device":"host (rtx3060-12gb)","slots":3,"profile":"seed-targets","time_scale":1.0,"critical_path_ms":14300.0,"deadline_ms":15000.0,"slot":{"p50_ms":14301.0,"p99_ms":14500.0},"stages":{"audio":{"p50_ms":2000.0,"p99_ms":2001.0}}}"#;
+        let (md, json) = report(
+            &[
+                e("tracker/record_release/mutex_hashmap/1", 80.0),
+                e("tracker/record_release/vortex/1", 20.0),
+            ],
+            slot,
+            "test machine",
+            &[],
+        );
+        assert!(
+            md.contains("| tracker, 1 thread(s): mutex_hashmap / vortex (≥ 5) | 4.00 | 5 | no |"),
+            "{md}"
+        );
+        assert!(md.contains("| slot | 14301.0 ms | 14500.0 ms |"), "{md}");
+        assert!(md.contains("P99 meets the deadline"), "{md}");
+        assert!(
+            json.contains("\"met\":false") && json.contains("\"device\":\"host (rtx3060-12gb)\"")
+        );
+    }
+}
