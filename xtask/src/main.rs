@@ -4,6 +4,9 @@
 //!   defines every `cu*` entry point cust_raw declares, each returning CUDA_ERROR_NO_DEVICE,
 //!   so the `cuda` feature builds, links and runs (taking the no-device path) without CUDA.
 //!   Prints the environment to build with it.
+//! - `cargo xtask gpu-bundle [DIR]`: the cuda-feature test executables, the benchmark binaries
+//!   and `vortex` built against the stub, with `run.sh` that runs them where the NVIDIA driver
+//!   is (no Rust toolchain) and writes `report.txt`.
 //! - `cargo xtask bench [--cuda] [--quick] [--slots N] [--no-criterion]`: the criterion
 //!   benchmarks and N end-to-end slots (on the GPU with --cuda when a device answers, else on
 //!   the host backend), written up in target/vortex-bench/report.md and report.json.
@@ -17,6 +20,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 mod bench;
+mod bundle;
 
 fn main() -> Result<()> {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -31,6 +35,13 @@ fn main() -> Result<()> {
             println!("CUDA_LIBRARY_PATH={}", dir.display());
             println!("LD_LIBRARY_PATH={}", dir.join("lib64").display());
             Ok(())
+        }
+        Some("gpu-bundle") => {
+            let dir = args
+                .get(1)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| workspace_root().join("target/gpu-bundle"));
+            bundle::gpu_bundle(&dir)
         }
         Some("bench") => {
             let mut options = bench::Options {
@@ -61,6 +72,7 @@ fn main() -> Result<()> {
                 "usage: cargo xtask <task>\n\n\
                  tasks:\n  \
                  cuda-stub [DIR]  write a stub libcuda (default target/cuda-stub) for building --features cuda without CUDA\n  \
+                 gpu-bundle [DIR] build the GPU test, bench and vortex executables into DIR (default target/gpu-bundle) with run.sh\n  \
                  bench [--cuda] [--quick] [--slots N] [--no-criterion]\n                  \
                  criterion benchmarks + N end-to-end slots, report in target/vortex-bench/"
             );
@@ -135,7 +147,7 @@ fn declared_functions(bindings: &str) -> BTreeSet<String> {
         .collect()
 }
 
-fn cuda_stub(dir: &Path) -> Result<PathBuf> {
+pub(crate) fn cuda_stub(dir: &Path) -> Result<PathBuf> {
     let bindings_path = cust_raw_bindings()?;
     let bindings = fs::read_to_string(&bindings_path)
         .with_context(|| format!("could not read {}", bindings_path.display()))?;

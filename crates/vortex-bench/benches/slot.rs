@@ -14,10 +14,11 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use vortex_pipeline::config::Config;
 use vortex_pipeline::{Recipe, VortexPipeline};
 
+/// The shipped configuration, compiled in so the benchmark binary runs anywhere.
+const SHIPPED: &str = include_str!("../../../config.toml");
+
 fn config(profile: &str, time_scale: &str) -> Config {
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config.toml");
-    let text = std::fs::read_to_string(&shipped)
-        .unwrap()
+    let text = SHIPPED
         .replace("image_size = 512", "image_size = 16")
         .replace("seconds = 45", "seconds = 1")
         .replace("sample_rate = 24000", "sample_rate = 800")
@@ -29,7 +30,7 @@ fn config(profile: &str, time_scale: &str) -> Config {
             &format!("cost_profile = \"{profile}\""),
         )
         .replace("time_scale = 1.0", &format!("time_scale = {time_scale}"));
-    Config::parse(&text, &shipped).unwrap()
+    Config::parse(&text, Path::new("config.toml")).unwrap()
 }
 
 fn slot(c: &mut Criterion) {

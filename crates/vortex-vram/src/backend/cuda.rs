@@ -165,6 +165,44 @@ impl CudaBackend {
         self.ordinal
     }
 
+    /// Host-to-device bandwidth in bytes per second: `bytes` copied from a pinned host buffer
+    /// with one synchronous copy, best of three. The yardstick for weight uploads.
+    pub fn measure_h2d_bandwidth(&self, bytes: usize) -> Result<f64, BackendError> {
+        self.make_current()?;
+        let mut host: *mut c_void = std::ptr::null_mut();
+        // SAFETY: out-pointer valid; freed below.
+        check("cuMemAllocHost_v2", unsafe {
+            cuda::cuMemAllocHost_v2(&mut host, bytes)
+        })?;
+        let device = match self.allocate(bytes as u64) {
+            Ok(ptr) => ptr,
+            Err(err) => {
+                // SAFETY: allocated just above.
+                unsafe { cuda::cuMemFreeHost(host) };
+                return Err(err);
+            }
+        };
+        let mut best = f64::INFINITY;
+        let mut result = Ok(());
+        for _ in 0..3 {
+            let started = std::time::Instant::now();
+            // SAFETY: both buffers hold `bytes`.
+            result = check("cuMemcpyHtoD_v2", unsafe {
+                cuda::cuMemcpyHtoD_v2(device.0, host, bytes)
+            });
+            if result.is_err() {
+                break;
+            }
+            best = best.min(started.elapsed().as_secs_f64());
+        }
+        // SAFETY: both were allocated above and are released once.
+        unsafe {
+            let _ = self.free(device, bytes as u64);
+            cuda::cuMemFreeHost(host);
+        }
+        result.map(|()| bytes as f64 / best)
+    }
+
     /// Makes this backend's context current on the calling thread.
     pub fn make_current(&self) -> Result<(), BackendError> {
         CurrentContext::set_current(&self.context).map_err(|e| from_cust("cuCtxSetCurrent", e))
