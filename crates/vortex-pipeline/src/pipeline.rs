@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use tokio::time::Instant;
+use vortex_models::adapter::{ClipB, ClipL, Flux, Kokoro, LivePortrait};
 use vortex_models::cost::{SlotWork, Stage, TimePlan};
 use vortex_models::reference::{
     ComputeError, EmbeddingProjection, FrameTarget, Recipe, reference_actor, reference_audio,
@@ -149,6 +150,25 @@ pub struct VortexPipeline {
     work: SlotWork,
     slots: u64,
     projections: [EmbeddingProjection; 2],
+    /// Each stage's model: its owner and resident weights (audio, actor, video, clip_b, clip_l).
+    weights: [(OwnerId, StaticRegion); 5],
+}
+
+/// Scratch each stage copies its weights through on a real device.
+const SWEEP_CHUNK: u64 = 32 << 20;
+
+/// On a real device (not the host stand-in), a reference stage reads its model's resident
+/// weights once, device to device through scratch: the memory traffic of a real step.
+fn sweep(
+    arena: &vortex_vram::Arena,
+    (owner, weights): &(OwnerId, StaticRegion),
+) -> Result<(), ComputeError> {
+    if arena.backend().emulates_latency() {
+        return Ok(());
+    }
+    let through = arena.alloc_scratch(*owner, Purpose::Workspace, SWEEP_CHUNK.min(weights.size))?;
+    arena.sweep(weights, &through)?;
+    Ok(())
 }
 
 impl std::fmt::Debug for VortexPipeline {
@@ -243,6 +263,53 @@ impl VortexPipeline {
             clip_l: vec![0.0; 768],
         };
         let flux = vram.owner("flux")?;
+        let resident = |name: &str,
+                        region: Option<StaticRegion>|
+         -> Result<(OwnerId, StaticRegion), PipelineError> {
+            let region = region.ok_or_else(|| {
+                PipelineError::Vram(VramError::InvalidRequest {
+                    what: format!("model `{name}` has no resident weights"),
+                })
+            })?;
+            Ok((vram.owner(name)?, region))
+        };
+        let weights = [
+            resident(
+                "kokoro",
+                registry
+                    .get::<Kokoro>()
+                    .and_then(|m| m.weights())
+                    .map(|w| w.region),
+            )?,
+            resident(
+                "flux",
+                registry
+                    .get::<Flux>()
+                    .and_then(|m| m.weights())
+                    .map(|w| w.region),
+            )?,
+            resident(
+                "liveportrait",
+                registry
+                    .get::<LivePortrait>()
+                    .and_then(|m| m.weights())
+                    .map(|w| w.region),
+            )?,
+            resident(
+                "clip_b",
+                registry
+                    .get::<ClipB>()
+                    .and_then(|m| m.weights())
+                    .map(|w| w.region),
+            )?,
+            resident(
+                "clip_l",
+                registry
+                    .get::<ClipL>()
+                    .and_then(|m| m.weights())
+                    .map(|w| w.region),
+            )?,
+        ];
         let work = SlotWork {
             seconds: b.seconds,
             frames: b.frames(),
@@ -266,6 +333,7 @@ impl VortexPipeline {
                 EmbeddingProjection::new("clip_b", 512),
                 EmbeddingProjection::new("clip_l", 768),
             ],
+            weights,
         })
     }
 
@@ -402,6 +470,7 @@ impl VortexPipeline {
             flux,
             work,
             projections,
+            weights,
             ..
         } = self;
         let arena = vram.arena();
@@ -415,10 +484,12 @@ impl VortexPipeline {
         // takes that long.
         // No timer at all once the time has passed: tokio's timers tick in milliseconds, and
         // a zero-length sleep would still wait for the next tick.
+        // On a real device nothing is emulated: the stage takes what its work takes.
+        let emulated = arena.backend().emulates_latency();
         let until = |start: Instant, s: Stage| {
             let end = start + latency(s);
             async move {
-                if Instant::now() < end {
+                if emulated && Instant::now() < end {
                     tokio::time::sleep_until(end).await;
                 }
             }
@@ -427,11 +498,13 @@ impl VortexPipeline {
         *stage = "audio+actor";
         let t0 = Instant::now();
         let audio = async {
+            sweep(arena, &weights[0])?;
             reference_audio(arena, recipe, b, &regions.audio, s_audio)?;
             until(t0, Stage::Audio).await;
             Ok::<_, ComputeError>(t0.elapsed())
         };
         let actor = async {
+            sweep(arena, &weights[1])?;
             reference_actor(arena, *flux, recipe, b, &regions.actor, s_actor)?;
             until(t0, Stage::Actor).await;
             Ok::<_, ComputeError>(t0.elapsed())
@@ -449,6 +522,7 @@ impl VortexPipeline {
         let frame_bytes = b.frame_bytes() as usize;
         let in_ring = b.video_placement != Placement::Device;
         let host_video = &mut host.video;
+        sweep(arena, &weights[2])?;
         reference_video(
             arena,
             recipe,
@@ -488,6 +562,7 @@ impl VortexPipeline {
         };
         let clip_b = async {
             let mut read = from_host;
+            sweep(arena, &weights[3])?;
             reference_embedding(
                 &projections[0],
                 b,
@@ -502,6 +577,7 @@ impl VortexPipeline {
         };
         let clip_l = async {
             let mut read = from_host;
+            sweep(arena, &weights[4])?;
             reference_embedding(
                 &projections[1],
                 b,

@@ -337,6 +337,25 @@ impl Arena {
         Ok(self.inner.backend.copy_from_device(ptr, out)?)
     }
 
+    /// Reads all of `region` on the device by copying it, chunk by chunk, into `through` (a
+    /// scratch buffer), which is first cleared with a memset: the memory traffic of a stage that
+    /// reads its model's weights once. Returns the bytes copied.
+    pub fn sweep(&self, region: &StaticRegion, through: &ScratchBuffer) -> Result<u64, VramError> {
+        let chunk = through.size();
+        if chunk == 0 {
+            return Ok(0);
+        }
+        let backend = &self.inner.backend;
+        backend.memset(through.ptr(), 0, chunk)?;
+        let mut done = 0;
+        while done < region.size {
+            let len = chunk.min(region.size - done);
+            backend.copy_device(through.ptr(), region.ptr.offset(done), len)?;
+            done += len;
+        }
+        Ok(done)
+    }
+
     /// The static regions handed out so far, in order.
     pub fn static_regions(&self) -> Vec<StaticRegion> {
         lock(&self.inner.statics)

@@ -276,3 +276,25 @@ fn dropping_the_arena_returns_the_slab() {
     drop(scratch);
     assert_eq!(backend.live_allocations(), 0);
 }
+
+#[test]
+fn a_sweep_reads_a_whole_region_through_scratch() {
+    let vram = vram(1 << 20, 1 << 16);
+    let arena = vram.arena();
+    let owner = vram.owner("flux").unwrap();
+    let weights = arena
+        .alloc_static(owner, Purpose::ModelWeights, 200_000)
+        .unwrap();
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    arena.upload(&weights, 0, &data).unwrap();
+    let through = arena
+        .alloc_scratch(owner, Purpose::Workspace, 65_536)
+        .unwrap();
+    assert_eq!(arena.sweep(&weights, &through).unwrap(), weights.size);
+    // The last chunk read is what the scratch holds: bytes 196,608.. of the region.
+    let mut tail = vec![0u8; 16];
+    through.download(0, &mut tail).unwrap();
+    assert_eq!(tail, data[196_608..196_624]);
+    drop(through);
+    assert_eq!(vram.tracker().purpose_bytes(Purpose::Workspace), 0);
+}

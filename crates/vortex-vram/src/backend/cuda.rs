@@ -277,6 +277,22 @@ impl Backend for CudaBackend {
         })
     }
 
+    fn copy_device(&self, dst: DevicePtr, src: DevicePtr, len: u64) -> Result<(), BackendError> {
+        self.make_current()?;
+        // SAFETY: the caller (the arena layer) checked both ranges lie in memory it holds.
+        check("cuMemcpyDtoD_v2", unsafe {
+            cuda::cuMemcpyDtoD_v2(dst.0, src.0, len as usize)
+        })
+    }
+
+    fn memset(&self, dst: DevicePtr, value: u8, len: u64) -> Result<(), BackendError> {
+        self.make_current()?;
+        // SAFETY: as for copy_device.
+        check("cuMemsetD8_v2", unsafe {
+            cuda::cuMemsetD8_v2(dst.0, value, len as usize)
+        })
+    }
+
     fn is_resident(&self, ptr: DevicePtr) -> Result<bool, BackendError> {
         self.make_current()?;
         let mut memory_type: u32 = 0;

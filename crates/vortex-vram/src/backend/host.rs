@@ -291,6 +291,33 @@ impl Backend for HostBackend {
         self.read(src, dst)
     }
 
+    fn copy_device(&self, dst: DevicePtr, src: DevicePtr, len: u64) -> Result<(), BackendError> {
+        self.faults.check_lost()?;
+        let mut mappings = self.lock();
+        let src_at = {
+            let (map, start) = Self::range_mut(&mut mappings, src, len)?;
+            map.as_ptr() as u64 + start as u64
+        };
+        let (map, start) = Self::range_mut(&mut mappings, dst, len)?;
+        let dst_at = map.as_mut_ptr() as u64 + start as u64;
+        // SAFETY: both ranges were checked to lie inside live mappings, which stay mapped while
+        // the lock is held; `copy` allows overlap.
+        unsafe { std::ptr::copy(src_at as *const u8, dst_at as *mut u8, len as usize) };
+        Ok(())
+    }
+
+    fn memset(&self, dst: DevicePtr, value: u8, len: u64) -> Result<(), BackendError> {
+        self.faults.check_lost()?;
+        let mut mappings = self.lock();
+        let (map, start) = Self::range_mut(&mut mappings, dst, len)?;
+        map[start..start + len as usize].fill(value);
+        Ok(())
+    }
+
+    fn emulates_latency(&self) -> bool {
+        true
+    }
+
     fn is_resident(&self, ptr: DevicePtr) -> Result<bool, BackendError> {
         self.faults.check_lost()?;
         let mappings = self.lock();
@@ -357,6 +384,26 @@ mod tests {
         assert!(unsafe { backend.free(DevicePtr(8), 4096) }.is_err());
         unsafe { backend.free(ptr, 4096).unwrap() };
         assert_eq!(backend.live_allocations(), 0);
+    }
+
+    #[test]
+    fn device_to_device_copies_and_memset() {
+        let backend = HostBackend::new(HostConfig::rtx3060_12gb());
+        let (a, b) = (
+            backend.allocate(4096).unwrap(),
+            backend.allocate(4096).unwrap(),
+        );
+        backend.write(a, &[1, 2, 3, 4]).unwrap();
+        backend.copy_device(b.offset(100), a, 4).unwrap();
+        backend.memset(b, 9, 2).unwrap();
+        let mut out = [0; 4];
+        backend.read(b.offset(100), &mut out).unwrap();
+        assert_eq!(out, [1, 2, 3, 4]);
+        backend.read(b, &mut out).unwrap();
+        assert_eq!(out, [9, 9, 0, 0]);
+        assert!(backend.copy_device(b.offset(4095), a, 2).is_err());
+        assert!(backend.memset(a, 0, 4097).is_err());
+        assert!(backend.emulates_latency());
     }
 
     #[test]

@@ -137,6 +137,18 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Copies device memory at `src` into `dst` and waits for the copy to finish.
     fn copy_from_device(&self, src: DevicePtr, dst: &mut [u8]) -> Result<(), BackendError>;
 
+    /// Copies `len` bytes from `src` to `dst`, both device memory, and waits for the copy.
+    fn copy_device(&self, dst: DevicePtr, src: DevicePtr, len: u64) -> Result<(), BackendError>;
+
+    /// Sets `len` bytes at `dst` to `value` and waits for it.
+    fn memset(&self, dst: DevicePtr, value: u8, len: u64) -> Result<(), BackendError>;
+
+    /// Whether this backend stands in for a GPU whose stage latencies are emulated (the host
+    /// backend) rather than measured on a real device.
+    fn emulates_latency(&self) -> bool {
+        false
+    }
+
     /// Whether `ptr` points into device memory that this backend holds.
     fn is_resident(&self, ptr: DevicePtr) -> Result<bool, BackendError>;
 
