@@ -44,41 +44,31 @@ fn slot(c: &mut Criterion) {
         prompt: "a presenter".to_owned(),
         script: "hello".to_owned(),
     };
-    let mut group = c.benchmark_group("slot/overhead");
-    let mut pipeline = VortexPipeline::new(config("zero", "1.0")).unwrap();
-    group.bench_function("zero_latency", |b| {
-        b.iter(|| {
-            runtime.block_on(async {
-                pipeline
-                    .generate_slot(&recipe)
-                    .await
-                    .unwrap()
-                    .generation_time_ms
+    let mut run = |group: &str, id: &str, pipeline: &mut VortexPipeline, samples: usize| {
+        let mut group = c.benchmark_group(group);
+        group.sample_size(samples);
+        group.bench_function(id, |b| {
+            b.iter(|| {
+                runtime.block_on(async {
+                    pipeline
+                        .generate_slot(&recipe)
+                        .await
+                        .unwrap()
+                        .generation_time_ms
+                })
             })
-        })
-    });
-    group.finish();
-
-    let mut group = c.benchmark_group("slot/seed_targets");
-    group.sample_size(10);
-    let mut pipeline = VortexPipeline::new(config("seed-targets", "0.1")).unwrap();
-    let critical = pipeline.time_plan().critical_path.mul_f64(0.1);
+        });
+        group.finish();
+    };
+    let mut zero = VortexPipeline::new(config("zero", "1.0")).unwrap();
+    run("slot/overhead", "zero_latency", &mut zero, 100);
+    let mut seed = VortexPipeline::new(config("seed-targets", "0.1")).unwrap();
+    let critical = seed.time_plan().critical_path.mul_f64(0.1);
     println!(
         "critical path at time scale 0.1: {:.3} ms",
         critical.as_secs_f64() * 1e3
     );
-    group.bench_function("x0.1", |b| {
-        b.iter(|| {
-            runtime.block_on(async {
-                pipeline
-                    .generate_slot(&recipe)
-                    .await
-                    .unwrap()
-                    .generation_time_ms
-            })
-        })
-    });
-    group.finish();
+    run("slot/seed_targets", "x0.1", &mut seed, 10);
 }
 
 criterion_group!(benches, slot);

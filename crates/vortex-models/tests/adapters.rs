@@ -75,14 +75,7 @@ fn the_plan_catches_seed_budgets_below_the_real_weights() {
     let clip_l = ClipL::new(synthetic(600_000_000));
     let plan = |models: &[&dyn Model]| {
         VramPlan::new(&PlanConfig {
-            models: models
-                .iter()
-                .map(|m| ModelBudget {
-                    name: m.name().to_owned(),
-                    budget: m.budget(),
-                    weight_bytes: m.weight_bytes(),
-                })
-                .collect(),
+            models: models.iter().map(|m| ModelBudget::of(*m)).collect(),
             buffers: OutputBuffers {
                 video_placement: Placement::PinnedHost { staging_frames: 24 },
                 ..OutputBuffers::seed()

@@ -373,14 +373,7 @@ impl Config {
     /// The VRAM plan for `models` on a device of `capacity` bytes.
     pub fn plan(&self, models: &[Box<dyn Model>], capacity: u64) -> VramPlan {
         VramPlan::new(&PlanConfig {
-            models: models
-                .iter()
-                .map(|m| ModelBudget {
-                    name: m.name().to_owned(),
-                    budget: m.budget(),
-                    weight_bytes: m.weight_bytes(),
-                })
-                .collect(),
+            models: models.iter().map(|m| ModelBudget::of(m.as_ref())).collect(),
             buffers: self.buffers,
             scratch: self.scratch,
             context_reserve: self.context_reserve,

@@ -121,6 +121,17 @@ pub struct ModelBudget {
     pub weight_bytes: u64,
 }
 
+impl ModelBudget {
+    /// The line of a model: its name, budget and weight bytes.
+    pub fn of(model: &dyn crate::Model) -> Self {
+        ModelBudget {
+            name: model.name().to_owned(),
+            budget: model.budget(),
+            weight_bytes: model.weight_bytes(),
+        }
+    }
+}
+
 /// What the plan is made from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PlanConfig {
