@@ -248,16 +248,39 @@ impl Config {
             ));
         }
         let buffers = OutputBuffers {
-            image_size: v.count("buffers.image_size", b.image_size)?,
+            image_size: v.bounded("buffers.image_size", b.image_size, 4096)?,
             channels,
             actor_dtype: v.dtype("buffers.actor_dtype", &b.actor_dtype)?,
-            seconds: v.count("buffers.seconds", b.seconds)?,
-            sample_rate: v.count("buffers.sample_rate", b.sample_rate)?,
+            seconds: v.bounded("buffers.seconds", b.seconds, 3600)?,
+            sample_rate: v.bounded("buffers.sample_rate", b.sample_rate, 192_000)?,
             audio_dtype: v.dtype("buffers.audio_dtype", &b.audio_dtype)?,
-            fps: v.count("buffers.fps", b.fps)?,
+            fps: v.bounded("buffers.fps", b.fps, 240)?,
             video_dtype: v.dtype("buffers.video_dtype", &b.video_dtype)?,
             video_placement,
         };
+        // The whole video is also kept in host memory for the caller.
+        const HOST_VIDEO_MAX: u64 = 32 << 30;
+        if buffers.video_bytes() > HOST_VIDEO_MAX {
+            return Err(v.err(
+                "buffers",
+                format!(
+                    "a slot's video would be {} (seconds × fps × image_size² × channels × dtype); \
+                     keep it under 32 GiB: fewer seconds, a lower fps or a smaller image",
+                    vortex_vram::Bytes(buffers.video_bytes())
+                ),
+            ));
+        }
+        if let Placement::PinnedHost { staging_frames } = video_placement
+            && staging_frames > buffers.frames()
+        {
+            return Err(v.err(
+                "buffers.staging_frames",
+                format!(
+                    "{staging_frames} staging frames but a slot has {}: use at most that",
+                    buffers.frames()
+                ),
+            ));
+        }
 
         for name in raw.models.keys() {
             if !MODELS.contains(&name.as_str()) {
@@ -319,10 +342,10 @@ impl Config {
                 ),
             ));
         }
-        if !(t.time_scale.is_finite() && t.time_scale >= 0.0) {
+        if !(t.time_scale.is_finite() && (0.0..=1000.0).contains(&t.time_scale)) {
             return Err(v.err(
                 "timing.time_scale",
-                format!("{}: use a finite number ≥ 0 (1.0 emulates the profile's latencies as they are)", t.time_scale),
+                format!("{}: use a number from 0 to 1000 (1.0 emulates the profile's latencies as they are)", t.time_scale),
             ));
         }
         let monitor = MonitorConfig {
@@ -430,6 +453,17 @@ impl Validator<'_> {
             .ok_or_else(|| self.err(key, format!("{value}: use a whole number above zero")))
     }
 
+    fn bounded(&self, key: &str, value: i64, max: u64) -> Result<u64, ConfigError> {
+        let v = self.count(key, value)?;
+        if v > max {
+            return Err(self.err(
+                key,
+                format!("{v} is more than this engine supports: use at most {max}"),
+            ));
+        }
+        Ok(v)
+    }
+
     fn dtype(&self, key: &str, text: &str) -> Result<Dtype, ConfigError> {
         match text {
             "u8" => Ok(Dtype::U8),
@@ -461,12 +495,17 @@ impl Validator<'_> {
                 ));
             }
         };
-        match number.parse::<f64>() {
-            Ok(n) if n > 0.0 && (n * scale).is_finite() => Ok(Duration::from_secs_f64(n * scale)),
-            _ => Err(self.err(
+        let parsed = number
+            .parse::<f64>()
+            .ok()
+            .filter(|&n| n > 0.0)
+            .and_then(|n| Duration::try_from_secs_f64(n * scale).ok())
+            .filter(|&d| d <= Duration::from_secs(86_400));
+        parsed.ok_or_else(|| {
+            self.err(
                 key,
-                format!("{text:?}: use a duration above zero, such as \"15s\""),
-            )),
-        }
+                format!("{text:?}: use a duration above zero and at most a day, such as \"15s\""),
+            )
+        })
     }
 }

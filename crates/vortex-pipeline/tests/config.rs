@@ -178,12 +178,47 @@ fn bad_configs_name_the_key_and_what_to_write() {
     check(
         ("time_scale = 1.0", "time_scale = -1.0"),
         "timing.time_scale",
-        "≥ 0",
+        "from 0 to 1000",
     );
     check(
         ("leak_check_every = 10", "leak_check_every = 0"),
         "monitoring.leak_check_every",
         "above zero",
+    );
+    // Values that parse but would overflow or exhaust memory are refused, not panicked on.
+    check(
+        ("image_size = 512", "image_size = 9223372036854775807"),
+        "buffers.image_size",
+        "at most 4096",
+    );
+    check(
+        ("seconds = 45", "seconds = 3600"),
+        "buffers",
+        "keep it under 32 GiB",
+    );
+    check(("fps = 24", "fps = 100000"), "buffers.fps", "at most 240");
+    check(
+        ("staging_frames = 24", "staging_frames = 5000"),
+        "buffers.staging_frames",
+        "a slot has 1080",
+    );
+    check(
+        (
+            "deadline = \"15s\"",
+            "deadline = \"100000000000000000000s\"",
+        ),
+        "timing.deadline",
+        "at most a day",
+    );
+    check(
+        ("time_scale = 1.0", "time_scale = 1e300"),
+        "timing.time_scale",
+        "from 0 to 1000",
+    );
+    check(
+        ("budget = \"6.3GB\"", "budget = \"20000000TB\""),
+        "models.flux.budget",
+        "64 bits",
     );
     // Syntax-level refusals from the TOML layer name the key too.
     check(
@@ -197,6 +232,24 @@ fn bad_configs_name_the_key_and_what_to_write() {
         "invalid type",
     );
     check(("[monitoring]", "[monitor]"), "monitor", "unknown field");
+}
+
+#[test]
+fn budgets_that_add_past_64_bits_are_refused_by_the_plan() {
+    let text = std::fs::read_to_string(shipped())
+        .unwrap()
+        .replace("budget = \"6.3GB\"", "budget = \"16000000TB\"")
+        .replace("budget = \"2.7GB\"", "budget = \"16000000TB\"");
+    let config = Config::parse(&text, &shipped()).unwrap();
+    let err = config
+        .plan(&config.build_models(), 12_884_901_888)
+        .check()
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("above the device's capacity")
+            || err.to_string().contains("above the hard limit"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -216,4 +269,62 @@ fn a_missing_model_and_a_missing_file_are_refused() {
         err.starts_with("cannot read /nonexistent/config.toml"),
         "{err}"
     );
+}
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    const NASTY: &[&str] = &[
+        "0",
+        "-1",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "1e308",
+        "nan",
+        "inf",
+        "\"\"",
+        "\"0B\"",
+        "\"18446744073709551615B\"",
+        "\"18446744073709551616B\"",
+        "\"1e300s\"",
+        "\"-5s\"",
+        "\"0.000000001ms\"",
+        "\"99999999999999999999min\"",
+        "true",
+        "[]",
+        "{}",
+        "\"synthetic\"",
+        "\"/dev/null\"",
+        "\"pinned_host\"",
+        "\"device\"",
+        "\"f16\"",
+        "\"zero\"",
+        "1",
+        "4096",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Any value in any key: a clear error or a config whose plans can be made and checked,
+        /// never a panic.
+        #[test]
+        fn hostile_values_never_panic(edits in prop::collection::vec((any::<prop::sample::Index>(), 0..NASTY.len()), 1..6)) {
+            let text = std::fs::read_to_string(shipped()).unwrap();
+            let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            let keyed: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].contains(" = ") && !lines[i].starts_with('#')).collect();
+            for (line, value) in edits {
+                let i = keyed[line.index(keyed.len())];
+                let key = lines[i].split(" = ").next().unwrap().to_owned();
+                lines[i] = format!("{key} = {}", NASTY[value]);
+            }
+            if let Ok(config) = Config::parse(&lines.join("\n"), Path::new("fuzz.toml")) {
+                let plan = config.plan(&config.build_models(), 12_884_901_888);
+                let _ = plan.check();
+                let _ = plan.to_string();
+                let _ = config.time_plan().to_string();
+            }
+        }
+    }
 }

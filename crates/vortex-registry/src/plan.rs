@@ -252,12 +252,17 @@ impl VramPlan {
 
     /// Bytes on the device, every owner.
     pub fn device_total(&self) -> u64 {
-        self.entries.iter().map(|e| e.device_bytes).sum()
+        // Saturating: budgets come from a file, and a saturated total is refused by check().
+        self.entries
+            .iter()
+            .fold(0u64, |sum, e| sum.saturating_add(e.device_bytes))
     }
 
     /// Bytes in pinned host memory.
     pub fn host_total(&self) -> u64 {
-        self.entries.iter().map(|e| e.host_bytes).sum()
+        self.entries
+            .iter()
+            .fold(0u64, |sum, e| sum.saturating_add(e.host_bytes))
     }
 
     /// The entry of one owner.
