@@ -14,8 +14,8 @@ use vortex_models::reference::{
 };
 use vortex_registry::{InitError, ModelRegistry, Placement, VramPlan};
 use vortex_vram::{
-    Backend, BackendError, HostBackend, OwnerId, Purpose, StaticRegion, Vram, VramConfig,
-    VramError, VramTracker, metrics as names,
+    Backend, BackendError, EventId, HostBackend, OwnerId, Purpose, ScratchBuffer, StaticRegion,
+    StreamId, Vram, VramConfig, VramError, VramTracker, metrics as names,
 };
 
 use crate::config::{Config, DeviceKind};
@@ -152,23 +152,84 @@ pub struct VortexPipeline {
     projections: [EmbeddingProjection; 2],
     /// Each stage's model: its owner and resident weights (audio, actor, video, clip_b, clip_l).
     weights: [(OwnerId, StaticRegion); 5],
+    /// Each stage's stream and timing events, in the same order.
+    queues: [StageQueue; 5],
 }
 
 /// Scratch each stage copies its weights through on a real device.
 const SWEEP_CHUNK: u64 = 32 << 20;
 
+/// A stage's queue on the device: its stream and the two events that time its work.
+#[derive(Debug, Clone, Copy)]
+struct StageQueue {
+    stream: StreamId,
+    start: EventId,
+    end: EventId,
+}
+
+/// Device work of one stage in flight. Dropping it (a cancelled slot) waits for its stream
+/// before its scratch goes back to the arena, so the device never writes into memory that
+/// was handed to someone else.
+struct DeviceWork<'a> {
+    backend: &'a dyn Backend,
+    queue: StageQueue,
+    _through: ScratchBuffer,
+    done: bool,
+}
+
+impl DeviceWork<'_> {
+    /// Waits for the queued work without blocking the runtime; returns its device time.
+    async fn finish(mut self) -> Result<Duration, ComputeError> {
+        while !self
+            .backend
+            .event_done(self.queue.end)
+            .map_err(VramError::from)?
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        self.done = true;
+        Ok(self
+            .backend
+            .event_elapsed(self.queue.start, self.queue.end)
+            .map_err(VramError::from)?)
+    }
+}
+
+impl Drop for DeviceWork<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.backend.synchronize_stream(self.queue.stream);
+        }
+    }
+}
+
 /// On a real device (not the host stand-in), a reference stage reads its model's resident
-/// weights once, device to device through scratch: the memory traffic of a real step.
-fn sweep(
+/// weights once, device to device through scratch, on the stage's own stream: the memory
+/// traffic of a real step, overlapping with the concurrent stage's. Returns the device time.
+async fn sweep(
     arena: &vortex_vram::Arena,
     (owner, weights): &(OwnerId, StaticRegion),
-) -> Result<(), ComputeError> {
-    if arena.backend().emulates_latency() {
-        return Ok(());
+    queue: StageQueue,
+) -> Result<Duration, ComputeError> {
+    let backend = arena.backend().as_ref();
+    if backend.emulates_latency() {
+        return Ok(Duration::ZERO);
     }
     let through = arena.alloc_scratch(*owner, Purpose::Workspace, SWEEP_CHUNK.min(weights.size))?;
-    arena.sweep(weights, &through)?;
-    Ok(())
+    backend
+        .record_event(queue.start, queue.stream)
+        .map_err(VramError::from)?;
+    let work = DeviceWork {
+        backend,
+        queue,
+        _through: through,
+        done: false,
+    };
+    arena.sweep(weights, &work._through, queue.stream)?;
+    backend
+        .record_event(queue.end, queue.stream)
+        .map_err(VramError::from)?;
+    work.finish().await
 }
 
 impl std::fmt::Debug for VortexPipeline {
@@ -273,6 +334,15 @@ impl VortexPipeline {
             })?;
             Ok((vram.owner(name)?, region))
         };
+        let backend = vram.backend().as_ref();
+        let queue = || -> Result<StageQueue, BackendError> {
+            Ok(StageQueue {
+                stream: backend.create_stream()?,
+                start: backend.create_event()?,
+                end: backend.create_event()?,
+            })
+        };
+        let queues = [queue()?, queue()?, queue()?, queue()?, queue()?];
         let weights = [
             resident(
                 "kokoro",
@@ -334,6 +404,7 @@ impl VortexPipeline {
                 EmbeddingProjection::new("clip_l", 768),
             ],
             weights,
+            queues,
         })
     }
 
@@ -471,6 +542,7 @@ impl VortexPipeline {
             work,
             projections,
             weights,
+            queues,
             ..
         } = self;
         let arena = vram.arena();
@@ -498,13 +570,13 @@ impl VortexPipeline {
         *stage = "audio+actor";
         let t0 = Instant::now();
         let audio = async {
-            sweep(arena, &weights[0])?;
+            sweep(arena, &weights[0], queues[0]).await?;
             reference_audio(arena, recipe, b, &regions.audio, s_audio)?;
             until(t0, Stage::Audio).await;
             Ok::<_, ComputeError>(t0.elapsed())
         };
         let actor = async {
-            sweep(arena, &weights[1])?;
+            sweep(arena, &weights[1], queues[1]).await?;
             reference_actor(arena, *flux, recipe, b, &regions.actor, s_actor)?;
             until(t0, Stage::Actor).await;
             Ok::<_, ComputeError>(t0.elapsed())
@@ -522,7 +594,7 @@ impl VortexPipeline {
         let frame_bytes = b.frame_bytes() as usize;
         let in_ring = b.video_placement != Placement::Device;
         let host_video = &mut host.video;
-        sweep(arena, &weights[2])?;
+        sweep(arena, &weights[2], queues[2]).await?;
         reference_video(
             arena,
             recipe,
@@ -562,7 +634,7 @@ impl VortexPipeline {
         };
         let clip_b = async {
             let mut read = from_host;
-            sweep(arena, &weights[3])?;
+            sweep(arena, &weights[3], queues[3]).await?;
             reference_embedding(
                 &projections[0],
                 b,
@@ -577,7 +649,7 @@ impl VortexPipeline {
         };
         let clip_l = async {
             let mut read = from_host;
-            sweep(arena, &weights[4])?;
+            sweep(arena, &weights[4], queues[4]).await?;
             reference_embedding(
                 &projections[1],
                 b,

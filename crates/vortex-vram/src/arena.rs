@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use offset_allocator::{Allocation, Allocator};
 use serde::Serialize;
 
-use crate::backend::{Backend, DevicePtr};
+use crate::backend::{Backend, DevicePtr, StreamId};
 use crate::error::{OomReport, Region, VramError};
 use crate::tracker::{OwnerId, Purpose, RawRecord, VramTracker};
 use crate::units::Bytes;
@@ -339,18 +339,25 @@ impl Arena {
 
     /// Reads all of `region` on the device by copying it, chunk by chunk, into `through` (a
     /// scratch buffer), which is first cleared with a memset: the memory traffic of a stage that
-    /// reads its model's weights once. Returns the bytes copied.
-    pub fn sweep(&self, region: &StaticRegion, through: &ScratchBuffer) -> Result<u64, VramError> {
+    /// reads its model's weights once. The work is queued on `stream` (the host backend does it
+    /// at once); `through` must not be released before the stream has finished it. Returns the
+    /// bytes copied.
+    pub fn sweep(
+        &self,
+        region: &StaticRegion,
+        through: &ScratchBuffer,
+        stream: StreamId,
+    ) -> Result<u64, VramError> {
         let chunk = through.size();
         if chunk == 0 {
             return Ok(0);
         }
         let backend = &self.inner.backend;
-        backend.memset(through.ptr(), 0, chunk)?;
+        backend.memset_async(stream, through.ptr(), 0, chunk)?;
         let mut done = 0;
         while done < region.size {
             let len = chunk.min(region.size - done);
-            backend.copy_device(through.ptr(), region.ptr.offset(done), len)?;
+            backend.copy_device_async(stream, through.ptr(), region.ptr.offset(done), len)?;
             done += len;
         }
         Ok(done)

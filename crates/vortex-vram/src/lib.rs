@@ -43,7 +43,9 @@ use std::sync::Arc;
 pub use arena::{ALIGNMENT, Arena, ArenaConfig, ArenaStats, ScratchBuffer, StaticRegion};
 #[cfg(feature = "cuda")]
 pub use backend::CudaBackend;
-pub use backend::{Backend, BackendError, DevicePtr, HostBackend, HostConfig, MemInfo};
+pub use backend::{
+    Backend, BackendError, DevicePtr, EventId, HostBackend, HostConfig, MemInfo, StreamId,
+};
 pub use dedicated::DeviceBuffer;
 pub use error::{OomReport, Region, VramError};
 pub use monitor::{LeakReport, LimitStatus, MonitorConfig, VramMonitor, VramSnapshot};

@@ -290,7 +290,12 @@ fn a_sweep_reads_a_whole_region_through_scratch() {
     let through = arena
         .alloc_scratch(owner, Purpose::Workspace, 65_536)
         .unwrap();
-    assert_eq!(arena.sweep(&weights, &through).unwrap(), weights.size);
+    let stream = arena.backend().create_stream().unwrap();
+    assert_eq!(
+        arena.sweep(&weights, &through, stream).unwrap(),
+        weights.size
+    );
+    arena.backend().synchronize_stream(stream).unwrap();
     // The last chunk read is what the scratch holds: bytes 196,608.. of the region.
     let mut tail = vec![0u8; 16];
     through.download(0, &mut tail).unwrap();

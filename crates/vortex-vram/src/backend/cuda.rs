@@ -16,7 +16,7 @@ use cust::device::Device;
 use cust::error::CudaError;
 use cust::sys as cuda;
 
-use super::{Backend, BackendError, DevicePtr, MemInfo};
+use super::{Backend, BackendError, DevicePtr, EventId, MemInfo, StreamId};
 
 const NO_DEVICE_HELP: &str = "no CUDA device answered: check that the NVIDIA driver is loaded and a GPU is visible (nvidia-smi), \
      or run on the host backend";
@@ -39,12 +39,23 @@ struct Staging {
 // backend's context made current first; the driver allows that from any thread.
 unsafe impl Send for Staging {}
 
+/// Raw stream and event handles, made on request and destroyed with the backend.
+#[derive(Default)]
+struct Queues {
+    streams: Vec<cuda::CUstream>,
+    events: Vec<cuda::CUevent>,
+}
+
+// SAFETY: as for Staging: used under the backend's mutex with its context current.
+unsafe impl Send for Queues {}
+
 /// A CUDA device and its primary context.
 pub struct CudaBackend {
     context: Context,
     ordinal: u32,
     name: String,
     staging: Mutex<Option<Staging>>,
+    queues: Mutex<Queues>,
 }
 
 impl std::fmt::Debug for CudaBackend {
@@ -76,6 +87,7 @@ impl CudaBackend {
             ordinal,
             name,
             staging: Mutex::new(None),
+            queues: Mutex::new(Queues::default()),
         })
     }
 
@@ -203,6 +215,28 @@ impl CudaBackend {
         result.map(|()| bytes as f64 / best)
     }
 
+    fn stream(&self, id: StreamId) -> Result<cuda::CUstream, BackendError> {
+        let queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        queues
+            .streams
+            .get(id.0 as usize)
+            .copied()
+            .ok_or_else(|| BackendError::InvalidValue {
+                what: format!("stream {} was not made by this backend", id.0),
+            })
+    }
+
+    fn event(&self, id: EventId) -> Result<cuda::CUevent, BackendError> {
+        let queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        queues
+            .events
+            .get(id.0 as usize)
+            .copied()
+            .ok_or_else(|| BackendError::InvalidValue {
+                what: format!("event {} was not made by this backend", id.0),
+            })
+    }
+
     /// Makes this backend's context current on the calling thread.
     pub fn make_current(&self) -> Result<(), BackendError> {
         CurrentContext::set_current(&self.context).map_err(|e| from_cust("cuCtxSetCurrent", e))
@@ -290,6 +324,106 @@ impl Backend for CudaBackend {
         // SAFETY: as for copy_device.
         check("cuMemsetD8_v2", unsafe {
             cuda::cuMemsetD8_v2(dst.0, value, len as usize)
+        })
+    }
+
+    fn create_stream(&self) -> Result<StreamId, BackendError> {
+        self.make_current()?;
+        let mut stream: cuda::CUstream = std::ptr::null_mut();
+        // SAFETY: out-pointer valid. CU_STREAM_NON_BLOCKING = 1.
+        check("cuStreamCreate", unsafe {
+            cuda::cuStreamCreate(&mut stream, 1)
+        })?;
+        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        queues.streams.push(stream);
+        Ok(StreamId(queues.streams.len() as u32 - 1))
+    }
+
+    fn copy_device_async(
+        &self,
+        stream: StreamId,
+        dst: DevicePtr,
+        src: DevicePtr,
+        len: u64,
+    ) -> Result<(), BackendError> {
+        self.make_current()?;
+        let stream = self.stream(stream)?;
+        // SAFETY: ranges checked by the arena layer; the stream is live.
+        check("cuMemcpyDtoDAsync_v2", unsafe {
+            cuda::cuMemcpyDtoDAsync_v2(dst.0, src.0, len as usize, stream)
+        })
+    }
+
+    fn memset_async(
+        &self,
+        stream: StreamId,
+        dst: DevicePtr,
+        value: u8,
+        len: u64,
+    ) -> Result<(), BackendError> {
+        self.make_current()?;
+        let stream = self.stream(stream)?;
+        // SAFETY: as for copy_device_async.
+        check("cuMemsetD8Async", unsafe {
+            cuda::cuMemsetD8Async(dst.0, value, len as usize, stream)
+        })
+    }
+
+    fn create_event(&self) -> Result<EventId, BackendError> {
+        self.make_current()?;
+        let mut event: cuda::CUevent = std::ptr::null_mut();
+        // SAFETY: out-pointer valid; flags 0 keep timing on.
+        check("cuEventCreate", unsafe {
+            cuda::cuEventCreate(&mut event, 0)
+        })?;
+        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        queues.events.push(event);
+        Ok(EventId(queues.events.len() as u32 - 1))
+    }
+
+    fn record_event(&self, event: EventId, stream: StreamId) -> Result<(), BackendError> {
+        self.make_current()?;
+        let (event, stream) = (self.event(event)?, self.stream(stream)?);
+        // SAFETY: both handles are live.
+        check("cuEventRecord", unsafe {
+            cuda::cuEventRecord(event, stream)
+        })
+    }
+
+    fn event_done(&self, event: EventId) -> Result<bool, BackendError> {
+        self.make_current()?;
+        let event = self.event(event)?;
+        // SAFETY: the handle is live. CUDA_ERROR_NOT_READY (600) means "not yet".
+        match check("cuEventQuery", unsafe { cuda::cuEventQuery(event) }) {
+            Ok(()) => Ok(true),
+            Err(BackendError::Driver { code: 600, .. }) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    fn event_elapsed(
+        &self,
+        start: EventId,
+        end: EventId,
+    ) -> Result<std::time::Duration, BackendError> {
+        self.make_current()?;
+        let (start, end) = (self.event(start)?, self.event(end)?);
+        let mut ms = 0f32;
+        // SAFETY: both events are live and completed (the caller waited for `end`).
+        check("cuEventElapsedTime", unsafe {
+            cuda::cuEventElapsedTime(&mut ms, start, end)
+        })?;
+        Ok(std::time::Duration::from_secs_f64(
+            f64::from(ms.max(0.0)) / 1e3,
+        ))
+    }
+
+    fn synchronize_stream(&self, stream: StreamId) -> Result<(), BackendError> {
+        self.make_current()?;
+        let stream = self.stream(stream)?;
+        // SAFETY: the stream is live.
+        check("cuStreamSynchronize", unsafe {
+            cuda::cuStreamSynchronize(stream)
         })
     }
 

@@ -40,6 +40,15 @@ impl fmt::Debug for DevicePtr {
     }
 }
 
+/// A queue of device work. Work on different streams may overlap on a GPU; the host backend
+/// has one queue and does everything at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StreamId(pub u32);
+
+/// A mark recorded on a stream, to know when the work before it is done and to time it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EventId(pub u32);
+
 /// Free and total memory of a device, as the driver (or the host stand-in) reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct MemInfo {
@@ -147,6 +156,68 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// backend) rather than measured on a real device.
     fn emulates_latency(&self) -> bool {
         false
+    }
+
+    /// A new stream, kept until the backend drops.
+    fn create_stream(&self) -> Result<StreamId, BackendError> {
+        Ok(StreamId(0))
+    }
+
+    /// Queues a device-to-device copy on `stream`.
+    fn copy_device_async(
+        &self,
+        stream: StreamId,
+        dst: DevicePtr,
+        src: DevicePtr,
+        len: u64,
+    ) -> Result<(), BackendError> {
+        let _ = stream;
+        self.copy_device(dst, src, len)
+    }
+
+    /// Queues a memset on `stream`.
+    fn memset_async(
+        &self,
+        stream: StreamId,
+        dst: DevicePtr,
+        value: u8,
+        len: u64,
+    ) -> Result<(), BackendError> {
+        let _ = stream;
+        self.memset(dst, value, len)
+    }
+
+    /// A new timing event, kept until the backend drops.
+    fn create_event(&self) -> Result<EventId, BackendError> {
+        Ok(EventId(0))
+    }
+
+    /// Records `event` on `stream`: it completes when the work queued before it does.
+    fn record_event(&self, event: EventId, stream: StreamId) -> Result<(), BackendError> {
+        let _ = (event, stream);
+        Ok(())
+    }
+
+    /// Whether the work before `event`'s last recording is done.
+    fn event_done(&self, event: EventId) -> Result<bool, BackendError> {
+        let _ = event;
+        Ok(true)
+    }
+
+    /// Device time between two completed events (zero where nothing runs asynchronously).
+    fn event_elapsed(
+        &self,
+        start: EventId,
+        end: EventId,
+    ) -> Result<std::time::Duration, BackendError> {
+        let _ = (start, end);
+        Ok(std::time::Duration::ZERO)
+    }
+
+    /// Waits until the work queued on `stream` is done.
+    fn synchronize_stream(&self, stream: StreamId) -> Result<(), BackendError> {
+        let _ = stream;
+        self.synchronize()
     }
 
     /// Whether `ptr` points into device memory that this backend holds.
