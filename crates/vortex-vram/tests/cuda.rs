@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use vortex_vram::{
-    ArenaConfig, Backend, BackendError, CudaBackend, DevicePtr, Purpose, Vram, VramConfig,
+    ArenaConfig, Backend, BackendError, ByteSize, CudaBackend, DevicePtr, Limits, Purpose, Vram,
+    VramConfig, VramError,
 };
 
 /// The backend, or `None` after printing why the device tests are skipped.
@@ -89,15 +90,38 @@ fn slab_is_resident_and_host_memory_is_not() {
 }
 
 #[test]
-fn a_request_beyond_capacity_fails_and_leaves_the_device_usable() {
+fn a_request_beyond_capacity_fails_with_the_breakdown_and_leaves_the_device_usable() {
     let Some(backend) = device() else { return };
     let total = backend.mem_info().unwrap().total;
-    match backend.allocate(total * 2) {
-        Err(BackendError::OutOfMemory { requested, .. }) => assert_eq!(requested, total * 2),
-        other => panic!("expected out of memory, got {other:?}"),
+    let backend: Arc<dyn Backend> = Arc::new(backend);
+    let mut config = VramConfig::new(ArenaConfig::new(1 << 20, 0));
+    // Limits far above the card, so the device itself refuses.
+    config.limits = Limits::new(ByteSize(Limits::MAX - 1), ByteSize(Limits::MAX)).unwrap();
+    let vram = Vram::new(backend.clone(), config).unwrap();
+    let owner = vram.owner("too_big").unwrap();
+    let err = vram
+        .dedicated(owner, Purpose::Workspace, total * 2)
+        .unwrap_err();
+    match &err {
+        VramError::Backend {
+            owner,
+            requested,
+            source: BackendError::OutOfMemory { free, .. },
+            ..
+        } => {
+            assert_eq!((&**owner, *requested), ("too_big", total * 2));
+            assert!(*free <= total);
+        }
+        other => panic!("expected a backend out-of-memory error, got {other}"),
     }
-    let ptr = backend.allocate(1 << 20).unwrap();
-    unsafe { backend.free(ptr, 1 << 20).unwrap() };
+    eprintln!("{err}");
+    assert_eq!(
+        vram.tracker().owner_bytes(owner),
+        0,
+        "nothing stays counted"
+    );
+    let ok = vram.dedicated(owner, Purpose::Workspace, 1 << 20).unwrap();
+    assert!(backend.is_resident(ok.ptr()).unwrap());
 }
 
 #[test]
