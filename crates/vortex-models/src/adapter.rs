@@ -4,13 +4,14 @@
 use std::marker::PhantomData;
 use std::sync::OnceLock;
 
-use vortex_registry::{LoadContext, LoadError, Model};
+use vortex_registry::{LoadContext, LoadError, Model, ModelRegistry};
 
 use crate::clip::ClipConfig;
 use crate::flux::FluxConfig;
 use crate::kokoro::KokoroConfig;
 use crate::layout::{Layout, WeightDtype};
 use crate::liveportrait::LivePortraitConfig;
+use crate::stage::Stage;
 use crate::weights::{self, ResidentWeights, WeightSource, resident_bytes};
 
 /// What the configuration says about one model.
@@ -147,3 +148,25 @@ kind!(
     LivePortraitConfig::HUMAN.layout(WeightDtype::F16),
     LivePortraitConfig::HUMAN.layout(WeightDtype::F16)
 );
+
+/// The adapter of `stage`'s model.
+pub fn adapter_for(stage: Stage, spec: ModelSpec) -> Box<dyn Model> {
+    match stage {
+        Stage::Audio => Box::new(Kokoro::new(spec)),
+        Stage::Actor => Box::new(Flux::new(spec)),
+        Stage::Video => Box::new(LivePortrait::new(spec)),
+        Stage::ClipB => Box::new(ClipB::new(spec)),
+        Stage::ClipL => Box::new(ClipL::new(spec)),
+    }
+}
+
+/// The resident weights of `stage`'s model, once `registry` has loaded it.
+pub fn resident_weights(registry: &ModelRegistry, stage: Stage) -> Option<&ResidentWeights> {
+    match stage {
+        Stage::Audio => registry.get::<Kokoro>().and_then(Adapter::weights),
+        Stage::Actor => registry.get::<Flux>().and_then(Adapter::weights),
+        Stage::Video => registry.get::<LivePortrait>().and_then(Adapter::weights),
+        Stage::ClipB => registry.get::<ClipB>().and_then(Adapter::weights),
+        Stage::ClipL => registry.get::<ClipL>().and_then(Adapter::weights),
+    }
+}

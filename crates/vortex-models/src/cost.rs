@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use crate::stage::Stage;
+use crate::stage::StageMap;
+
 /// One stage's cost: a fixed part plus a part per unit of work.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct StageCost {
@@ -32,16 +35,9 @@ pub struct CostProfile {
     pub name: &'static str,
     /// The GPU the figures are for.
     pub gpu: &'static str,
-    /// Kokoro, per second of audio.
-    pub kokoro: StageCost,
-    /// Flux, per image.
-    pub flux: StageCost,
-    /// LivePortrait, per frame.
-    pub liveportrait: StageCost,
-    /// CLIP ViT-B/32, per verified frame.
-    pub clip_b: StageCost,
-    /// CLIP ViT-L/14, per verified frame.
-    pub clip_l: StageCost,
+    /// Per stage: audio per second of audio, actor per image, video per frame, the CLIP
+    /// stages per verified frame.
+    pub costs: StageMap<StageCost>,
 }
 
 impl CostProfile {
@@ -63,31 +59,33 @@ impl CostProfile {
         CostProfile {
             name: "seed-targets",
             gpu: "RTX 3060 12 GiB (assumed)",
-            // Seed: "Kokoro audio about 2 s".
-            kokoro: StageCost {
-                fixed_ms: 2000.0,
-                per_unit_ms: 0.0,
-            },
-            // Seed: "Flux actor about 12 s".
-            flux: StageCost {
-                fixed_ms: 12_000.0,
-                per_unit_ms: 0.0,
-            },
-            // Seed: the whole slot under 15 s at P99 leaves warping about 0.5 s of fixed
-            // cost plus 1.5 ms per frame (2.1 s for 1,080 frames): an assumption, not a figure.
-            liveportrait: StageCost {
-                fixed_ms: 500.0,
-                per_unit_ms: 1.5,
-            },
-            // Seed: CLIP verification last and short; 5 ms / 10 ms per frame on 8 frames.
-            clip_b: StageCost {
-                fixed_ms: 50.0,
-                per_unit_ms: 5.0,
-            },
-            clip_l: StageCost {
-                fixed_ms: 100.0,
-                per_unit_ms: 10.0,
-            },
+            costs: StageMap::from_fn(|stage| match stage {
+                // Seed: "Kokoro audio about 2 s".
+                Stage::Audio => StageCost {
+                    fixed_ms: 2000.0,
+                    per_unit_ms: 0.0,
+                },
+                // Seed: "Flux actor about 12 s".
+                Stage::Actor => StageCost {
+                    fixed_ms: 12_000.0,
+                    per_unit_ms: 0.0,
+                },
+                // Seed: the whole slot under 15 s at P99 leaves warping about 0.5 s of fixed
+                // cost plus 1.5 ms per frame (2.1 s for 1,080 frames): an assumption, not a figure.
+                Stage::Video => StageCost {
+                    fixed_ms: 500.0,
+                    per_unit_ms: 1.5,
+                },
+                // Seed: CLIP verification last and short; 5 ms / 10 ms per frame on 8 frames.
+                Stage::ClipB => StageCost {
+                    fixed_ms: 50.0,
+                    per_unit_ms: 5.0,
+                },
+                Stage::ClipL => StageCost {
+                    fixed_ms: 100.0,
+                    per_unit_ms: 10.0,
+                },
+            }),
         }
     }
 
@@ -96,33 +94,35 @@ impl CostProfile {
         CostProfile {
             name: "rtx3060-public",
             gpu: "RTX 3060 12 GiB",
-            // Kokoro-82M runs far faster than real time on consumer GPUs (its model card and
-            // community benchmarks put it near 100× real time): 10 ms per second of audio.
-            kokoro: StageCost {
-                fixed_ms: 150.0,
-                per_unit_ms: 10.0,
-            },
-            // FLUX.1-schnell NF4, 4 steps at 512²: community reports on 12 GB Ampere cards run
-            // about 1 s per step at this size plus text encoding and VAE decode: ~6 s.
-            flux: StageCost {
-                fixed_ms: 6000.0,
-                per_unit_ms: 0.0,
-            },
-            // LivePortrait paper: 12.8 ms per frame on an RTX 4090. The 3060 has about a third
-            // of the 4090's fp16 tensor throughput: ~40 ms per frame.
-            liveportrait: StageCost {
-                fixed_ms: 300.0,
-                per_unit_ms: 40.0,
-            },
-            // CLIP image towers at fp16, batch of frames: ~3 ms (B/32) and ~12 ms (L/14).
-            clip_b: StageCost {
-                fixed_ms: 20.0,
-                per_unit_ms: 3.0,
-            },
-            clip_l: StageCost {
-                fixed_ms: 40.0,
-                per_unit_ms: 12.0,
-            },
+            costs: StageMap::from_fn(|stage| match stage {
+                // Kokoro-82M runs far faster than real time on consumer GPUs (its model card and
+                // community benchmarks put it near 100× real time): 10 ms per second of audio.
+                Stage::Audio => StageCost {
+                    fixed_ms: 150.0,
+                    per_unit_ms: 10.0,
+                },
+                // FLUX.1-schnell NF4, 4 steps at 512²: community reports on 12 GB Ampere cards run
+                // about 1 s per step at this size plus text encoding and VAE decode: ~6 s.
+                Stage::Actor => StageCost {
+                    fixed_ms: 6000.0,
+                    per_unit_ms: 0.0,
+                },
+                // LivePortrait paper: 12.8 ms per frame on an RTX 4090. The 3060 has about a third
+                // of the 4090's fp16 tensor throughput: ~40 ms per frame.
+                Stage::Video => StageCost {
+                    fixed_ms: 300.0,
+                    per_unit_ms: 40.0,
+                },
+                // CLIP image towers at fp16, batch of frames: ~3 ms (B/32) and ~12 ms (L/14).
+                Stage::ClipB => StageCost {
+                    fixed_ms: 20.0,
+                    per_unit_ms: 3.0,
+                },
+                Stage::ClipL => StageCost {
+                    fixed_ms: 40.0,
+                    per_unit_ms: 12.0,
+                },
+            }),
         }
     }
 
@@ -135,49 +135,7 @@ impl CostProfile {
         CostProfile {
             name: "zero",
             gpu: "none",
-            kokoro: zero,
-            flux: zero,
-            liveportrait: zero,
-            clip_b: zero,
-            clip_l: zero,
-        }
-    }
-}
-
-/// A stage of a slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stage {
-    /// Kokoro.
-    Audio,
-    /// Flux.
-    Actor,
-    /// LivePortrait.
-    Video,
-    /// CLIP ViT-B/32.
-    ClipB,
-    /// CLIP ViT-L/14.
-    ClipL,
-}
-
-impl Stage {
-    /// Every stage, in slot order.
-    pub const ALL: [Stage; 5] = [
-        Stage::Audio,
-        Stage::Actor,
-        Stage::Video,
-        Stage::ClipB,
-        Stage::ClipL,
-    ];
-
-    /// The label used in logs and metrics.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Stage::Audio => "audio",
-            Stage::Actor => "actor",
-            Stage::Video => "video",
-            Stage::ClipB => "clip_b",
-            Stage::ClipL => "clip_l",
+            costs: StageMap::from_fn(|_| zero),
         }
     }
 }
@@ -187,13 +145,13 @@ impl CostProfile {
     /// by waiting this long times the configured time scale (the pipeline does the waiting,
     /// on tokio's clock, so deadline logic runs under a paused clock in tests).
     pub fn latency(&self, stage: Stage, work: SlotWork, time_scale: f64) -> Duration {
-        let base = match stage {
-            Stage::Audio => self.kokoro.time(work.seconds),
-            Stage::Actor => self.flux.time(1),
-            Stage::Video => self.liveportrait.time(work.frames),
-            Stage::ClipB => self.clip_b.time(work.verified_frames),
-            Stage::ClipL => self.clip_l.time(work.verified_frames),
+        let units = match stage {
+            Stage::Audio => work.seconds,
+            Stage::Actor => 1,
+            Stage::Video => work.frames,
+            Stage::ClipB | Stage::ClipL => work.verified_frames,
         };
+        let base = self.costs[stage].time(units);
         base.mul_f64(time_scale.max(0.0))
     }
 }
@@ -214,16 +172,8 @@ pub struct SlotWork {
 pub struct TimePlan {
     /// The profile used.
     pub profile: &'static str,
-    /// Kokoro.
-    pub audio: Duration,
-    /// Flux.
-    pub actor: Duration,
-    /// LivePortrait.
-    pub video: Duration,
-    /// CLIP ViT-B/32.
-    pub clip_b: Duration,
-    /// CLIP ViT-L/14.
-    pub clip_l: Duration,
+    /// Each stage's time.
+    pub stages: StageMap<Duration>,
     /// `max(audio, actor) + video + max(clip_b, clip_l)`.
     pub critical_path: Duration,
     /// The slot deadline.
@@ -233,17 +183,14 @@ pub struct TimePlan {
 impl TimePlan {
     /// The plan of `work` under `profile`.
     pub fn new(profile: &CostProfile, work: SlotWork, deadline: Duration) -> Self {
-        let at = |stage| profile.latency(stage, work, 1.0);
-        let (audio, actor, video) = (at(Stage::Audio), at(Stage::Actor), at(Stage::Video));
-        let (clip_b, clip_l) = (at(Stage::ClipB), at(Stage::ClipL));
+        let stages = StageMap::from_fn(|stage| profile.latency(stage, work, 1.0));
+        let at = |stage| stages[stage];
         TimePlan {
             profile: profile.name,
-            audio,
-            actor,
-            video,
-            clip_b,
-            clip_l,
-            critical_path: audio.max(actor) + video + clip_b.max(clip_l),
+            critical_path: at(Stage::Audio).max(at(Stage::Actor))
+                + at(Stage::Video)
+                + at(Stage::ClipB).max(at(Stage::ClipL)),
+            stages,
             deadline,
         }
     }
@@ -261,16 +208,28 @@ impl fmt::Display for TimePlan {
         writeln!(
             f,
             "  audio (kokoro)        {:>10}  ┐ concurrent",
-            s(self.audio)
+            s(self.stages[Stage::Audio])
         )?;
-        writeln!(f, "  actor (flux)          {:>10}  ┘", s(self.actor))?;
-        writeln!(f, "  video (liveportrait)  {:>10}", s(self.video))?;
+        writeln!(
+            f,
+            "  actor (flux)          {:>10}  ┘",
+            s(self.stages[Stage::Actor])
+        )?;
+        writeln!(
+            f,
+            "  video (liveportrait)  {:>10}",
+            s(self.stages[Stage::Video])
+        )?;
         writeln!(
             f,
             "  verify (clip_b)       {:>10}  ┐ concurrent",
-            s(self.clip_b)
+            s(self.stages[Stage::ClipB])
         )?;
-        writeln!(f, "  verify (clip_l)       {:>10}  ┘", s(self.clip_l))?;
+        writeln!(
+            f,
+            "  verify (clip_l)       {:>10}  ┘",
+            s(self.stages[Stage::ClipL])
+        )?;
         write!(
             f,
             "  critical path {} against a deadline of {}: {}",

@@ -8,19 +8,29 @@
 //! - [`weights`]: safetensors files checked against a layout, and synthetic weights.
 //! - [`adapter`]: one [`vortex_registry::Model`] type per model ([`adapter::Flux`],
 //!   [`adapter::ClipB`], [`adapter::ClipL`], [`adapter::Kokoro`], [`adapter::LivePortrait`]).
+//! - [`stage`]: [`stage::Stage`], the one key of every per-stage table, and
+//!   [`stage::StageMap`].
+//! - [`compute`]: the seam every stage runs through: one interface per kind of stage
+//!   ([`compute::AudioStage`], [`compute::ActorStage`], [`compute::VideoStage`],
+//!   [`compute::EmbeddingStage`]) taking one [`compute::StageContext`], and
+//!   [`compute::StageSet`], the implementations chosen at start-up.
+//! - [`reference`]: the reference implementations behind that seam, the fallback when a
+//!   model's network is absent.
 //! - [`cost`]: cost profiles (`seed-targets`, `rtx3060-public`, `zero`) and [`cost::TimePlan`].
 //!
 //! # Invariants
 //! - Nothing here names `cust`; device memory comes only through `vortex-vram`.
-//! - Reference implementations (when they land) are named as such; nothing here calls its
-//!   output model inference.
+//! - Reference implementations are named as such wherever they show ([`compute::Implementation`]);
+//!   nothing here calls their output model inference.
 
 pub mod adapter;
 pub mod clip;
+pub mod compute;
 pub mod cost;
 pub mod flux;
 pub mod kokoro;
 pub mod layout;
 pub mod liveportrait;
 pub mod reference;
+pub mod stage;
 pub mod weights;

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
+use vortex_models::compute::{ComputeError, FrameTarget, Recipe};
 use vortex_models::reference::{
-    ComputeError, EmbeddingProjection, FrameTarget, Recipe, read_device_frame, reference_actor,
-    reference_audio, reference_embedding, reference_video,
+    EmbeddingProjection, read_device_frame, reference_actor, reference_audio, reference_embedding,
+    reference_video,
 };
 use vortex_registry::{Dtype, OutputBuffers, Placement};
 use vortex_vram::{ArenaConfig, HostBackend, HostConfig, Purpose, StaticRegion, Vram, VramConfig};

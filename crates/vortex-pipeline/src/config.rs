@@ -6,14 +6,21 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use vortex_models::adapter::{ClipB, ClipL, Flux, Kokoro, LivePortrait, ModelSpec};
+use vortex_models::adapter::{ModelSpec, adapter_for};
 use vortex_models::cost::{CostProfile, SlotWork, TimePlan};
+use vortex_models::stage::Stage;
 use vortex_models::weights::WeightSource;
 use vortex_registry::{Dtype, Model, ModelBudget, OutputBuffers, Placement, PlanConfig, VramPlan};
 use vortex_vram::{ByteSize, HostConfig, Limits, MonitorConfig};
 
-/// The models, in load order.
-pub const MODELS: [&str; 5] = ["flux", "liveportrait", "kokoro", "clip_b", "clip_l"];
+/// The models' names (`[models.NAME]`), in load order.
+pub const MODELS: [&str; 5] = [
+    Stage::LOAD_ORDER[0].model(),
+    Stage::LOAD_ORDER[1].model(),
+    Stage::LOAD_ORDER[2].model(),
+    Stage::LOAD_ORDER[3].model(),
+    Stage::LOAD_ORDER[4].model(),
+];
 
 /// A configuration that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -143,7 +150,9 @@ pub struct Timing {
 /// One model's configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelConfig {
-    /// Its name.
+    /// The stage it runs.
+    pub stage: Stage,
+    /// Its name (`stage.model()`).
     pub name: &'static str,
     /// Budget and weights.
     pub spec: ModelSpec,
@@ -283,16 +292,17 @@ impl Config {
         }
 
         for name in raw.models.keys() {
-            if !MODELS.contains(&name.as_str()) {
+            if Stage::of_model(name).is_none() {
                 return Err(v.err(
                     &format!("models.{name}"),
                     format!("unknown model: the models are {}", MODELS.join(", ")),
                 ));
             }
         }
-        let models = MODELS
+        let models = Stage::LOAD_ORDER
             .iter()
-            .map(|&name| {
+            .map(|&stage| {
+                let name = stage.model();
                 let key = format!("models.{name}");
                 let m = raw.models.get(name).ok_or_else(|| {
                     v.err(
@@ -314,6 +324,7 @@ impl Config {
                     path => WeightSource::File(base.join(path)),
                 };
                 Ok(ModelConfig {
+                    stage,
                     name,
                     spec: ModelSpec { budget, weights },
                 })
@@ -380,16 +391,7 @@ impl Config {
     pub fn build_models(&self) -> Vec<Box<dyn Model>> {
         self.models
             .iter()
-            .map(|m| -> Box<dyn Model> {
-                let spec = m.spec.clone();
-                match m.name {
-                    "flux" => Box::new(Flux::new(spec)),
-                    "liveportrait" => Box::new(LivePortrait::new(spec)),
-                    "kokoro" => Box::new(Kokoro::new(spec)),
-                    "clip_b" => Box::new(ClipB::new(spec)),
-                    _ => Box::new(ClipL::new(spec)),
-                }
-            })
+            .map(|m| adapter_for(m.stage, m.spec.clone()))
             .collect()
     }
 

@@ -16,6 +16,7 @@ use tokio::sync::Mutex;
 
 use crate::Recipe;
 use crate::pipeline::VortexPipeline;
+use crate::report::{self, SlotDoc, VramDoc};
 
 /// What the server answers from.
 pub struct ServerState {
@@ -89,7 +90,12 @@ async fn route(
                 Some(p) => (
                     "200 OK",
                     JSON,
-                    json!({"status": "ready", "models": p.registry().names().collect::<Vec<_>>()}).to_string(),
+                    json!({
+                        "status": "ready",
+                        "models": p.registry().names().collect::<Vec<_>>(),
+                        "implementations": report::implementations(p),
+                    })
+                    .to_string(),
                 ),
                 None => ("503 Service Unavailable", JSON, json!({"status": "loading"}).to_string()),
             },
@@ -117,18 +123,12 @@ async fn route(
                 prompt: "a presenter in a studio".to_owned(),
                 script: "this is a reference slot generated on request".to_owned(),
             };
+            let implementations = report::implementations(pipeline);
             match pipeline.generate_slot(&recipe).await {
-                Ok(result) => (
-                    "200 OK",
-                    JSON,
-                    json!({
-                        "slot_id": result.slot_id,
-                        "generation_time_ms": result.generation_time_ms,
-                        "stages": result.stages,
-                        "reference_implementation": true,
-                    })
-                    .to_string(),
-                ),
+                Ok(result) => {
+                    let doc = SlotDoc::new(implementations, &result);
+                    ("200 OK", JSON, json!(doc).to_string())
+                }
                 Err(err) => ("500 Internal Server Error", JSON, json!({"error": err.to_string()}).to_string()),
             }
         }
@@ -145,14 +145,5 @@ async fn route(
 
 /// The `/vram` document.
 pub fn vram_json(pipeline: &VortexPipeline) -> serde_json::Value {
-    let vram = pipeline.vram();
-    let limits = vram.tracker().limits();
-    json!({
-        "snapshot": vram.monitor().snapshot("http", None),
-        "usage": vram.tracker().report(),
-        "limits": {"soft": limits.soft(), "hard": limits.hard()},
-        "arena": vram.arena().stats(),
-        "fragmentation": vram.arena().stats().fragmentation,
-        "models": pipeline.registry().loaded(),
-    })
+    json!(VramDoc::new(pipeline))
 }

@@ -4,13 +4,16 @@
 //! - [`config`]: `config.toml` into a validated [`config::Config`]; refusals name the key.
 //! - [`http`]: the endpoints of `vortex serve` (`/metrics`, `/health`, `/ready`, `/vram`,
 //!   `POST /slot`).
-//! - [`output`]: PNG, WAV and Y4M files of a slot, and the plan as SVG.
+//! - [`output`]: the [`output::MediaSink`] a slot's media is fed to as it is produced, and
+//!   the encoders behind it (PNG, WAV, Y4M files; the plan as SVG).
+//! - [`report`]: the documents shown to the outside (HTTP bodies, the run summary).
 //! - [`pipeline`]: [`VortexPipeline::new`] plans, loads every model and allocates every
 //!   buffer once; [`VortexPipeline::generate_slot`] runs audio and actor concurrently, then
 //!   video, then the two CLIP verifications concurrently, inside the slot deadline.
 //!
-//! The stages run the reference implementations of `vortex-models` (DESIGN.md §6): they are
-//! not model inference, and logs and the CLI say so.
+//! Each stage runs the implementation `vortex-models` chose for it at start-up (today the
+//! reference implementations, DESIGN.md §6: not model inference); logs, `vortex plan`, the
+//! slot summary and `/ready` say which.
 //!
 //! # Invariants
 //! - Nothing is allocated on the device after [`VortexPipeline::new`] but per-stage scratch,
@@ -21,8 +24,10 @@ pub mod config;
 pub mod http;
 pub mod output;
 pub mod pipeline;
+pub mod report;
 
 pub use pipeline::{
     ClipEmbedding, GenerationResult, PipelineError, SlotError, StageTimings, VortexPipeline,
 };
-pub use vortex_models::reference::Recipe;
+pub use vortex_models::compute::{Implementation, ImplementationKind, Recipe};
+pub use vortex_models::stage::{Stage, StageMap};

@@ -8,18 +8,20 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use vortex_models::compute::StageSet;
 use vortex_pipeline::config::{Config, DeviceKind};
 use vortex_pipeline::http::{ServerState, serve};
-use vortex_pipeline::output::{plan_svg, write_slot};
+use vortex_pipeline::output::{Discard, MediaSink, SlotFiles, plan_svg};
 use vortex_pipeline::pipeline::backend_for;
-use vortex_pipeline::{Recipe, StageTimings, VortexPipeline};
+use vortex_pipeline::report;
+use vortex_pipeline::{Recipe, Stage, StageTimings, VortexPipeline};
 use vortex_vram::Bytes;
 
 #[derive(Parser)]
 #[command(
     name = "vortex",
     version,
-    about = "Vortex: resident generative models and timed slots on one GPU.\nThe model stages are reference implementations (DESIGN.md §6), not model inference."
+    about = "Vortex: resident generative models and timed slots on one GPU.\n`vortex plan` says which stages run a network and which a reference implementation (not model inference)."
 )]
 struct Cli {
     /// Configuration file [default: ./config.toml, else the workspace's config.toml]
@@ -101,7 +103,7 @@ fn real_main() -> Result<()> {
             _ => DeviceKind::Host(vortex_vram::HostConfig::rtx3060_12gb()),
         };
     }
-    tracing::info!(target: "vortex", config = %path.display(), "vortex starting; model stages are reference implementations");
+    tracing::info!(target: "vortex", config = %path.display(), "vortex starting");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -127,7 +129,16 @@ fn plan(config: &Config, svg: Option<&Path>) -> Result<()> {
     let plan = config.plan(&models, capacity);
     let mut err = std::io::stderr().lock();
     writeln!(err, "{plan}\n")?;
-    writeln!(err, "{}", config.time_plan())?;
+    writeln!(err, "{}\n", config.time_plan())?;
+    writeln!(err, "stage implementations:")?;
+    for (stage, implementation) in StageSet::choose().implementations().iter() {
+        writeln!(
+            err,
+            "  {:<7} ({:<12}) {implementation}",
+            stage,
+            stage.model()
+        )?;
+    }
     if let Some(svg) = svg {
         std::fs::write(svg, plan_svg(&plan))
             .with_context(|| format!("could not write {}", svg.display()))?;
@@ -163,15 +174,17 @@ async fn run(config: Config, slots: u64, out: Option<&Path>, summary: Option<&Pa
             prompt: "a news presenter in a blue studio".to_owned(),
             script: "good evening, here is the news at the top of the hour".to_owned(),
         };
-        match pipeline.generate_slot(&recipe).await {
+        let mut sink: Box<dyn MediaSink> = match out {
+            Some(dir) => Box::new(SlotFiles::new(
+                &dir.join(format!("slot-{slot:04}")),
+                &buffers,
+            )),
+            None => Box::new(Discard),
+        };
+        match pipeline.generate_slot_into(&recipe, sink.as_mut()).await {
             Ok(result) => {
                 total.push(result.generation_time_ms);
                 stages.push(result.stages);
-                if let Some(dir) = out {
-                    let dir = dir.join(format!("slot-{slot:04}"));
-                    write_slot(&dir, &buffers, &result)
-                        .with_context(|| format!("could not write {}", dir.display()))?;
-                }
             }
             Err(err) => {
                 failed += 1;
@@ -193,25 +206,33 @@ async fn run(config: Config, slots: u64, out: Option<&Path>, summary: Option<&Pa
     let after = pipeline.vram().tracker().allocated();
     let mut err = std::io::stderr().lock();
     let ok = slots - failed;
-    writeln!(
-        err,
-        "\n{slots} slots, {ok} ok, {failed} failed (reference implementations, not model inference)"
-    )?;
+    let implementations = report::implementations(&pipeline);
+    let references: Vec<&str> = implementations
+        .iter()
+        .filter(|(_, i)| i.kind == vortex_pipeline::ImplementationKind::Reference)
+        .map(|(s, _)| s.as_str())
+        .collect();
+    writeln!(err, "\n{slots} slots, {ok} ok, {failed} failed")?;
+    if !references.is_empty() {
+        writeln!(
+            err,
+            "reference implementations (not model inference): {}",
+            references.join(", ")
+        )?;
+    }
     writeln!(err, "{:<8} {:>10} {:>10}", "stage", "P50 ms", "P99 ms")?;
     let mut stage_json = serde_json::Map::new();
-    for (i, name) in ["audio", "actor", "video", "clip_b", "clip_l"]
-        .iter()
-        .enumerate()
-    {
+    for stage in Stage::ALL {
+        let name = stage.as_str();
         let mut v: Vec<f64> = stages
             .iter()
-            .map(|s| s.by_stage()[i].1.as_secs_f64() * 1e3)
+            .map(|s| s[stage].as_secs_f64() * 1e3)
             .collect();
         v.sort_by(f64::total_cmp);
         let (p50, p99) = (percentile(&v, 50.0), percentile(&v, 99.0));
         writeln!(err, "{name:<8} {p50:>10.1} {p99:>10.1}")?;
         stage_json.insert(
-            (*name).to_owned(),
+            name.to_owned(),
             serde_json::json!({"p50_ms": p50, "p99_ms": p99}),
         );
     }
@@ -255,7 +276,8 @@ async fn run(config: Config, slots: u64, out: Option<&Path>, summary: Option<&Pa
             "vram_tracked_before": before,
             "vram_tracked_after": after,
             "vram_reserved": reserved,
-            "reference_implementations": true,
+            "reference_implementations": !references.is_empty(),
+            "implementations": implementations,
         });
         std::fs::write(path, serde_json::to_string_pretty(&document)?)
             .with_context(|| format!("could not write {}", path.display()))?;

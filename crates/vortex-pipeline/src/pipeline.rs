@@ -2,23 +2,25 @@
 //! tokio: audio and actor concurrently, then video, then both CLIP verifications concurrently.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::time::Instant;
-use vortex_models::adapter::{ClipB, ClipL, Flux, Kokoro, LivePortrait};
-use vortex_models::cost::{SlotWork, Stage, TimePlan};
-use vortex_models::reference::{
-    ComputeError, EmbeddingProjection, FrameTarget, Recipe, reference_actor, reference_audio,
-    reference_embedding, reference_video,
+use vortex_models::adapter::resident_weights;
+use vortex_models::compute::{
+    ActorStage, AudioStage, ComputeError, EmbeddingStage, FrameSelection, FrameTarget,
+    Implementation, Recipe, StageContext, StageSet, VideoInputs, VideoStage,
 };
-use vortex_registry::{InitError, ModelRegistry, Placement, VramPlan};
+use vortex_models::cost::{SlotWork, TimePlan};
+use vortex_models::stage::{Stage, StageMap};
+use vortex_registry::{InitError, ModelRegistry, OutputBuffers, Placement, VramPlan};
 use vortex_vram::{
-    Backend, BackendError, EventId, HostBackend, OwnerId, Purpose, ScratchBuffer, StaticRegion,
-    StreamId, Vram, VramConfig, VramError, VramTracker, metrics as names,
+    Arena, Backend, BackendError, EventId, HostBackend, OwnerId, Purpose, ScratchBuffer,
+    StaticRegion, StreamId, Vram, VramConfig, VramError, VramTracker, metrics as names,
 };
 
 use crate::config::{Config, DeviceKind};
+use crate::output::{Discard, MediaSink};
 
 /// Why the pipeline could not start.
 #[derive(Debug, thiserror::Error)]
@@ -49,8 +51,17 @@ pub enum SlotError {
         slot_id: u64,
         /// The deadline.
         deadline: Duration,
-        /// The stage that was running.
-        stage: &'static str,
+        /// The first stage, in slot order, that had not finished.
+        stage: Stage,
+    },
+    /// The media sink could not take the slot's media (a full disk, a closed pipe).
+    #[error("slot {slot_id}: could not write its media: {source}")]
+    Output {
+        /// The slot.
+        slot_id: u64,
+        /// What the sink said.
+        #[source]
+        source: std::io::Error,
     },
     /// A stage failed.
     #[error("slot {slot_id}: {source}")]
@@ -64,32 +75,7 @@ pub enum SlotError {
 }
 
 /// Wall time of each stage of a slot.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct StageTimings {
-    /// Kokoro (reference implementation).
-    pub audio: Duration,
-    /// Flux (reference implementation).
-    pub actor: Duration,
-    /// LivePortrait (reference implementation).
-    pub video: Duration,
-    /// CLIP ViT-B/32 (reference implementation).
-    pub clip_b: Duration,
-    /// CLIP ViT-L/14 (reference implementation).
-    pub clip_l: Duration,
-}
-
-impl StageTimings {
-    /// Each stage's label and time, in slot order.
-    pub fn by_stage(&self) -> [(&'static str, Duration); 5] {
-        [
-            ("audio", self.audio),
-            ("actor", self.actor),
-            ("video", self.video),
-            ("clip_b", self.clip_b),
-            ("clip_l", self.clip_l),
-        ]
-    }
-}
+pub type StageTimings = StageMap<Duration>;
 
 /// The two verification embeddings of a slot.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -132,8 +118,32 @@ struct HostBuffers {
     actor: Vec<u8>,
     video: Vec<u8>,
     audio: Vec<f32>,
+    /// The audio's bytes as downloaded, reused slot to slot.
+    audio_bytes: Vec<u8>,
     clip_b: Vec<f32>,
     clip_l: Vec<f32>,
+}
+
+/// What the pipeline keeps for one stage: its model's owner and resident weights, its
+/// device queue, and its host staging memory (reused slot to slot).
+struct StageState {
+    owner: OwnerId,
+    weights: StaticRegion,
+    queue: StageQueue,
+    staging: Vec<u8>,
+}
+
+impl StageState {
+    fn context<'a>(&'a mut self, arena: &'a Arena, buffers: &'a OutputBuffers) -> StageContext<'a> {
+        StageContext {
+            arena,
+            owner: self.owner,
+            weights: &self.weights,
+            buffers,
+            staging: &mut self.staging,
+            stream: self.queue.stream,
+        }
+    }
 }
 
 /// Every model resident, every buffer allocated; generates slots. See the module docs.
@@ -144,16 +154,11 @@ pub struct VortexPipeline {
     plan: VramPlan,
     regions: Regions,
     host: HostBuffers,
-    /// Staging for actor, audio, video and the two CLIP stages; reused slot to slot.
-    staging: [Vec<u8>; 5],
-    flux: OwnerId,
+    stages: StageMap<StageState>,
+    compute: StageSet,
+    implementations: StageMap<Implementation>,
     work: SlotWork,
     slots: u64,
-    projections: [EmbeddingProjection; 2],
-    /// Each stage's model: its owner and resident weights (audio, actor, video, clip_b, clip_l).
-    weights: [(OwnerId, StaticRegion); 5],
-    /// Each stage's stream and timing events, in the same order.
-    queues: [StageQueue; 5],
 }
 
 /// Scratch each stage copies its weights through on a real device.
@@ -206,16 +211,17 @@ impl Drop for DeviceWork<'_> {
 /// On a real device (not the host stand-in), a reference stage reads its model's resident
 /// weights once, device to device through scratch, on the stage's own stream: the memory
 /// traffic of a real step, overlapping with the concurrent stage's. Returns the device time.
-async fn sweep(
-    arena: &vortex_vram::Arena,
-    (owner, weights): &(OwnerId, StaticRegion),
-    queue: StageQueue,
-) -> Result<Duration, ComputeError> {
+async fn sweep(arena: &Arena, state: &StageState) -> Result<Duration, ComputeError> {
     let backend = arena.backend().as_ref();
     if backend.emulates_latency() {
         return Ok(Duration::ZERO);
     }
-    let through = arena.alloc_scratch(*owner, Purpose::Workspace, SWEEP_CHUNK.min(weights.size))?;
+    let (queue, weights) = (state.queue, &state.weights);
+    let through = arena.alloc_scratch(
+        state.owner,
+        Purpose::Workspace,
+        SWEEP_CHUNK.min(weights.size),
+    )?;
     backend
         .record_event(queue.start, queue.stream)
         .map_err(VramError::from)?;
@@ -230,6 +236,25 @@ async fn sweep(
         .record_event(queue.end, queue.stream)
         .map_err(VramError::from)?;
     work.finish().await
+}
+
+/// Which stages of a slot have finished: the deadline error names the first that has not.
+/// Atomic so that the slot's future stays `Send`.
+#[derive(Debug, Default)]
+struct Progress(AtomicU8);
+
+impl Progress {
+    fn done(&self, stage: Stage) {
+        self.0.fetch_or(1 << stage as u8, Ordering::Relaxed);
+    }
+
+    fn first_running(&self) -> Stage {
+        let done = self.0.load(Ordering::Relaxed);
+        Stage::ALL
+            .into_iter()
+            .find(|&s| done & (1 << s as u8) == 0)
+            .unwrap_or(Stage::ClipL)
+    }
 }
 
 impl std::fmt::Debug for VortexPipeline {
@@ -254,6 +279,80 @@ pub fn backend_for(config: &Config) -> Result<Arc<dyn Backend>, PipelineError> {
     }
 }
 
+/// Refuses a plan that does not fit; warns when the time plan cannot meet the deadline.
+fn check_plans(config: &Config, plan: &VramPlan, backend: &dyn Backend) -> Result<(), InitError> {
+    plan.check()?;
+    tracing::info!(
+        target: "vortex_pipeline",
+        device = backend.device_name(),
+        planned = plan.device_total(),
+        "VRAM plan fits: {} on the device",
+        vortex_vram::Bytes(plan.device_total())
+    );
+    let time_plan = config.time_plan();
+    if !time_plan.meets_deadline() {
+        tracing::warn!(
+            target: "vortex_pipeline",
+            profile = time_plan.profile,
+            critical_path_s = time_plan.critical_path.as_secs_f64(),
+            deadline_s = time_plan.deadline.as_secs_f64(),
+            "the cost profile cannot meet the slot deadline"
+        );
+    }
+    Ok(())
+}
+
+/// The output buffers on the device, each under an owner of its own.
+fn allocate_regions(vram: &Vram, b: &OutputBuffers) -> Result<Regions, VramError> {
+    let (video_frames_on_device, video_purpose) = match b.video_placement {
+        Placement::Device => (b.frames(), Purpose::OutputBuffer),
+        Placement::PinnedHost { staging_frames } => {
+            (staging_frames.min(b.frames()), Purpose::Staging)
+        }
+    };
+    let alloc = |name: &str, purpose, bytes| -> Result<StaticRegion, VramError> {
+        let owner = vram.owner(name)?;
+        vram.arena().alloc_static(owner, purpose, bytes)
+    };
+    Ok(Regions {
+        actor: alloc("actor_buffer", Purpose::OutputBuffer, b.actor_bytes())?,
+        audio: alloc("audio_buffer", Purpose::OutputBuffer, b.audio_bytes())?,
+        video: alloc(
+            "video_buffer",
+            video_purpose,
+            video_frames_on_device * b.frame_bytes(),
+        )?,
+        video_frames_on_device,
+    })
+}
+
+/// A stage's model (owner, resident weights) and a fresh device queue for it.
+fn stage_state(
+    vram: &Vram,
+    registry: &ModelRegistry,
+    stage: Stage,
+) -> Result<StageState, PipelineError> {
+    let model = stage.model();
+    let weights = resident_weights(registry, stage)
+        .map(|w| w.region)
+        .ok_or_else(|| {
+            PipelineError::Vram(VramError::InvalidRequest {
+                what: format!("model `{model}` has no resident weights"),
+            })
+        })?;
+    let backend = vram.backend().as_ref();
+    Ok(StageState {
+        owner: vram.owner(model)?,
+        weights,
+        queue: StageQueue {
+            stream: backend.create_stream()?,
+            start: backend.create_event()?,
+            end: backend.create_event()?,
+        },
+        staging: Vec::new(),
+    })
+}
+
 impl VortexPipeline {
     /// Plans, checks the plan, reserves the slab, loads every model and allocates the output
     /// buffers. Nothing stays allocated if this fails.
@@ -267,24 +366,7 @@ impl VortexPipeline {
     pub fn with_backend(config: Config, backend: Arc<dyn Backend>) -> Result<Self, PipelineError> {
         let models = config.build_models();
         let plan = config.plan(&models, backend.total_memory()?);
-        plan.check()?;
-        tracing::info!(
-            target: "vortex_pipeline",
-            device = backend.device_name(),
-            planned = plan.device_total(),
-            "VRAM plan fits: {} on the device",
-            vortex_vram::Bytes(plan.device_total())
-        );
-        let time_plan = config.time_plan();
-        if !time_plan.meets_deadline() {
-            tracing::warn!(
-                target: "vortex_pipeline",
-                profile = time_plan.profile,
-                critical_path_s = time_plan.critical_path.as_secs_f64(),
-                deadline_s = time_plan.deadline.as_secs_f64(),
-                "the cost profile cannot meet the slot deadline"
-            );
-        }
+        check_plans(&config, &plan, backend.as_ref())?;
         let vram = Vram::new(
             backend,
             VramConfig {
@@ -296,90 +378,21 @@ impl VortexPipeline {
         )?;
         let registry = ModelRegistry::load(vram.arena(), models)?;
         let b = config.buffers;
-        let (video_frames_on_device, video_purpose) = match b.video_placement {
-            Placement::Device => (b.frames(), Purpose::OutputBuffer),
-            Placement::PinnedHost { staging_frames } => {
-                (staging_frames.min(b.frames()), Purpose::Staging)
-            }
-        };
-        let alloc = |name: &str, purpose, bytes| -> Result<StaticRegion, VramError> {
-            let owner = vram.owner(name)?;
-            vram.arena().alloc_static(owner, purpose, bytes)
-        };
-        let regions = Regions {
-            actor: alloc("actor_buffer", Purpose::OutputBuffer, b.actor_bytes())?,
-            audio: alloc("audio_buffer", Purpose::OutputBuffer, b.audio_bytes())?,
-            video: alloc(
-                "video_buffer",
-                video_purpose,
-                video_frames_on_device * b.frame_bytes(),
-            )?,
-            video_frames_on_device,
-        };
+        let regions = allocate_regions(&vram, &b)?;
         let host = HostBuffers {
             actor: vec![0; b.actor_bytes() as usize],
             video: vec![0; b.video_bytes() as usize],
             audio: vec![0.0; (b.seconds * b.sample_rate) as usize],
-            clip_b: vec![0.0; 512],
-            clip_l: vec![0.0; 768],
+            audio_bytes: Vec::new(),
+            clip_b: Vec::new(),
+            clip_l: Vec::new(),
         };
-        let flux = vram.owner("flux")?;
-        let resident = |name: &str,
-                        region: Option<StaticRegion>|
-         -> Result<(OwnerId, StaticRegion), PipelineError> {
-            let region = region.ok_or_else(|| {
-                PipelineError::Vram(VramError::InvalidRequest {
-                    what: format!("model `{name}` has no resident weights"),
-                })
-            })?;
-            Ok((vram.owner(name)?, region))
-        };
-        let backend = vram.backend().as_ref();
-        let queue = || -> Result<StageQueue, BackendError> {
-            Ok(StageQueue {
-                stream: backend.create_stream()?,
-                start: backend.create_event()?,
-                end: backend.create_event()?,
-            })
-        };
-        let queues = [queue()?, queue()?, queue()?, queue()?, queue()?];
-        let weights = [
-            resident(
-                "kokoro",
-                registry
-                    .get::<Kokoro>()
-                    .and_then(|m| m.weights())
-                    .map(|w| w.region),
-            )?,
-            resident(
-                "flux",
-                registry
-                    .get::<Flux>()
-                    .and_then(|m| m.weights())
-                    .map(|w| w.region),
-            )?,
-            resident(
-                "liveportrait",
-                registry
-                    .get::<LivePortrait>()
-                    .and_then(|m| m.weights())
-                    .map(|w| w.region),
-            )?,
-            resident(
-                "clip_b",
-                registry
-                    .get::<ClipB>()
-                    .and_then(|m| m.weights())
-                    .map(|w| w.region),
-            )?,
-            resident(
-                "clip_l",
-                registry
-                    .get::<ClipL>()
-                    .and_then(|m| m.weights())
-                    .map(|w| w.region),
-            )?,
-        ];
+        let stages = StageMap::try_from_fn(|stage| stage_state(&vram, &registry, stage))?;
+        let compute = StageSet::choose();
+        let mut host = host;
+        host.clip_b = vec![0.0; compute.clip_b.dim()];
+        host.clip_l = vec![0.0; compute.clip_l.dim()];
+        let implementations = compute.implementations();
         let work = SlotWork {
             seconds: b.seconds,
             frames: b.frames(),
@@ -395,16 +408,11 @@ impl VortexPipeline {
             plan,
             regions,
             host,
-            staging: Default::default(),
-            flux,
+            stages,
+            compute,
+            implementations,
             work,
             slots: 0,
-            projections: [
-                EmbeddingProjection::new("clip_b", 512),
-                EmbeddingProjection::new("clip_l", 768),
-            ],
-            weights,
-            queues,
         })
     }
 
@@ -433,6 +441,11 @@ impl VortexPipeline {
         self.config.time_plan()
     }
 
+    /// What runs each stage (a network, or a reference implementation), chosen at start-up.
+    pub fn implementations(&self) -> &StageMap<Implementation> {
+        &self.implementations
+    }
+
     /// Slots finished (successful or not).
     pub fn slots(&self) -> u64 {
         self.slots
@@ -450,6 +463,17 @@ impl VortexPipeline {
         &mut self,
         recipe: &Recipe,
     ) -> Result<GenerationResult<'_>, SlotError> {
+        self.generate_slot_into(recipe, &mut Discard).await
+    }
+
+    /// [`VortexPipeline::generate_slot`], handing the media to `sink` as it is produced: the
+    /// actor image and the audio once both exist, then every frame as the video stage drains
+    /// it. On failure the sink is told to [`MediaSink::abort`].
+    pub async fn generate_slot_into(
+        &mut self,
+        recipe: &Recipe,
+        sink: &mut dyn MediaSink,
+    ) -> Result<GenerationResult<'_>, SlotError> {
         let slot_id = recipe.slot_id;
         let started = Instant::now();
         let before = self.vram.tracker().allocated();
@@ -463,8 +487,10 @@ impl VortexPipeline {
             done: false,
         };
         let deadline = self.config.timing.deadline;
-        let mut stage: &'static str = "audio";
-        let outcome = tokio::time::timeout(deadline, self.run_stages(recipe, &mut stage)).await;
+        let progress = Progress::default();
+        let mut timings = StageTimings::default();
+        let outcome =
+            tokio::time::timeout(deadline, self.run_stages(recipe, &progress, &mut *sink)).await;
         guard.done = true;
         self.slots += 1;
         let elapsed = started.elapsed();
@@ -476,40 +502,53 @@ impl VortexPipeline {
         // Gauges are published after load and on every /metrics scrape, not per slot.
         self.vram.monitor().emit_snapshot("slot_end", Some(slot_id));
         self.vram.monitor().generation_completed();
-        let stages = match outcome {
-            Err(_elapsed) => {
-                // The stage futures were dropped; wait for the device before anything reuses
-                // the buffers.
-                let _ = self.vram.backend().synchronize();
-                metrics::counter!(names::SLOTS_TOTAL, "outcome" => "deadline_missed").increment(1);
-                let err = SlotError::DeadlineMissed {
+        let failure = match outcome {
+            Err(_elapsed) => Some((
+                "deadline_missed",
+                SlotError::DeadlineMissed {
                     slot_id,
                     deadline,
-                    stage,
-                };
-                tracing::warn!(target: "vortex_pipeline", slot_id, error = %err, "slot failed");
-                return Err(err);
-            }
-            Ok(Err(source)) => {
-                let _ = self.vram.backend().synchronize();
-                metrics::counter!(names::SLOTS_TOTAL, "outcome" => "error").increment(1);
-                let err = SlotError::Compute { slot_id, source };
-                tracing::error!(target: "vortex_pipeline", slot_id, error = %err, "slot failed");
-                return Err(err);
-            }
-            Ok(Ok(stages)) => stages,
+                    stage: progress.first_running(),
+                },
+            )),
+            Ok(Err(ComputeError::Drain(source))) => Some((
+                "error",
+                SlotError::Output {
+                    slot_id,
+                    source: std::io::Error::other(source),
+                },
+            )),
+            Ok(Err(source)) => Some(("error", SlotError::Compute { slot_id, source })),
+            Ok(Ok(stages)) => sink
+                .finish()
+                .err()
+                .map(|source| ("error", SlotError::Output { slot_id, source }))
+                .or_else(|| {
+                    timings = stages;
+                    None
+                }),
         };
+        if let Some((outcome, err)) = failure {
+            // The stage futures were dropped; wait for the device before anything reuses
+            // the buffers.
+            let _ = self.vram.backend().synchronize();
+            sink.abort();
+            metrics::counter!(names::SLOTS_TOTAL, "outcome" => outcome).increment(1);
+            tracing::warn!(target: "vortex_pipeline", slot_id, error = %err, "slot failed");
+            return Err(err);
+        }
         metrics::counter!(names::SLOTS_TOTAL, "outcome" => "ok").increment(1);
         let generation_time_ms = elapsed.as_secs_f64() * 1e3;
+        let stages = timings;
         tracing::info!(
             target: "vortex_pipeline",
             slot_id,
             generation_time_ms,
-            audio_ms = stages.audio.as_secs_f64() * 1e3,
-            actor_ms = stages.actor.as_secs_f64() * 1e3,
-            video_ms = stages.video.as_secs_f64() * 1e3,
-            clip_b_ms = stages.clip_b.as_secs_f64() * 1e3,
-            clip_l_ms = stages.clip_l.as_secs_f64() * 1e3,
+            audio_ms = stages[Stage::Audio].as_secs_f64() * 1e3,
+            actor_ms = stages[Stage::Actor].as_secs_f64() * 1e3,
+            video_ms = stages[Stage::Video].as_secs_f64() * 1e3,
+            clip_b_ms = stages[Stage::ClipB].as_secs_f64() * 1e3,
+            clip_l_ms = stages[Stage::ClipL].as_secs_f64() * 1e3,
             allocated = after,
             "slot done"
         );
@@ -530,170 +569,236 @@ impl VortexPipeline {
     async fn run_stages(
         &mut self,
         recipe: &Recipe,
-        stage: &mut &'static str,
+        progress: &Progress,
+        sink: &mut dyn MediaSink,
     ) -> Result<StageTimings, ComputeError> {
         let Self {
             config,
             vram,
             regions,
             host,
-            staging,
-            flux,
+            stages,
+            compute,
+            implementations,
             work,
-            projections,
-            weights,
-            queues,
             ..
         } = self;
-        let arena = vram.arena();
-        let b = &config.buffers;
         let timing = &config.timing;
-        let latency = |s: Stage| timing.profile.latency(s, *work, timing.time_scale);
-        let [s_actor, s_audio, s_video, s_clip_b, s_clip_l] = staging;
-
-        // Each stage lasts its profiled latency from the start of its phase, however much of
-        // that its reference compute took: the host backend stands in for a GPU whose stage
-        // takes that long.
-        // No timer at all once the time has passed: tokio's timers tick in milliseconds, and
-        // a zero-length sleep would still wait for the next tick.
-        // On a real device nothing is emulated: the stage takes what its work takes.
-        let emulated = arena.backend().emulates_latency();
-        let until = |start: Instant, s: Stage| {
-            let end = start + latency(s);
-            async move {
-                if emulated && Instant::now() < end {
-                    tokio::time::sleep_until(end).await;
-                }
-            }
+        let slot = Slot {
+            arena: vram.arena(),
+            buffers: &config.buffers,
+            regions,
+            recipe,
+            progress,
+            // On a real device nothing is emulated: the stage takes what its work takes.
+            pace: StageMap::from_fn(|stage| {
+                timing.profile.latency(stage, *work, timing.time_scale)
+            }),
+            implementations,
+            emulated: vram.backend().emulates_latency(),
+            verified: timing.verified_frames,
         };
+        let [s_audio, s_actor, s_video, s_clip_b, s_clip_l] = stages.as_mut().into_values();
+        let mut took = StageTimings::default();
+        (took[Stage::Audio], took[Stage::Actor]) = slot
+            .audio_and_actor(
+                (s_audio, &mut *compute.audio),
+                (s_actor, &mut *compute.actor),
+            )
+            .await?;
+        slot.deliver_actor_and_audio(host, sink)?;
+        took[Stage::Video] = slot
+            .video(s_video, &mut *compute.video, &mut host.video, sink)
+            .await?;
+        (took[Stage::ClipB], took[Stage::ClipL]) = slot
+            .verify(
+                (s_clip_b, &mut *compute.clip_b, &mut host.clip_b),
+                (s_clip_l, &mut *compute.clip_l, &mut host.clip_l),
+                &host.video,
+            )
+            .await?;
+        Ok(took)
+    }
+}
 
-        *stage = "audio+actor";
+/// What every phase of one slot shares.
+struct Slot<'a> {
+    arena: &'a Arena,
+    buffers: &'a OutputBuffers,
+    regions: &'a Regions,
+    recipe: &'a Recipe,
+    progress: &'a Progress,
+    implementations: &'a StageMap<Implementation>,
+    /// Each stage's profiled latency (scaled), which the host backend emulates.
+    pace: StageMap<Duration>,
+    emulated: bool,
+    verified: u64,
+}
+
+fn drain_error(err: std::io::Error) -> ComputeError {
+    ComputeError::Drain(Box::new(err))
+}
+
+impl Slot<'_> {
+    /// On the host backend a stage lasts its profiled latency from the start of its phase,
+    /// however much of that its compute took: the host stands in for a GPU whose stage takes
+    /// that long. No timer at all once the time has passed (tokio's timers tick in
+    /// milliseconds, and a zero-length sleep would still wait for the next tick). Marks the
+    /// stage done and returns its time.
+    async fn finish(&self, stage: Stage, start: Instant) -> Duration {
+        let end = start + self.pace[stage];
+        if self.emulated && Instant::now() < end {
+            tokio::time::sleep_until(end).await;
+        }
+        self.progress.done(stage);
+        let took = start.elapsed();
+        stage_done(
+            self.recipe.slot_id,
+            stage,
+            &self.implementations[stage],
+            took,
+        );
+        took
+    }
+
+    /// Phase one: the audio and the actor image, concurrently.
+    async fn audio_and_actor(
+        &self,
+        (s_audio, audio): (&mut StageState, &mut dyn AudioStage),
+        (s_actor, actor): (&mut StageState, &mut dyn ActorStage),
+    ) -> Result<(Duration, Duration), ComputeError> {
         let t0 = Instant::now();
         let audio = async {
-            sweep(arena, &weights[0], queues[0]).await?;
-            reference_audio(arena, recipe, b, &regions.audio, s_audio)?;
-            until(t0, Stage::Audio).await;
-            Ok::<_, ComputeError>(t0.elapsed())
+            sweep(self.arena, s_audio).await?;
+            let mut cx = s_audio.context(self.arena, self.buffers);
+            audio.run(&mut cx, self.recipe, &self.regions.audio)?;
+            Ok::<_, ComputeError>(self.finish(Stage::Audio, t0).await)
         };
         let actor = async {
-            sweep(arena, &weights[1], queues[1]).await?;
-            reference_actor(arena, *flux, recipe, b, &regions.actor, s_actor)?;
-            until(t0, Stage::Actor).await;
-            Ok::<_, ComputeError>(t0.elapsed())
+            sweep(self.arena, s_actor).await?;
+            let mut cx = s_actor.context(self.arena, self.buffers);
+            actor.run(&mut cx, self.recipe, &self.regions.actor)?;
+            Ok::<_, ComputeError>(self.finish(Stage::Actor, t0).await)
         };
-        let (audio, actor) = tokio::try_join!(audio, actor)?;
-        stage_done(recipe.slot_id, Stage::Audio, audio);
-        stage_done(recipe.slot_id, Stage::Actor, actor);
+        tokio::try_join!(audio, actor)
+    }
 
-        *stage = "video";
+    /// The actor image and the audio into host memory and to the sink.
+    fn deliver_actor_and_audio(
+        &self,
+        host: &mut HostBuffers,
+        sink: &mut dyn MediaSink,
+    ) -> Result<(), ComputeError> {
+        self.arena
+            .download(&self.regions.actor, 0, &mut host.actor)?;
+        let bytes = &mut host.audio_bytes;
+        bytes.resize(host.audio.len() * 4, 0);
+        self.arena.download(&self.regions.audio, 0, bytes)?;
+        for (sample, b) in host.audio.iter_mut().zip(bytes.chunks_exact(4)) {
+            *sample = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+        sink.actor(&host.actor).map_err(drain_error)?;
+        sink.audio(&host.audio).map_err(drain_error)
+    }
+
+    /// Phase two: the video. Frames in a device ring are drained to host memory and to the
+    /// sink as each is written; a video on the device is downloaded when it is complete.
+    async fn video(
+        &self,
+        state: &mut StageState,
+        video: &mut dyn VideoStage,
+        host_video: &mut [u8],
+        sink: &mut dyn MediaSink,
+    ) -> Result<Duration, ComputeError> {
         let t1 = Instant::now();
+        let regions = self.regions;
         let target = FrameTarget {
             region: &regions.video,
             capacity: regions.video_frames_on_device,
         };
-        let frame_bytes = b.frame_bytes() as usize;
-        let in_ring = b.video_placement != Placement::Device;
-        let host_video = &mut host.video;
-        sweep(arena, &weights[2], queues[2]).await?;
-        reference_video(
-            arena,
-            recipe,
-            b,
-            &regions.actor,
-            &regions.audio,
-            target,
-            s_video,
-            &mut |i, offset| {
-                if in_ring {
-                    let at = i as usize * frame_bytes;
-                    arena.download(
-                        &regions.video,
-                        offset,
-                        &mut host_video[at..at + frame_bytes],
-                    )?;
-                }
-                Ok(())
-            },
-        )?;
+        let frame_bytes = self.buffers.frame_bytes() as usize;
+        let in_ring = self.buffers.video_placement != Placement::Device;
+        sweep(self.arena, state).await?;
+        let mut cx = state.context(self.arena, self.buffers);
+        let inputs = VideoInputs {
+            actor: &regions.actor,
+            audio: &regions.audio,
+        };
+        video.run(&mut cx, self.recipe, inputs, target, &mut |i, offset| {
+            if in_ring {
+                let at = i as usize * frame_bytes;
+                let frame = &mut host_video[at..at + frame_bytes];
+                self.arena.download(&regions.video, offset, frame)?;
+                sink.frame(i, frame).map_err(drain_error)?;
+            }
+            Ok(())
+        })?;
         if !in_ring {
-            arena.download(&regions.video, 0, host_video)?;
+            self.arena.download(&regions.video, 0, host_video)?;
+            for (i, frame) in host_video.chunks_exact(frame_bytes).enumerate() {
+                sink.frame(i as u64, frame).map_err(drain_error)?;
+            }
         }
-        until(t1, Stage::Video).await;
-        let video = t1.elapsed();
-        stage_done(recipe.slot_id, Stage::Video, video);
+        Ok(self.finish(Stage::Video, t1).await)
+    }
 
-        *stage = "clip";
+    /// Phase three: both verifications, concurrently, on frames from host memory.
+    async fn verify(
+        &self,
+        (s_b, clip_b, out_b): (&mut StageState, &mut dyn EmbeddingStage, &mut [f32]),
+        (s_l, clip_l, out_l): (&mut StageState, &mut dyn EmbeddingStage, &mut [f32]),
+        host_video: &[u8],
+    ) -> Result<(Duration, Duration), ComputeError> {
         let t2 = Instant::now();
-        let frames = b.frames();
-        let verified = timing.verified_frames;
-        let host_video = &host.video;
-        let from_host = |index: u64, into: &mut [u8]| {
+        tokio::try_join!(
+            self.embed(Stage::ClipB, (s_b, clip_b, out_b), host_video, t2),
+            self.embed(Stage::ClipL, (s_l, clip_l, out_l), host_video, t2)
+        )
+    }
+
+    /// One verification: an embedding of the selected frames, read from host memory.
+    async fn embed(
+        &self,
+        stage: Stage,
+        (state, embed, out): (&mut StageState, &mut dyn EmbeddingStage, &mut [f32]),
+        host_video: &[u8],
+        start: Instant,
+    ) -> Result<Duration, ComputeError> {
+        let frame_bytes = self.buffers.frame_bytes() as usize;
+        let selection = FrameSelection {
+            frames: self.buffers.frames(),
+            verified: self.verified,
+        };
+        let mut read = |index: u64, into: &mut [u8]| {
             let at = index as usize * frame_bytes;
-            into.copy_from_slice(&host_video[at..at + frame_bytes]);
+            let frame = host_video
+                .get(at..at + frame_bytes)
+                .filter(|f| f.len() == into.len())
+                .ok_or(ComputeError::Shape {
+                    what: "verified frame",
+                    have: into.len() as u64,
+                    need: frame_bytes as u64,
+                })?;
+            into.copy_from_slice(frame);
             Ok(())
         };
-        let clip_b = async {
-            let mut read = from_host;
-            sweep(arena, &weights[3], queues[3]).await?;
-            reference_embedding(
-                &projections[0],
-                b,
-                frames,
-                verified,
-                &mut read,
-                s_clip_b,
-                &mut host.clip_b,
-            )?;
-            until(t2, Stage::ClipB).await;
-            Ok::<_, ComputeError>(t2.elapsed())
-        };
-        let clip_l = async {
-            let mut read = from_host;
-            sweep(arena, &weights[4], queues[4]).await?;
-            reference_embedding(
-                &projections[1],
-                b,
-                frames,
-                verified,
-                &mut read,
-                s_clip_l,
-                &mut host.clip_l,
-            )?;
-            until(t2, Stage::ClipL).await;
-            Ok::<_, ComputeError>(t2.elapsed())
-        };
-        let (clip_b, clip_l) = tokio::try_join!(clip_b, clip_l)?;
-        stage_done(recipe.slot_id, Stage::ClipB, clip_b);
-        stage_done(recipe.slot_id, Stage::ClipL, clip_l);
-
-        // The actor image and the audio for the caller.
-        arena.download(&regions.actor, 0, &mut host.actor)?;
-        let mut bytes = std::mem::take(s_audio);
-        bytes.resize(host.audio.len() * 4, 0);
-        arena.download(&regions.audio, 0, &mut bytes)?;
-        for (sample, b) in host.audio.iter_mut().zip(bytes.chunks_exact(4)) {
-            *sample = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        }
-        *s_audio = bytes;
-        Ok(StageTimings {
-            audio,
-            actor,
-            video,
-            clip_b,
-            clip_l,
-        })
+        sweep(self.arena, state).await?;
+        let mut cx = state.context(self.arena, self.buffers);
+        embed.run(&mut cx, self.recipe, selection, &mut read, out)?;
+        Ok(self.finish(stage, start).await)
     }
 }
 
-fn stage_done(slot_id: u64, stage: Stage, took: Duration) {
+fn stage_done(slot_id: u64, stage: Stage, implementation: &Implementation, took: Duration) {
     metrics::histogram!(names::STAGE_DURATION_SECONDS, "stage" => stage.as_str())
         .record(took.as_secs_f64());
     tracing::info!(
         target: "vortex_pipeline",
         slot_id,
         stage = stage.as_str(),
+        implementation = ?implementation.kind,
         ms = took.as_secs_f64() * 1e3,
-        "stage done (reference implementation)"
+        "stage done ({implementation})"
     );
 }
 

@@ -1,22 +1,24 @@
 //! The `vortex` command as a person runs it: JSON log lines on stdout, files under --out,
 //! a plan with its SVG, and clear errors for bad input.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::Shipped;
+
 fn small_config(dir: &Path) -> PathBuf {
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config.toml");
-    let text = std::fs::read_to_string(shipped)
-        .unwrap()
-        .replace("image_size = 512", "image_size = 32")
-        .replace("seconds = 45", "seconds = 2")
-        .replace("fps = 24", "fps = 4")
-        .replace("staging_frames = 24", "staging_frames = 2")
-        .replace("verified_frames = 8", "verified_frames = 2")
-        .replace("cost_profile = \"seed-targets\"", "cost_profile = \"zero\"");
-    let path = dir.join("config.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    Shipped::new()
+        .with(&[
+            ("buffers.image_size", "32"),
+            ("buffers.seconds", "2"),
+            ("buffers.fps", "4"),
+            ("buffers.staging_frames", "2"),
+            ("timing.verified_frames", "2"),
+            ("timing.cost_profile", "\"zero\""),
+        ])
+        .write_into(dir)
 }
 
 fn tempdir(name: &str) -> PathBuf {

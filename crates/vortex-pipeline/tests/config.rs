@@ -1,8 +1,12 @@
 //! Configuration: the shipped config.toml loads and its plan fits; bad configs are refused
 //! naming the key.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use common::Shipped;
 
 use vortex_pipeline::config::{Config, ConfigError, DeviceKind};
 use vortex_registry::Placement;
@@ -37,11 +41,12 @@ fn the_shipped_config_fits_under_the_soft_limit() {
 
 #[test]
 fn the_seed_budgets_are_refused_with_what_to_change() {
-    let text = std::fs::read_to_string(shipped()).unwrap();
-    let seed = text
-        .replace("budget = \"6.3GB\"", "budget = \"6.0GB\"")
-        .replace("budget = \"2.7GB\"", "budget = \"3.5GB\"");
-    let config = Config::parse(&seed, &shipped()).unwrap();
+    let config = Shipped::new()
+        .with(&[
+            ("models.flux.budget", "\"6.0GB\""),
+            ("models.liveportrait.budget", "\"3.5GB\""),
+        ])
+        .config();
     let plan = config.plan(&config.build_models(), 12_884_901_888);
     let err = plan.check().unwrap_err().to_string();
     assert!(
@@ -236,11 +241,12 @@ fn bad_configs_name_the_key_and_what_to_write() {
 
 #[test]
 fn budgets_that_add_past_64_bits_are_refused_by_the_plan() {
-    let text = std::fs::read_to_string(shipped())
-        .unwrap()
-        .replace("budget = \"6.3GB\"", "budget = \"16000000TB\"")
-        .replace("budget = \"2.7GB\"", "budget = \"16000000TB\"");
-    let config = Config::parse(&text, &shipped()).unwrap();
+    let config = Shipped::new()
+        .with(&[
+            ("models.flux.budget", "\"16000000TB\""),
+            ("models.liveportrait.budget", "\"16000000TB\""),
+        ])
+        .config();
     let err = config
         .plan(&config.build_models(), 12_884_901_888)
         .check()

@@ -2,22 +2,24 @@
 //! in the driver's free memory. Skips with a printed reason when no device answers.
 #![cfg(feature = "cuda")]
 
-use std::path::Path;
+mod common;
+
 use std::sync::Arc;
+
+use common::Shipped;
 
 use vortex_pipeline::config::Config;
 use vortex_pipeline::{Recipe, VortexPipeline};
 use vortex_vram::{Backend, BackendError, CudaBackend};
 
-/// The shipped configuration, compiled in so the test binary runs anywhere.
-const SHIPPED: &str = include_str!("../../../config.toml");
-
 fn config() -> Config {
-    let text = SHIPPED
-        .replace("image_size = 512", "image_size = 128")
-        .replace("seconds = 45", "seconds = 4")
-        .replace("cost_profile = \"seed-targets\"", "cost_profile = \"zero\"");
-    Config::parse(&text, Path::new("config.toml")).unwrap()
+    Shipped::new()
+        .with(&[
+            ("buffers.image_size", "128"),
+            ("buffers.seconds", "4"),
+            ("timing.cost_profile", "\"zero\""),
+        ])
+        .config()
 }
 
 #[tokio::test]

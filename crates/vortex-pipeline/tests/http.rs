@@ -1,8 +1,11 @@
 //! The HTTP endpoints of `vortex serve` on a loopback port: health before and after load,
 //! a slot on request, Prometheus text that parses, and the VRAM breakdown.
 
-use std::path::Path;
+mod common;
+
 use std::sync::Arc;
+
+use common::Shipped;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -24,16 +27,16 @@ async fn request(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, 
 }
 
 fn small_config() -> Config {
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config.toml");
-    let text = std::fs::read_to_string(&shipped)
-        .unwrap()
-        .replace("image_size = 512", "image_size = 16")
-        .replace("seconds = 45", "seconds = 1")
-        .replace("fps = 24", "fps = 4")
-        .replace("staging_frames = 24", "staging_frames = 2")
-        .replace("verified_frames = 8", "verified_frames = 2")
-        .replace("cost_profile = \"seed-targets\"", "cost_profile = \"zero\"");
-    Config::parse(&text, &shipped).unwrap()
+    Shipped::new()
+        .with(&[
+            ("buffers.image_size", "16"),
+            ("buffers.seconds", "1"),
+            ("buffers.fps", "4"),
+            ("buffers.staging_frames", "2"),
+            ("timing.verified_frames", "2"),
+            ("timing.cost_profile", "\"zero\""),
+        ])
+        .config()
 }
 
 /// A Prometheus exposition line: `# HELP`/`# TYPE` comments, or `name{labels} value`.

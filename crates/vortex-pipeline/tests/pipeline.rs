@@ -1,34 +1,30 @@
 //! The pipeline on the host backend under tokio's paused clock: concurrency, deadlines,
 //! cancellation, zero growth, and the same frames whatever the video's placement.
 
-use std::path::Path;
+mod common;
+
 use std::time::Duration;
 
+use common::Shipped;
 use vortex_pipeline::config::Config;
-use vortex_pipeline::{Recipe, SlotError, VortexPipeline};
+use vortex_pipeline::{Recipe, SlotError, Stage, VortexPipeline};
 use vortex_vram::Purpose;
 
 /// The shipped config with slot shapes small enough to run thousands of slots.
 fn config(profile: &str, deadline: &str, placement: &str) -> Config {
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config.toml");
-    let text = std::fs::read_to_string(&shipped)
-        .unwrap()
-        .replace("image_size = 512", "image_size = 16")
-        .replace("seconds = 45", "seconds = 2")
-        .replace("sample_rate = 24000", "sample_rate = 800")
-        .replace("fps = 24", "fps = 4")
-        .replace("staging_frames = 24", "staging_frames = 3")
-        .replace("verified_frames = 8", "verified_frames = 4")
-        .replace(
-            "video_placement = \"pinned_host\"",
-            &format!("video_placement = \"{placement}\""),
-        )
-        .replace(
-            "cost_profile = \"seed-targets\"",
-            &format!("cost_profile = \"{profile}\""),
-        )
-        .replace("deadline = \"15s\"", &format!("deadline = \"{deadline}\""));
-    Config::parse(&text, &shipped).unwrap()
+    Shipped::new()
+        .with(&[
+            ("buffers.image_size", "16"),
+            ("buffers.seconds", "2"),
+            ("buffers.sample_rate", "800"),
+            ("buffers.fps", "4"),
+            ("buffers.staging_frames", "3"),
+            ("timing.verified_frames", "4"),
+            ("buffers.video_placement", &format!("\"{placement}\"")),
+            ("timing.cost_profile", &format!("\"{profile}\"")),
+            ("timing.deadline", &format!("\"{deadline}\"")),
+        ])
+        .config()
 }
 
 fn recipe(slot_id: u64) -> Recipe {
@@ -50,8 +46,8 @@ async fn a_slot_takes_the_critical_path_not_the_sum() {
     // 0.5 s + 8 × 1.5 ms, then clip_b 50 + 4 × 5 ms and clip_l 100 + 4 × 10 ms together.
     let s = result.stages;
     assert_eq!(
-        (s.audio, s.actor, s.video, s.clip_b, s.clip_l),
-        (MS(2000), MS(12_000), MS(512), MS(70), MS(140))
+        s.into_values(),
+        [MS(2000), MS(12_000), MS(512), MS(70), MS(140)]
     );
     assert_eq!(result.generation_time_ms, 12_000.0 + 512.0 + 140.0);
     let sum = 2000.0 + 12_000.0 + 512.0 + 70.0 + 140.0;
@@ -77,7 +73,7 @@ async fn a_missed_deadline_keeps_nothing_and_the_next_slot_succeeds() {
             err,
             SlotError::DeadlineMissed {
                 slot_id: 1,
-                stage: "audio+actor",
+                stage: Stage::Actor,
                 ..
             }
         ),

@@ -1,0 +1,300 @@
+//! The compute seam: one interface per kind of stage, each taking one [`StageContext`].
+//!
+//! A stage's implementation is chosen once per model at start-up ([`StageSet`]) and reports
+//! what it is ([`Implementation`]); nothing above this crate knows which one runs except
+//! through that report. Today every stage has one implementation, the reference one
+//! ([`crate::reference`]); a real network is a new file implementing the same trait and a
+//! new arm in [`StageSet::choose`], not an edit of the pipeline.
+//!
+//! Every implementation writes into buffers the pipeline allocated once, allocates device
+//! memory only from the scratch region (released before it returns), and reuses the
+//! caller's staging `Vec` for host memory.
+
+use std::fmt;
+
+use serde::Serialize;
+use vortex_registry::{Dtype, OutputBuffers};
+use vortex_vram::{Arena, OwnerId, StaticRegion, StreamId, VramError};
+
+use crate::reference::{ReferenceActor, ReferenceAudio, ReferenceEmbedding, ReferenceVideo};
+use crate::stage::{Stage, StageMap};
+
+/// What a slot is made from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Recipe {
+    /// The slot's number.
+    pub slot_id: u64,
+    /// Seed of every stage.
+    pub seed: u64,
+    /// What the actor looks like.
+    pub prompt: String,
+    /// What the actor says.
+    pub script: String,
+}
+
+/// Why a stage failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ComputeError {
+    /// Device memory: scratch, a copy, a bound.
+    #[error(transparent)]
+    Vram(#[from] VramError),
+    /// The buffers' dtypes are ones the implementation does not write.
+    #[error(
+        "the {implementation} implementation writes {what} as {supported:?}, but the buffer is {found:?}: set buffers.{key} = \"{supported:?}\""
+    )]
+    Dtype {
+        /// Which implementation.
+        implementation: &'static str,
+        /// Which buffer.
+        what: &'static str,
+        /// The config key.
+        key: &'static str,
+        /// What it writes.
+        supported: Dtype,
+        /// What the buffer is.
+        found: Dtype,
+    },
+    /// A buffer smaller than its shape.
+    #[error("the {what} buffer holds {have} bytes but its shape needs {need}")]
+    Shape {
+        /// Which buffer.
+        what: &'static str,
+        /// Bytes in the region.
+        have: u64,
+        /// Bytes the shape needs.
+        need: u64,
+    },
+    /// Whoever consumes the frames (an encoder, a file) failed.
+    #[error("the frame consumer failed: {0}")]
+    Drain(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// An output slice of the wrong length.
+    #[error("the {what} output holds {have} values but the implementation writes {need}")]
+    OutputLength {
+        /// Which output.
+        what: &'static str,
+        /// Values in the slice.
+        have: usize,
+        /// Values it needs.
+        need: usize,
+    },
+}
+
+/// Where frames go: frame `i` is written at `(i % capacity) × frame_bytes` of `region` (the
+/// whole video buffer, or a device staging ring drained by `on_frame`).
+#[derive(Debug, Clone, Copy)]
+pub struct FrameTarget<'a> {
+    /// The region frames are written into.
+    pub region: &'a StaticRegion,
+    /// Frames the region holds.
+    pub capacity: u64,
+}
+
+/// Fetches frame `index` of a slot into a buffer: from the device or from host memory.
+pub type FrameReader<'a> = dyn FnMut(u64, &mut [u8]) -> Result<(), ComputeError> + 'a;
+
+/// Called after frame `index` is written at `offset` of its [`FrameTarget`]: to drain a
+/// staging ring, to feed an encoder, or to stop a cancelled slot.
+pub type FrameDrain<'a> = dyn FnMut(u64, u64) -> Result<(), ComputeError> + 'a;
+
+/// Everything a stage computes with, in one value.
+#[derive(Debug)]
+pub struct StageContext<'a> {
+    /// Device memory: the model's weights, the buffers, scratch.
+    pub arena: &'a Arena,
+    /// The stage's model: the owner of every byte the stage allocates.
+    pub owner: OwnerId,
+    /// The model's resident weights.
+    pub weights: &'a StaticRegion,
+    /// Shapes and dtypes of the output buffers.
+    pub buffers: &'a OutputBuffers,
+    /// Host memory reused from slot to slot.
+    pub staging: &'a mut Vec<u8>,
+    /// The stage's own device stream.
+    pub stream: StreamId,
+}
+
+/// Which implementation runs a stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImplementationKind {
+    /// A deterministic stand-in with the right shapes and data flow: not model inference.
+    Reference,
+    /// The model's network on a runtime.
+    Network,
+}
+
+/// What a stage implementation says about itself, for logs, `vortex plan`, the slot summary
+/// and `/ready`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Implementation {
+    /// Reference or network.
+    pub kind: ImplementationKind,
+    /// A short description (`"reference implementation: tone bursts per letter"`).
+    pub detail: String,
+}
+
+impl Implementation {
+    /// A reference implementation with `detail`.
+    pub fn reference(detail: &str) -> Self {
+        Implementation {
+            kind: ImplementationKind::Reference,
+            detail: format!("reference implementation ({detail}), not model inference"),
+        }
+    }
+
+    /// Whether this is a reference implementation.
+    pub fn is_reference(&self) -> bool {
+        self.kind == ImplementationKind::Reference
+    }
+}
+
+impl fmt::Display for Implementation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+/// The audio stage: a waveform from the recipe's script.
+pub trait AudioStage: Send + fmt::Debug {
+    /// What runs.
+    fn implementation(&self) -> Implementation;
+    /// Writes `seconds × sample_rate` samples (the buffers' dtype) into `audio`.
+    fn run(
+        &mut self,
+        cx: &mut StageContext<'_>,
+        recipe: &Recipe,
+        audio: &StaticRegion,
+    ) -> Result<(), ComputeError>;
+}
+
+/// The actor stage: an image from the recipe's prompt and seed.
+pub trait ActorStage: Send + fmt::Debug {
+    /// What runs.
+    fn implementation(&self) -> Implementation;
+    /// Writes `image_size² × channels` (the buffers' dtype) into `actor`.
+    fn run(
+        &mut self,
+        cx: &mut StageContext<'_>,
+        recipe: &Recipe,
+        actor: &StaticRegion,
+    ) -> Result<(), ComputeError>;
+}
+
+/// The inputs of the video stage.
+#[derive(Debug, Clone, Copy)]
+pub struct VideoInputs<'a> {
+    /// The actor image.
+    pub actor: &'a StaticRegion,
+    /// The waveform.
+    pub audio: &'a StaticRegion,
+}
+
+/// The video stage: frames of the actor driven by the audio.
+pub trait VideoStage: Send + fmt::Debug {
+    /// What runs.
+    fn implementation(&self) -> Implementation;
+    /// Writes every frame into `target`, calling `drain(index, offset)` after each.
+    fn run(
+        &mut self,
+        cx: &mut StageContext<'_>,
+        recipe: &Recipe,
+        inputs: VideoInputs<'_>,
+        target: FrameTarget<'_>,
+        drain: &mut FrameDrain<'_>,
+    ) -> Result<(), ComputeError>;
+}
+
+/// Which frames an embedding stage verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameSelection {
+    /// Frames in the slot.
+    pub frames: u64,
+    /// Frames to verify, evenly spaced.
+    pub verified: u64,
+}
+
+/// A verification stage: an embedding of the slot's frames.
+pub trait EmbeddingStage: Send + fmt::Debug {
+    /// What runs.
+    fn implementation(&self) -> Implementation;
+    /// Width of the embedding.
+    fn dim(&self) -> usize;
+    /// Writes an L2-normalized embedding of `dim()` values into `out`, reading frames with
+    /// `read_frame`.
+    fn run(
+        &mut self,
+        cx: &mut StageContext<'_>,
+        recipe: &Recipe,
+        selection: FrameSelection,
+        read_frame: &mut FrameReader<'_>,
+        out: &mut [f32],
+    ) -> Result<(), ComputeError>;
+}
+
+/// One implementation per stage, chosen at start-up.
+#[derive(Debug)]
+pub struct StageSet {
+    /// Kokoro's stage.
+    pub audio: Box<dyn AudioStage>,
+    /// Flux's stage.
+    pub actor: Box<dyn ActorStage>,
+    /// LivePortrait's stage.
+    pub video: Box<dyn VideoStage>,
+    /// CLIP ViT-B/32's stage.
+    pub clip_b: Box<dyn EmbeddingStage>,
+    /// CLIP ViT-L/14's stage.
+    pub clip_l: Box<dyn EmbeddingStage>,
+}
+
+impl StageSet {
+    /// The implementation of every stage, chosen from what is available: a network where its
+    /// files are present, else the reference implementation. Each choice is logged.
+    pub fn choose() -> Self {
+        let set = Self::reference();
+        let implementations = set.implementations();
+        let references: Vec<&str> = implementations
+            .iter()
+            .filter(|(_, i)| i.is_reference())
+            .map(|(s, _)| s.as_str())
+            .collect();
+        tracing::info!(
+            target: "vortex_models",
+            references = references.len(),
+            "{} of 5 stages run reference implementations (not model inference): {}",
+            references.len(),
+            references.join(", ")
+        );
+        for (stage, implementation) in implementations.iter() {
+            tracing::info!(
+                target: "vortex_models",
+                stage = stage.as_str(),
+                model = stage.model(),
+                implementation = ?implementation.kind,
+                "{stage}: {implementation}"
+            );
+        }
+        set
+    }
+
+    /// The reference implementation of every stage.
+    pub fn reference() -> Self {
+        StageSet {
+            audio: Box::new(ReferenceAudio),
+            actor: Box::new(ReferenceActor),
+            video: Box::new(ReferenceVideo),
+            clip_b: Box::new(ReferenceEmbedding::new(Stage::ClipB.model(), 512)),
+            clip_l: Box::new(ReferenceEmbedding::new(Stage::ClipL.model(), 768)),
+        }
+    }
+
+    /// What runs each stage.
+    pub fn implementations(&self) -> StageMap<Implementation> {
+        StageMap::from_fn(|stage| match stage {
+            Stage::Audio => self.audio.implementation(),
+            Stage::Actor => self.actor.implementation(),
+            Stage::Video => self.video.implementation(),
+            Stage::ClipB => self.clip_b.implementation(),
+            Stage::ClipL => self.clip_l.implementation(),
+        })
+    }
+}

@@ -1,0 +1,157 @@
+//! Where a slot's media goes: the [`MediaSink`] interface, fed by the pipeline as the media
+//! is produced (the actor image and the audio after the first phase, each frame as the video
+//! stage's drain produces it), and the encoders behind it.
+//!
+//! - [`SlotFiles`]: `actor.png`, `audio.wav` and `video.y4m` in a folder, written into
+//!   `NAME.partial/` and renamed when the slot finishes, so a failed slot leaves no files.
+//! - [`png`], [`wav`], [`y4m`]: one encoder per format; [`svg`]: the plan as a picture.
+//!
+//! **Invariant:** this folder is the only place that names an encoder library (`png` today,
+//! an MP4 encoder later); the pipeline knows only [`MediaSink`].
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use vortex_registry::OutputBuffers;
+
+use crate::pipeline::GenerationResult;
+
+pub mod png;
+pub mod svg;
+pub mod wav;
+pub mod y4m;
+
+pub use svg::plan_svg;
+
+/// Receives a slot's media as it is produced. A slot that fails calls [`MediaSink::abort`]
+/// instead of [`MediaSink::finish`]; a sink keeps nothing of it.
+pub trait MediaSink: Send {
+    /// The actor image, `image_size² × channels` u8.
+    fn actor(&mut self, image: &[u8]) -> io::Result<()>;
+    /// The whole waveform, mono f32 at the buffers' sample rate.
+    fn audio(&mut self, samples: &[f32]) -> io::Result<()>;
+    /// Frame `index` (in order from 0), `image_size² × channels` u8.
+    fn frame(&mut self, index: u64, rgb: &[u8]) -> io::Result<()>;
+    /// The slot finished: make what was received visible.
+    fn finish(&mut self) -> io::Result<()>;
+    /// The slot failed or was cancelled: discard what was received.
+    fn abort(&mut self) {}
+}
+
+/// A sink that keeps nothing: the default of [`crate::VortexPipeline::generate_slot`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Discard;
+
+impl MediaSink for Discard {
+    fn actor(&mut self, _: &[u8]) -> io::Result<()> {
+        Ok(())
+    }
+    fn audio(&mut self, _: &[f32]) -> io::Result<()> {
+        Ok(())
+    }
+    fn frame(&mut self, _: u64, _: &[u8]) -> io::Result<()> {
+        Ok(())
+    }
+    fn finish(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `actor.png`, `audio.wav` and `video.y4m` of one slot in a folder. Files are written into
+/// `DIR.partial/` as the media arrives and the folder is renamed to `DIR` on
+/// [`MediaSink::finish`]; [`MediaSink::abort`] (or dropping it unfinished) removes it.
+#[derive(Debug)]
+pub struct SlotFiles {
+    dir: PathBuf,
+    partial: PathBuf,
+    buffers: OutputBuffers,
+    video: Option<y4m::Y4mWriter>,
+    finished: bool,
+}
+
+impl SlotFiles {
+    /// A sink writing into `dir` (created on first use; an existing `dir` is replaced when
+    /// the slot finishes).
+    pub fn new(dir: &Path, buffers: &OutputBuffers) -> Self {
+        let mut partial = dir.as_os_str().to_owned();
+        partial.push(".partial");
+        SlotFiles {
+            dir: dir.to_owned(),
+            partial: PathBuf::from(partial),
+            buffers: *buffers,
+            video: None,
+            finished: false,
+        }
+    }
+
+    fn folder(&self) -> io::Result<&Path> {
+        std::fs::create_dir_all(&self.partial)?;
+        Ok(&self.partial)
+    }
+}
+
+impl MediaSink for SlotFiles {
+    fn actor(&mut self, image: &[u8]) -> io::Result<()> {
+        let path = self.folder()?.join("actor.png");
+        png::write_png(&path, &self.buffers, image)
+    }
+
+    fn audio(&mut self, samples: &[f32]) -> io::Result<()> {
+        let path = self.folder()?.join("audio.wav");
+        wav::write_wav(&path, self.buffers.sample_rate as u32, samples)
+    }
+
+    fn frame(&mut self, index: u64, rgb: &[u8]) -> io::Result<()> {
+        if self.video.is_none() {
+            let path = self.folder()?.join("video.y4m");
+            self.video = Some(y4m::Y4mWriter::create(&path, &self.buffers)?);
+        }
+        match self.video.as_mut() {
+            Some(video) => video.frame(index, rgb),
+            None => Ok(()),
+        }
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        if let Some(mut video) = self.video.take() {
+            video.finish()?;
+        }
+        self.folder()?;
+        if self.dir.exists() {
+            std::fs::remove_dir_all(&self.dir)?;
+        }
+        std::fs::rename(&self.partial, &self.dir)?;
+        self.finished = true;
+        Ok(())
+    }
+
+    fn abort(&mut self) {
+        self.video = None;
+        let _ = std::fs::remove_dir_all(&self.partial);
+        self.finished = true;
+    }
+}
+
+impl Drop for SlotFiles {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.abort();
+        }
+    }
+}
+
+/// Writes `actor.png`, `audio.wav` and `video.y4m` of a finished slot into `dir`.
+pub fn write_slot(
+    dir: &Path,
+    buffers: &OutputBuffers,
+    result: &GenerationResult<'_>,
+) -> io::Result<()> {
+    let mut files = SlotFiles::new(dir, buffers);
+    files.actor(result.actor_image)?;
+    files.audio(result.audio_waveform)?;
+    let frame_bytes = buffers.frame_bytes() as usize;
+    for (index, frame) in result.video_frames.chunks_exact(frame_bytes).enumerate() {
+        files.frame(index as u64, frame)?;
+    }
+    files.finish()
+}

@@ -1,0 +1,159 @@
+//! The documents Vortex shows the outside (HTTP bodies, the run summary), in one place.
+//!
+//! Internal types are not serialized as they are: these are built from them and say what an
+//! operator reads — bytes as integers with the unit in the key's doc, times in milliseconds,
+//! stages by label, no device addresses.
+
+use serde::Serialize;
+use vortex_models::compute::{Implementation, ImplementationKind};
+use vortex_models::stage::StageMap;
+use vortex_vram::{ArenaStats, UsageReport, VramSnapshot};
+
+use crate::pipeline::{GenerationResult, VortexPipeline};
+
+/// What runs a stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImplementationDoc {
+    /// `"reference"` or `"network"`.
+    pub kind: ImplementationKind,
+    /// What it is, in words.
+    pub detail: String,
+}
+
+impl From<&Implementation> for ImplementationDoc {
+    fn from(i: &Implementation) -> Self {
+        ImplementationDoc {
+            kind: i.kind,
+            detail: i.detail.clone(),
+        }
+    }
+}
+
+/// Every stage's implementation, by stage label.
+pub fn implementations(pipeline: &VortexPipeline) -> StageMap<ImplementationDoc> {
+    pipeline
+        .implementations()
+        .as_ref()
+        .map(|_, i| ImplementationDoc::from(i))
+}
+
+/// A finished slot: `POST /slot`'s answer and a line of the run summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct SlotDoc {
+    /// The slot.
+    pub slot_id: u64,
+    /// Wall time of the slot, milliseconds.
+    pub generation_time_ms: f64,
+    /// Wall time of each stage, milliseconds.
+    pub stages_ms: StageMap<f64>,
+    /// What ran each stage.
+    pub implementations: StageMap<ImplementationDoc>,
+    /// Whether any stage ran a reference implementation (not model inference).
+    pub reference_implementation: bool,
+}
+
+impl SlotDoc {
+    /// The document of `result`, whose stages ran `implementations`.
+    pub fn new(
+        implementations: StageMap<ImplementationDoc>,
+        result: &GenerationResult<'_>,
+    ) -> Self {
+        let reference_implementation = implementations
+            .iter()
+            .any(|(_, i)| i.kind == ImplementationKind::Reference);
+        SlotDoc {
+            slot_id: result.slot_id,
+            generation_time_ms: result.generation_time_ms,
+            stages_ms: result.stages.map(|_, d| d.as_secs_f64() * 1e3),
+            implementations,
+            reference_implementation,
+        }
+    }
+}
+
+/// The hard and soft limits, bytes.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct LimitsDoc {
+    /// Above this a warning, bytes.
+    pub soft: u64,
+    /// Above this a refusal, bytes.
+    pub hard: u64,
+}
+
+/// One loaded model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelDoc {
+    /// Its name.
+    pub name: String,
+    /// Its budget, bytes.
+    pub budget: u64,
+    /// Its checkpoint's weight bytes.
+    pub weight_bytes: u64,
+    /// Device bytes it holds as the tracker counts them.
+    pub measured: u64,
+    /// How long its load took, milliseconds.
+    pub load_ms: f64,
+}
+
+/// The device.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceDoc {
+    /// `"host"` or `"cuda"`.
+    pub backend: String,
+    /// The device's name.
+    pub name: String,
+}
+
+/// `GET /vram`: where every byte is, by owner and purpose.
+#[derive(Debug, Clone, Serialize)]
+pub struct VramDoc {
+    /// The device.
+    pub device: DeviceDoc,
+    /// Totals now.
+    pub snapshot: VramSnapshot,
+    /// By owner and by purpose.
+    pub usage: UsageReport,
+    /// The limits.
+    pub limits: LimitsDoc,
+    /// The slab: static and scratch regions.
+    pub arena: ArenaStats,
+    /// `1 − largest free block / free` of the slab.
+    pub fragmentation: f64,
+    /// The resident models.
+    pub models: Vec<ModelDoc>,
+}
+
+impl VramDoc {
+    /// The document of `pipeline` now.
+    pub fn new(pipeline: &VortexPipeline) -> Self {
+        let vram = pipeline.vram();
+        let limits = vram.tracker().limits();
+        let arena = vram.arena().stats();
+        VramDoc {
+            device: DeviceDoc {
+                backend: vram.backend().name().to_owned(),
+                name: vram.backend().device_name(),
+            },
+            snapshot: vram.monitor().snapshot("http", None),
+            usage: vram.tracker().report(),
+            limits: LimitsDoc {
+                soft: limits.soft(),
+                hard: limits.hard(),
+            },
+            fragmentation: arena.fragmentation,
+            arena,
+            models: pipeline
+                .registry()
+                .loaded()
+                .iter()
+                .map(|m| ModelDoc {
+                    name: m.name.clone(),
+                    budget: m.budget,
+                    weight_bytes: m.weight_bytes,
+                    measured: m.measured,
+                    load_ms: m.load_time.as_secs_f64() * 1e3,
+                })
+                .collect(),
+        }
+    }
+}
