@@ -231,7 +231,10 @@ async fn sweep(arena: &Arena, state: &StageState) -> Result<Duration, ComputeErr
         _through: through,
         done: false,
     };
-    arena.sweep(weights, &work._through, queue.stream)?;
+    // SAFETY: `work` owns the scratch and waits for the stream before letting it go (in
+    // `finish`, or on drop when the slot is cancelled or this fails part-way); the weights
+    // are resident for the pipeline's life and never rolled back.
+    unsafe { arena.sweep(weights, &work._through, queue.stream) }?;
     backend
         .record_event(queue.end, queue.stream)
         .map_err(VramError::from)?;

@@ -11,6 +11,10 @@
 //! limit refuses it with nothing allocated; a request the region cannot fit rolls the count
 //! back and fails with an [`OomReport`]. All offsets and sizes are multiples of
 //! [`ALIGNMENT`].
+//!
+//! The arena watches its backend for a lost device (see [`DeviceHealth`]): after the first
+//! [`BackendError::DeviceLost`](crate::BackendError::DeviceLost), allocations, copies and
+//! residency checks fail at once with that error instead of reaching the device again.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +25,7 @@ use serde::Serialize;
 
 use crate::backend::{Backend, DevicePtr, StreamId};
 use crate::error::{OomReport, Region, VramError};
+use crate::health::{DeviceHealth, Watched};
 use crate::tracker::{OwnerId, Purpose, RawRecord, VramTracker};
 use crate::units::Bytes;
 
@@ -142,7 +147,9 @@ struct ScratchState {
 }
 
 struct ArenaInner {
+    /// The backend given to [`Arena::new`], wrapped in a [`Watched`] over `health`.
     backend: Arc<dyn Backend>,
+    health: Arc<DeviceHealth>,
     tracker: Arc<VramTracker>,
     base: DevicePtr,
     size: u64,
@@ -177,11 +184,16 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Arena {
     /// Reserves the slab from `backend` after a pre-flight check of the device's free memory.
     /// Counts it as reserved in `tracker`.
+    ///
+    /// The arena keeps `backend` wrapped so that a lost device is remembered (see
+    /// [`Arena::device_lost`]); [`Arena::backend`] returns the wrapped one.
     pub fn new(
         backend: Arc<dyn Backend>,
         tracker: Arc<VramTracker>,
         config: ArenaConfig,
     ) -> Result<Self, VramError> {
+        let health = Arc::new(DeviceHealth::default());
+        let backend: Arc<dyn Backend> = Arc::new(Watched::new(backend, Arc::clone(&health)));
         let invalid = |what: String| VramError::InvalidRequest { what };
         let static_capacity = align_up(config.static_bytes)
             .ok_or_else(|| invalid("the static region size overflows".to_owned()))?;
@@ -247,6 +259,7 @@ impl Arena {
         Ok(Arena {
             inner: Arc::new(ArenaInner {
                 backend,
+                health,
                 tracker,
                 base,
                 size,
@@ -271,9 +284,28 @@ impl Arena {
         &self.inner.tracker
     }
 
-    /// The backend the slab came from.
+    /// The backend the slab came from, as the arena sees it: every call through it is
+    /// watched for a lost device and refused once one was reported (see
+    /// [`Arena::device_lost`]). Use it, not the backend given to [`Arena::new`], for stream
+    /// and event calls, so that a loss they report is remembered too.
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.inner.backend
+    }
+
+    /// Why the device was lost, once any backend call through this arena (or its
+    /// [`Vram`](crate::Vram), monitor and dedicated buffers) reported it; `None` while the
+    /// device answers. Never cleared. Once it is `Some`, allocations, copies, sweeps and
+    /// residency checks fail at once with [`VramError::Device`] holding
+    /// [`BackendError::DeviceLost`](crate::BackendError::DeviceLost) and this reason, without
+    /// calling the backend; dropping buffers and the arena still returns memory to it.
+    pub fn device_lost(&self) -> Option<&str> {
+        self.inner.health.device_lost()
+    }
+
+    /// The shared device health behind [`Arena::device_lost`], for readers that outlive a
+    /// borrow of the arena (a readiness probe).
+    pub fn health(&self) -> &Arc<DeviceHealth> {
+        &self.inner.health
     }
 
     /// Start of the slab.
@@ -297,6 +329,7 @@ impl Arena {
         bytes: u64,
     ) -> Result<StaticRegion, VramError> {
         let inner = &*self.inner;
+        inner.health.check()?;
         let size = checked_size(bytes)?;
         let record = inner.tracker.record_raw(owner, purpose, size)?;
         let mut statics = lock(&inner.statics);
@@ -320,44 +353,71 @@ impl Arena {
         Ok(region)
     }
 
-    /// Copies `data` into `region` at `offset` (bounds-checked against the region).
+    /// Copies `data` into `region` at `offset` (bounds-checked against the region, and the
+    /// region against the static regions this arena has handed out).
     pub fn upload(&self, region: &StaticRegion, offset: u64, data: &[u8]) -> Result<(), VramError> {
-        let ptr = region_range(region, offset, data.len())?;
-        Ok(self.inner.backend.copy_to_device(ptr, data)?)
+        let ptr = self.region_range(region, offset, data.len())?;
+        // SAFETY: `region_range` checked that the range lies inside the static part of this
+        // arena's slab, one live allocation of this backend (the slab is freed only when the
+        // last handle on the arena drops, and `&self` is one).
+        Ok(unsafe { self.inner.backend.copy_to_device(ptr, data) }?)
     }
 
-    /// Copies `out.len()` bytes of `region` at `offset` into `out` (bounds-checked).
+    /// Copies `out.len()` bytes of `region` at `offset` into `out` (bounds-checked as for
+    /// [`Arena::upload`]).
     pub fn download(
         &self,
         region: &StaticRegion,
         offset: u64,
         out: &mut [u8],
     ) -> Result<(), VramError> {
-        let ptr = region_range(region, offset, out.len())?;
-        Ok(self.inner.backend.copy_from_device(ptr, out)?)
+        let ptr = self.region_range(region, offset, out.len())?;
+        // SAFETY: as in `upload`: the range lies inside this arena's live slab.
+        Ok(unsafe { self.inner.backend.copy_from_device(ptr, out) }?)
     }
 
     /// Reads all of `region` on the device by copying it, chunk by chunk, into `through` (a
-    /// scratch buffer), which is first cleared with a memset: the memory traffic of a stage that
-    /// reads its model's weights once. The work is queued on `stream` (the host backend does it
-    /// at once); `through` must not be released before the stream has finished it. Returns the
-    /// bytes copied.
-    pub fn sweep(
+    /// scratch buffer of this arena), which is first cleared with a memset: the memory traffic
+    /// of a stage that reads its model's weights once. The work is queued on `stream` (the
+    /// host backend does it at once). Returns the bytes copied.
+    ///
+    /// # Safety
+    /// The work may still be running when this returns. Until the work queued on `stream` has
+    /// finished (see [`Backend::synchronize_stream`] and [`Backend::event_done`]), `through`
+    /// must not be dropped, and `region` must not be rolled back (see
+    /// [`Arena::rollback_static`]), so that the device never writes into or reads from memory
+    /// handed to someone else, or freed with the slab. This holds even if this call fails
+    /// part-way, since some chunks may be queued already.
+    pub unsafe fn sweep(
         &self,
         region: &StaticRegion,
         through: &ScratchBuffer,
         stream: StreamId,
     ) -> Result<u64, VramError> {
+        if !Arc::ptr_eq(&through.arena, &self.inner) {
+            return Err(VramError::InvalidRequest {
+                what: "a sweep through a scratch buffer of another arena".to_owned(),
+            });
+        }
         let chunk = through.size();
         if chunk == 0 {
             return Ok(0);
         }
+        self.region_range(region, 0, 0)?;
         let backend = &self.inner.backend;
-        backend.memset_async(stream, through.ptr(), 0, chunk)?;
+        // SAFETY: `through` is a live scratch buffer of this arena (checked above), `chunk`
+        // bytes inside its slab; the caller keeps it alive until the stream's work is done.
+        unsafe { backend.memset_async(stream, through.ptr(), 0, chunk) }?;
         let mut done = 0;
         while done < region.size {
             let len = chunk.min(region.size - done);
-            backend.copy_device_async(stream, through.ptr(), region.ptr.offset(done), len)?;
+            // SAFETY: the destination is the first `len <= chunk` bytes of `through`, as
+            // above; the source lies inside `region`, which `region_range` found among the
+            // static regions handed out from this slab, and which the caller keeps from being
+            // rolled back until the stream's work is done.
+            unsafe {
+                backend.copy_device_async(stream, through.ptr(), region.ptr.offset(done), len)
+            }?;
             done += len;
         }
         Ok(done)
@@ -415,6 +475,7 @@ impl Arena {
         bytes: u64,
     ) -> Result<ScratchBuffer, VramError> {
         let inner = &*self.inner;
+        inner.health.check()?;
         let size = checked_size(bytes)?;
         let units = size / ALIGNMENT;
         if units > u64::from(u32::MAX) {
@@ -542,7 +603,7 @@ impl Arena {
     }
 
     /// Asks the backend whether every static region and the scratch region are device
-    /// memory; returns the addresses that are not.
+    /// memory; returns the addresses that are not. Fails at once if the device was lost.
     pub fn verify_residency(&self) -> Result<Vec<DevicePtr>, VramError> {
         let backend = &self.inner.backend;
         let mut pointers: Vec<DevicePtr> = self
@@ -563,15 +624,40 @@ impl Arena {
     }
 }
 
-fn region_range(region: &StaticRegion, offset: u64, len: usize) -> Result<DevicePtr, VramError> {
-    match offset.checked_add(len as u64) {
-        Some(end) if end <= region.size => Ok(region.ptr.offset(offset)),
-        _ => Err(VramError::InvalidRequest {
-            what: format!(
-                "{len} bytes at offset {offset} do not fit in a region of {} bytes",
-                region.size
-            ),
-        }),
+impl Arena {
+    /// The device range `offset..offset + len` of `region`, after checking that it lies
+    /// inside the region and that the region lies inside the static regions handed out so far
+    /// (a `StaticRegion` is plain data: one from another arena, made up, or rolled back is
+    /// refused here rather than handed to the backend).
+    fn region_range(
+        &self,
+        region: &StaticRegion,
+        offset: u64,
+        len: usize,
+    ) -> Result<DevicePtr, VramError> {
+        let inner = &*self.inner;
+        let start = region.ptr.addr().checked_sub(inner.base.addr());
+        let handed_out = inner.static_used.load(Ordering::Relaxed);
+        if start
+            .and_then(|start| start.checked_add(region.size))
+            .is_none_or(|end| end > handed_out)
+        {
+            return Err(VramError::InvalidRequest {
+                what: format!(
+                    "a region of {} bytes at {:?} that this arena did not hand out (or rolled back)",
+                    region.size, region.ptr
+                ),
+            });
+        }
+        match offset.checked_add(len as u64) {
+            Some(end) if end <= region.size => Ok(region.ptr.offset(offset)),
+            _ => Err(VramError::InvalidRequest {
+                what: format!(
+                    "{len} bytes at offset {offset} do not fit in a region of {} bytes",
+                    region.size
+                ),
+            }),
+        }
     }
 }
 
@@ -634,13 +720,16 @@ impl ScratchBuffer {
     /// Copies `data` into this buffer at `offset` (bounds-checked).
     pub fn upload(&self, offset: u64, data: &[u8]) -> Result<(), VramError> {
         let ptr = self.range(offset, data.len())?;
-        Ok(self.arena.backend.copy_to_device(ptr, data)?)
+        // SAFETY: `range` checked the bytes lie inside this buffer's allocation, which is in
+        // the arena's slab; the buffer holds the arena, so the slab is live.
+        Ok(unsafe { self.arena.backend.copy_to_device(ptr, data) }?)
     }
 
     /// Copies `out.len()` bytes at `offset` of this buffer into `out` (bounds-checked).
     pub fn download(&self, offset: u64, out: &mut [u8]) -> Result<(), VramError> {
         let ptr = self.range(offset, out.len())?;
-        Ok(self.arena.backend.copy_from_device(ptr, out)?)
+        // SAFETY: as in `upload`.
+        Ok(unsafe { self.arena.backend.copy_from_device(ptr, out) }?)
     }
 
     fn range(&self, offset: u64, len: usize) -> Result<DevicePtr, VramError> {

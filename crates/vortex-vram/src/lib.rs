@@ -12,6 +12,9 @@
 //! - [`VramMonitor`]: explicit checks, pre-flight against the device, snapshots, leak detection,
 //!   metrics ([`metrics`] has the names).
 //! - [`Vram`]: the three built together from one [`VramConfig`].
+//! - [`DeviceHealth`]: a lost device is remembered. The first
+//!   [`BackendError::DeviceLost`] any call through a [`Vram`] (or [`Arena`]) sees is kept for
+//!   good ([`Vram::device_lost`]), and later device operations fail fast with it.
 //!
 //! # Feature flags
 //! - `cuda` (off by default): the CUDA backend. It needs `libcuda` to link; `cargo xtask
@@ -25,6 +28,10 @@
 //!   and uncounted if it then fails.
 //! - The hot paths (tracker record/release, limit checks, scratch alloc/free) allocate nothing
 //!   and take no lock but the scratch allocator's short one.
+//! - A [`DevicePtr`] is a plain number; the backend methods that copy through one are
+//!   `unsafe`, and the arena and [`DeviceBuffer`] bounds-check before they call them.
+//! - Once the device is reported lost, no new device operation reaches the backend; only
+//!   teardown (`free`) still does.
 
 #![doc = include_str!("../README.md")]
 
@@ -32,6 +39,7 @@ pub mod arena;
 pub mod backend;
 mod dedicated;
 pub mod error;
+mod health;
 pub mod metrics;
 pub mod monitor;
 mod sync;
@@ -48,6 +56,7 @@ pub use backend::{
 };
 pub use dedicated::DeviceBuffer;
 pub use error::{OomReport, Region, VramError};
+pub use health::DeviceHealth;
 pub use monitor::{LeakReport, LimitStatus, MonitorConfig, VramMonitor, VramSnapshot};
 pub use tracker::{Limits, OwnerId, Purpose, SoftLimitEvent, Tracked, UsageReport, VramTracker};
 pub use units::{ByteSize, Bytes};
@@ -89,12 +98,16 @@ pub struct Vram {
 impl Vram {
     /// Reserves the slab on `backend` (after the pre-flight check) and sets up the tracker and
     /// monitor. Nothing is reserved if this fails.
+    ///
+    /// The arena, the monitor and dedicated buffers all call `backend` through the arena's
+    /// watch (see [`Vram::device_lost`]).
     pub fn new(backend: Arc<dyn Backend>, config: VramConfig) -> Result<Self, VramError> {
         let tracker = Arc::new(VramTracker::with_max_owners(
             config.limits,
             config.max_owners,
         ));
-        let arena = Arena::new(Arc::clone(&backend), Arc::clone(&tracker), config.arena)?;
+        let arena = Arena::new(backend, Arc::clone(&tracker), config.arena)?;
+        let backend = Arc::clone(arena.backend());
         let monitor = VramMonitor::new(Arc::clone(&backend), Arc::clone(&tracker), config.monitor);
         Ok(Vram {
             backend,
@@ -104,9 +117,26 @@ impl Vram {
         })
     }
 
-    /// The backend.
+    /// The backend, as the arena watches it (see [`Arena::backend`]): calls through it that
+    /// report the device lost are remembered, and refused afterwards.
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
+    }
+
+    /// Why the device was lost, once any backend call through this `Vram` (arena, monitor,
+    /// dedicated buffers, or [`Vram::backend`]) returned [`BackendError::DeviceLost`]; `None`
+    /// while the device answers. It is never cleared: after a loss every new allocation,
+    /// copy, pre-flight and residency check fails at once with that `DeviceLost` error
+    /// (as [`VramError::Device`]) without calling the backend. Dropping buffers and the
+    /// `Vram` still returns their memory to the backend.
+    pub fn device_lost(&self) -> Option<&str> {
+        self.arena.device_lost()
+    }
+
+    /// The shared [`DeviceHealth`] behind [`Vram::device_lost`], to clone into a reader that
+    /// should not hold the `Vram` (such as a readiness probe).
+    pub fn health(&self) -> &Arc<DeviceHealth> {
+        self.arena.health()
     }
 
     /// The tracker.
@@ -129,13 +159,15 @@ impl Vram {
         self.tracker.register_owner(name)
     }
 
-    /// A dedicated allocation outside the arena (see [`DeviceBuffer::allocate`]).
+    /// A dedicated allocation outside the arena (see [`DeviceBuffer::allocate`]). Fails at
+    /// once, with nothing counted, if the device was lost.
     pub fn dedicated(
         &self,
         owner: OwnerId,
         purpose: Purpose,
         bytes: u64,
     ) -> Result<DeviceBuffer, VramError> {
+        self.health().check()?;
         DeviceBuffer::allocate(
             Arc::clone(&self.backend),
             Arc::clone(&self.tracker),

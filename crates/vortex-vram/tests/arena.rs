@@ -291,10 +291,10 @@ fn a_sweep_reads_a_whole_region_through_scratch() {
         .alloc_scratch(owner, Purpose::Workspace, 65_536)
         .unwrap();
     let stream = arena.backend().create_stream().unwrap();
-    assert_eq!(
-        arena.sweep(&weights, &through, stream).unwrap(),
-        weights.size
-    );
+    // SAFETY: `through` and `weights` live, unrolled-back, until after the stream is
+    // synchronized below.
+    let swept = unsafe { arena.sweep(&weights, &through, stream) };
+    assert_eq!(swept.unwrap(), weights.size);
     arena.backend().synchronize_stream(stream).unwrap();
     // The last chunk read is what the scratch holds: bytes 196,608.. of the region.
     let mut tail = vec![0u8; 16];

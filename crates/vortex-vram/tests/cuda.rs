@@ -83,7 +83,7 @@ fn slab_is_resident_and_host_memory_is_not() {
     let host = vec![0u8; 4096];
     assert!(
         !backend
-            .is_resident(DevicePtr(host.as_ptr() as u64))
+            .is_resident(DevicePtr::from_raw(host.as_ptr() as u64))
             .unwrap()
     );
     backend.synchronize().unwrap();

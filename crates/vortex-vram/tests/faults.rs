@@ -139,3 +139,129 @@ fn a_lost_device_is_reported_not_panicked_on() {
     drop(vram);
     assert_eq!(backend.live_allocations(), 0);
 }
+
+/// One operation after the loss, named, and whether it failed with `DeviceLost`.
+type Probe = (&'static str, fn(&Vram) -> bool);
+
+fn is_lost<T>(result: Result<T, VramError>) -> bool {
+    matches!(
+        result,
+        Err(VramError::Device(BackendError::DeviceLost { .. }))
+    )
+}
+
+/// Operations that reach the device, each on a fresh `Vram` with one static region (first)
+/// and room for scratch and dedicated buffers.
+const PROBES: [Probe; 9] = [
+    ("upload", |vram| {
+        let region = vram.arena().static_regions()[0];
+        is_lost(vram.arena().upload(&region, 0, &[1; 16]))
+    }),
+    ("download", |vram| {
+        let region = vram.arena().static_regions()[0];
+        is_lost(vram.arena().download(&region, 0, &mut [0; 16]))
+    }),
+    ("verify_residency", |vram| {
+        is_lost(vram.arena().verify_residency())
+    }),
+    ("preflight", |vram| {
+        is_lost(vram.monitor().preflight("a slot", 1))
+    }),
+    ("snapshot", |vram| {
+        vram.monitor().snapshot("probe", None).device_used.is_none()
+    }),
+    ("synchronize_stream", |vram| {
+        is_lost(
+            vram.backend()
+                .synchronize_stream(vortex_vram::StreamId(0))
+                .map_err(VramError::from),
+        )
+    }),
+    ("alloc_scratch", |vram| {
+        let owner = vram.owner("kokoro").unwrap();
+        is_lost(vram.arena().alloc_scratch(owner, Purpose::Scratch, 1000))
+    }),
+    ("alloc_static", |vram| {
+        let owner = vram.owner("kokoro").unwrap();
+        is_lost(
+            vram.arena()
+                .alloc_static(owner, Purpose::ModelWeights, 1000),
+        )
+    }),
+    ("dedicated", |vram| {
+        let owner = vram.owner("kokoro").unwrap();
+        match vram.dedicated(owner, Purpose::Workspace, 4096) {
+            Err(VramError::Backend { source, .. }) | Err(VramError::Device(source)) => {
+                matches!(source, BackendError::DeviceLost { .. })
+            }
+            _ => false,
+        }
+    }),
+];
+
+#[test]
+fn a_lost_device_is_remembered_and_not_asked_again() {
+    // Whichever path first sees the loss (the arena, the monitor, a stream call, a dedicated
+    // allocation), the Vram remembers it...
+    for (first, lose) in PROBES {
+        if matches!(first, "alloc_scratch" | "alloc_static") {
+            continue; // sub-allocation asks no device, so it cannot be the first to see it
+        }
+        let backend = host();
+        let vram = Vram::new(
+            backend.clone(),
+            VramConfig::new(ArenaConfig::new(1 << 20, 1 << 20)),
+        )
+        .unwrap();
+        let owner = vram.owner("kokoro").unwrap();
+        let _weights = vram
+            .arena()
+            .alloc_static(owner, Purpose::ModelWeights, 4096)
+            .unwrap();
+        let scratch = vram
+            .arena()
+            .alloc_scratch(owner, Purpose::Scratch, 1000)
+            .unwrap();
+        let allocated = vram.tracker().allocated();
+        assert_eq!(vram.device_lost(), None);
+
+        backend.faults().set_device_lost(true);
+        assert!(lose(&vram), "{first}: the injected loss must surface");
+        let reason = vram
+            .device_lost()
+            .unwrap_or_else(|| panic!("{first}: the loss is not remembered"))
+            .to_owned();
+        assert!(reason.contains("injected fault"), "{first}: {reason}");
+        assert_eq!(vram.arena().device_lost(), Some(reason.as_str()));
+        assert_eq!(vram.health().device_lost(), Some(reason.as_str()));
+
+        // ...and, though the backend answers again, every later operation fails with the
+        // remembered loss without reaching it: any call that did would now succeed.
+        backend.faults().set_device_lost(false);
+        backend.faults().fail_nth_allocation(0); // restarts the attempt count
+        for (then, probe) in PROBES {
+            assert!(
+                probe(&vram),
+                "after {first}: {then} did not fail with the loss"
+            );
+        }
+        let err = scratch.upload(0, &[1; 16]).unwrap_err();
+        assert!(err.to_string().contains(&reason), "{err}");
+        assert_eq!(
+            backend.faults().attempts(),
+            0,
+            "an allocation reached the device"
+        );
+        assert_eq!(
+            vram.tracker().allocated(),
+            allocated,
+            "nothing stays counted"
+        );
+        assert_eq!(vram.device_lost(), Some(reason.as_str()));
+
+        // Teardown still returns the slab to the backend.
+        drop(scratch);
+        drop(vram);
+        assert_eq!(backend.live_allocations(), 0, "{first}");
+    }
+}

@@ -128,7 +128,10 @@ impl CudaBackend {
 
     /// Uploads through the pinned staging buffers, overlapping the host-side read of chunk
     /// `i` with the DMA of chunk `i - 1`.
-    fn staged_upload(&self, dst: DevicePtr, src: &[u8]) -> Result<(), BackendError> {
+    ///
+    /// # Safety
+    /// As for [`Backend::copy_to_device`].
+    unsafe fn staged_upload(&self, dst: DevicePtr, src: &[u8]) -> Result<(), BackendError> {
         let mut guard = self.staging.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
             *guard = Some(Self::new_staging()?);
@@ -291,35 +294,42 @@ impl Backend for CudaBackend {
         check("cuMemFree_v2", unsafe { cuda::cuMemFree_v2(ptr.0) })
     }
 
-    fn copy_to_device(&self, dst: DevicePtr, src: &[u8]) -> Result<(), BackendError> {
+    unsafe fn copy_to_device(&self, dst: DevicePtr, src: &[u8]) -> Result<(), BackendError> {
         self.make_current()?;
         if src.len() >= STAGED_MIN {
-            return self.staged_upload(dst, src);
+            // SAFETY: our caller upholds `copy_to_device`'s contract, which is the same.
+            return unsafe { self.staged_upload(dst, src) };
         }
-        // SAFETY: `src` is valid for `src.len()` bytes; the caller (the arena layer) checked
-        // that the destination range lies inside memory it holds.
+        // SAFETY: `src` is valid for `src.len()` bytes; our caller promises the destination
+        // range lies inside a live allocation of this backend.
         check("cuMemcpyHtoD_v2", unsafe {
             cuda::cuMemcpyHtoD_v2(dst.0, src.as_ptr().cast::<c_void>(), src.len())
         })
     }
 
-    fn copy_from_device(&self, src: DevicePtr, dst: &mut [u8]) -> Result<(), BackendError> {
+    unsafe fn copy_from_device(&self, src: DevicePtr, dst: &mut [u8]) -> Result<(), BackendError> {
         self.make_current()?;
-        // SAFETY: `dst` is valid for writes of `dst.len()` bytes; see `copy_to_device`.
+        // SAFETY: `dst` is valid for writes of `dst.len()` bytes; our caller promises the source
+        // range lies inside a live allocation of this backend.
         check("cuMemcpyDtoH_v2", unsafe {
             cuda::cuMemcpyDtoH_v2(dst.as_mut_ptr().cast::<c_void>(), src.0, dst.len())
         })
     }
 
-    fn copy_device(&self, dst: DevicePtr, src: DevicePtr, len: u64) -> Result<(), BackendError> {
+    unsafe fn copy_device(
+        &self,
+        dst: DevicePtr,
+        src: DevicePtr,
+        len: u64,
+    ) -> Result<(), BackendError> {
         self.make_current()?;
-        // SAFETY: the caller (the arena layer) checked both ranges lie in memory it holds.
+        // SAFETY: our caller promises both ranges lie inside live allocations of this backend.
         check("cuMemcpyDtoD_v2", unsafe {
             cuda::cuMemcpyDtoD_v2(dst.0, src.0, len as usize)
         })
     }
 
-    fn memset(&self, dst: DevicePtr, value: u8, len: u64) -> Result<(), BackendError> {
+    unsafe fn memset(&self, dst: DevicePtr, value: u8, len: u64) -> Result<(), BackendError> {
         self.make_current()?;
         // SAFETY: as for copy_device.
         check("cuMemsetD8_v2", unsafe {
@@ -339,7 +349,7 @@ impl Backend for CudaBackend {
         Ok(StreamId(queues.streams.len() as u32 - 1))
     }
 
-    fn copy_device_async(
+    unsafe fn copy_device_async(
         &self,
         stream: StreamId,
         dst: DevicePtr,
@@ -348,13 +358,14 @@ impl Backend for CudaBackend {
     ) -> Result<(), BackendError> {
         self.make_current()?;
         let stream = self.stream(stream)?;
-        // SAFETY: ranges checked by the arena layer; the stream is live.
+        // SAFETY: the stream is live; our caller promises both ranges lie inside live
+        // allocations that stay so until the stream's work is done.
         check("cuMemcpyDtoDAsync_v2", unsafe {
             cuda::cuMemcpyDtoDAsync_v2(dst.0, src.0, len as usize, stream)
         })
     }
 
-    fn memset_async(
+    unsafe fn memset_async(
         &self,
         stream: StreamId,
         dst: DevicePtr,

@@ -283,15 +283,24 @@ impl Backend for HostBackend {
         Ok(())
     }
 
-    fn copy_to_device(&self, dst: DevicePtr, src: &[u8]) -> Result<(), BackendError> {
+    // The copies below check every range against the live mappings (as `write` and `read`
+    // do) and fail with `InvalidValue` instead of touching memory outside them, so on this
+    // backend they are sound even when the caller breaks the trait's contract.
+
+    unsafe fn copy_to_device(&self, dst: DevicePtr, src: &[u8]) -> Result<(), BackendError> {
         self.write(dst, src)
     }
 
-    fn copy_from_device(&self, src: DevicePtr, dst: &mut [u8]) -> Result<(), BackendError> {
+    unsafe fn copy_from_device(&self, src: DevicePtr, dst: &mut [u8]) -> Result<(), BackendError> {
         self.read(src, dst)
     }
 
-    fn copy_device(&self, dst: DevicePtr, src: DevicePtr, len: u64) -> Result<(), BackendError> {
+    unsafe fn copy_device(
+        &self,
+        dst: DevicePtr,
+        src: DevicePtr,
+        len: u64,
+    ) -> Result<(), BackendError> {
         self.faults.check_lost()?;
         let mut mappings = self.lock();
         let src_at = {
@@ -306,7 +315,7 @@ impl Backend for HostBackend {
         Ok(())
     }
 
-    fn memset(&self, dst: DevicePtr, value: u8, len: u64) -> Result<(), BackendError> {
+    unsafe fn memset(&self, dst: DevicePtr, value: u8, len: u64) -> Result<(), BackendError> {
         self.faults.check_lost()?;
         let mut mappings = self.lock();
         let (map, start) = Self::range_mut(&mut mappings, dst, len)?;
@@ -394,15 +403,23 @@ mod tests {
             backend.allocate(4096).unwrap(),
         );
         backend.write(a, &[1, 2, 3, 4]).unwrap();
-        backend.copy_device(b.offset(100), a, 4).unwrap();
-        backend.memset(b, 9, 2).unwrap();
+        // SAFETY: `a` and `b` are live 4096-byte allocations of this backend and nothing else
+        // touches them; the ranges lie inside them.
+        unsafe {
+            backend.copy_device(b.offset(100), a, 4).unwrap();
+            backend.memset(b, 9, 2).unwrap();
+        }
         let mut out = [0; 4];
         backend.read(b.offset(100), &mut out).unwrap();
         assert_eq!(out, [1, 2, 3, 4]);
         backend.read(b, &mut out).unwrap();
         assert_eq!(out, [9, 9, 0, 0]);
-        assert!(backend.copy_device(b.offset(4095), a, 2).is_err());
-        assert!(backend.memset(a, 0, 4097).is_err());
+        // SAFETY: the ranges run past the allocations, which breaks the trait's contract, but
+        // the host backend checks every range and refuses without touching memory.
+        unsafe {
+            assert!(backend.copy_device(b.offset(4095), a, 2).is_err());
+            assert!(backend.memset(a, 0, 4097).is_err());
+        }
         assert!(backend.emulates_latency());
     }
 

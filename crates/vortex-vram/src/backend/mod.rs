@@ -17,12 +17,22 @@ mod cuda;
 pub use cuda::CudaBackend;
 
 /// An address in the backend's device address space. For the host backend it is a host
-/// address; for CUDA a `CUdeviceptr`. It is a plain number: nothing in safe code dereferences it.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(transparent)]
-pub struct DevicePtr(pub u64);
+/// address; for CUDA a `CUdeviceptr`.
+///
+/// It is a plain number: nothing in safe code dereferences it, and the [`Backend`] methods
+/// that read or write through one are `unsafe` with the contract spelled out. The arena and
+/// [`DeviceBuffer`](crate::DeviceBuffer) hand out pointers they bounds-check before use.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DevicePtr(u64);
 
 impl DevicePtr {
+    /// A pointer with the raw address `addr`, for backends and for questions such as
+    /// [`Backend::is_resident`]. Making one is harmless: it is a number until it is handed to
+    /// an `unsafe` copy, whose caller vouches for it.
+    pub const fn from_raw(addr: u64) -> DevicePtr {
+        DevicePtr(addr)
+    }
+
     /// The address `bytes` past this one.
     pub const fn offset(self, bytes: u64) -> DevicePtr {
         DevicePtr(self.0 + bytes)
@@ -141,16 +151,42 @@ pub trait Backend: Send + Sync + fmt::Debug {
     unsafe fn free(&self, ptr: DevicePtr, bytes: u64) -> Result<(), BackendError>;
 
     /// Copies host bytes to device memory at `dst` and waits for the copy to finish.
-    fn copy_to_device(&self, dst: DevicePtr, src: &[u8]) -> Result<(), BackendError>;
+    ///
+    /// The copies and memsets below are `unsafe` because a backend may write or read through
+    /// the device pointer unchecked (CUDA does; the host backend checks). Other device work
+    /// touching an overlapping range at the same time is not undefined behaviour, since device
+    /// bytes are plain bytes, but leaves their contents unspecified: keep it apart.
+    ///
+    /// # Safety
+    /// `dst..dst + src.len()` must lie inside one allocation from [`Backend::allocate`] on
+    /// this backend that has not been freed.
+    unsafe fn copy_to_device(&self, dst: DevicePtr, src: &[u8]) -> Result<(), BackendError>;
 
     /// Copies device memory at `src` into `dst` and waits for the copy to finish.
-    fn copy_from_device(&self, src: DevicePtr, dst: &mut [u8]) -> Result<(), BackendError>;
+    ///
+    /// # Safety
+    /// `src..src + dst.len()` must lie inside one allocation from [`Backend::allocate`] on
+    /// this backend that has not been freed.
+    unsafe fn copy_from_device(&self, src: DevicePtr, dst: &mut [u8]) -> Result<(), BackendError>;
 
     /// Copies `len` bytes from `src` to `dst`, both device memory, and waits for the copy.
-    fn copy_device(&self, dst: DevicePtr, src: DevicePtr, len: u64) -> Result<(), BackendError>;
+    ///
+    /// # Safety
+    /// Each of `src..src + len` and `dst..dst + len` must lie inside one allocation from
+    /// [`Backend::allocate`] on this backend that has not been freed.
+    unsafe fn copy_device(
+        &self,
+        dst: DevicePtr,
+        src: DevicePtr,
+        len: u64,
+    ) -> Result<(), BackendError>;
 
     /// Sets `len` bytes at `dst` to `value` and waits for it.
-    fn memset(&self, dst: DevicePtr, value: u8, len: u64) -> Result<(), BackendError>;
+    ///
+    /// # Safety
+    /// `dst..dst + len` must lie inside one allocation from [`Backend::allocate`] on this
+    /// backend that has not been freed.
+    unsafe fn memset(&self, dst: DevicePtr, value: u8, len: u64) -> Result<(), BackendError>;
 
     /// Whether this backend stands in for a GPU whose stage latencies are emulated (the host
     /// backend) rather than measured on a real device.
@@ -164,7 +200,12 @@ pub trait Backend: Send + Sync + fmt::Debug {
     }
 
     /// Queues a device-to-device copy on `stream`.
-    fn copy_device_async(
+    ///
+    /// # Safety
+    /// As for [`Backend::copy_device`], and for longer: neither range may be freed (nor, in
+    /// the arena, handed to another owner) until the work queued on `stream` so far has
+    /// finished (see [`Backend::synchronize_stream`] and [`Backend::event_done`]).
+    unsafe fn copy_device_async(
         &self,
         stream: StreamId,
         dst: DevicePtr,
@@ -172,11 +213,17 @@ pub trait Backend: Send + Sync + fmt::Debug {
         len: u64,
     ) -> Result<(), BackendError> {
         let _ = stream;
-        self.copy_device(dst, src, len)
+        // SAFETY: the caller upholds `copy_device_async`'s contract, which includes
+        // `copy_device`'s.
+        unsafe { self.copy_device(dst, src, len) }
     }
 
     /// Queues a memset on `stream`.
-    fn memset_async(
+    ///
+    /// # Safety
+    /// As for [`Backend::memset`], and for longer: the range may not be freed (nor, in the
+    /// arena, handed to another owner) until the work queued on `stream` so far has finished.
+    unsafe fn memset_async(
         &self,
         stream: StreamId,
         dst: DevicePtr,
@@ -184,7 +231,8 @@ pub trait Backend: Send + Sync + fmt::Debug {
         len: u64,
     ) -> Result<(), BackendError> {
         let _ = stream;
-        self.memset(dst, value, len)
+        // SAFETY: the caller upholds `memset_async`'s contract, which includes `memset`'s.
+        unsafe { self.memset(dst, value, len) }
     }
 
     /// A new timing event, kept until the backend drops.
