@@ -7,12 +7,14 @@
 //! - `POST /slot`: generates one slot now (slots are generated on request, never on a timer)
 //!   and answers with its timings, or 409 while another slot runs.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
+
+use vortex_vram::DeviceHealth;
 
 use crate::Recipe;
 use crate::pipeline::VortexPipeline;
@@ -24,6 +26,26 @@ pub struct ServerState {
     pub pipeline: Mutex<Option<VortexPipeline>>,
     /// Renders the metrics registry in Prometheus text format.
     pub render_metrics: Box<dyn Fn() -> String + Send + Sync>,
+    /// The device's health, read by `/ready` without the pipeline lock; set by
+    /// [`ServerState::loaded`].
+    pub health: OnceLock<Arc<DeviceHealth>>,
+}
+
+impl ServerState {
+    /// A server with no pipeline yet (`/ready` answers 503 "loading").
+    pub fn new(render_metrics: Box<dyn Fn() -> String + Send + Sync>) -> Self {
+        ServerState {
+            pipeline: Mutex::new(None),
+            render_metrics,
+            health: OnceLock::new(),
+        }
+    }
+
+    /// Installs the loaded pipeline: from now on `/ready` answers from it.
+    pub async fn loaded(&self, pipeline: VortexPipeline) {
+        let _ = self.health.set(Arc::clone(pipeline.vram().health()));
+        *self.pipeline.lock().await = Some(pipeline);
+    }
 }
 
 impl std::fmt::Debug for ServerState {
@@ -85,22 +107,18 @@ async fn route(
             ("200 OK", "text/plain; version=0.0.4; charset=utf-8", (state.render_metrics)())
         }
         ("GET", "/health") => ("200 OK", JSON, json!({"status": "live"}).to_string()),
-        ("GET", "/ready") => match state.pipeline.try_lock() {
-            Ok(guard) => match guard.as_ref() {
-                Some(p) => (
-                    "200 OK",
-                    JSON,
-                    json!({
-                        "status": "ready",
-                        "models": p.registry().names().collect::<Vec<_>>(),
-                        "implementations": report::implementations(p),
-                    })
-                    .to_string(),
-                ),
-                None => ("503 Service Unavailable", JSON, json!({"status": "loading"}).to_string()),
-            },
-            // Busy generating a slot: loaded, so ready.
-            Err(_) => ("200 OK", JSON, json!({"status": "ready", "busy": true}).to_string()),
+        ("GET", "/ready") => match state.health.get().and_then(|h| h.device_lost()) {
+            Some(reason) => (
+                "503 Service Unavailable",
+                JSON,
+                json!({
+                    "status": "device_lost",
+                    "reason": reason,
+                    "what_to_do": "restart the process; nothing on a lost device can be trusted",
+                })
+                .to_string(),
+            ),
+            None => ready(state),
         },
         ("GET", "/vram") => {
             let guard = state.pipeline.lock().await;
@@ -146,4 +164,33 @@ async fn route(
 /// The `/vram` document.
 pub fn vram_json(pipeline: &VortexPipeline) -> serde_json::Value {
     json!(VramDoc::new(pipeline))
+}
+
+/// `/ready` while the device answers: 200 once loaded (also while a slot runs), 503 before.
+fn ready(state: &ServerState) -> (&'static str, &'static str, String) {
+    match state.pipeline.try_lock() {
+        Ok(guard) => match guard.as_ref() {
+            Some(p) => (
+                "200 OK",
+                JSON,
+                json!({
+                    "status": "ready",
+                    "models": p.registry().names().collect::<Vec<_>>(),
+                    "implementations": report::implementations(p),
+                })
+                .to_string(),
+            ),
+            None => (
+                "503 Service Unavailable",
+                JSON,
+                json!({"status": "loading"}).to_string(),
+            ),
+        },
+        // Busy generating a slot: loaded, so ready.
+        Err(_) => (
+            "200 OK",
+            JSON,
+            json!({"status": "ready", "busy": true}).to_string(),
+        ),
+    }
 }

@@ -296,15 +296,12 @@ async fn serve_command(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("could not listen on {addr}: pick another with --addr"))?;
-    let state = Arc::new(ServerState {
-        pipeline: tokio::sync::Mutex::new(None),
-        render_metrics: Box::new(move || metrics.render()),
-    });
+    let state = Arc::new(ServerState::new(Box::new(move || metrics.render())));
     tracing::info!(target: "vortex", addr = %listener.local_addr()?, "serving /metrics /health /ready /vram and POST /slot");
     let server = tokio::spawn(serve(listener, Arc::clone(&state)));
     // Load while /health already answers and /ready says "loading".
     let pipeline = tokio::task::spawn_blocking(move || VortexPipeline::new(config)).await??;
-    *state.pipeline.lock().await = Some(pipeline);
+    state.loaded(pipeline).await;
     tracing::info!(target: "vortex", "every model is resident: ready");
     server.await.context("the server stopped")?;
     Ok(())

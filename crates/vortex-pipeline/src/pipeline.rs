@@ -63,6 +63,16 @@ pub enum SlotError {
         #[source]
         source: std::io::Error,
     },
+    /// The device was lost, in this slot or before it. Nothing on it can be trusted again.
+    #[error(
+        "slot {slot_id}: the device was lost ({reason}); restart the process (and check the GPU: driver messages, temperature, power) before generating again"
+    )]
+    DeviceLost {
+        /// The slot.
+        slot_id: u64,
+        /// What the backend reported when it was first lost.
+        reason: String,
+    },
     /// A stage failed.
     #[error("slot {slot_id}: {source}")]
     Compute {
@@ -478,6 +488,16 @@ impl VortexPipeline {
         sink: &mut dyn MediaSink,
     ) -> Result<GenerationResult<'_>, SlotError> {
         let slot_id = recipe.slot_id;
+        if let Some(reason) = self.vram.device_lost() {
+            let err = SlotError::DeviceLost {
+                slot_id,
+                reason: reason.to_owned(),
+            };
+            metrics::counter!(names::SLOTS_TOTAL, "outcome" => "device_lost").increment(1);
+            tracing::error!(target: "vortex_pipeline", slot_id, error = %err, "slot refused");
+            sink.abort();
+            return Err(err);
+        }
         let started = Instant::now();
         let before = self.vram.tracker().allocated();
         self.vram.monitor().check_limits();
@@ -521,7 +541,16 @@ impl VortexPipeline {
                     source: std::io::Error::other(source),
                 },
             )),
-            Ok(Err(source)) => Some(("error", SlotError::Compute { slot_id, source })),
+            Ok(Err(source)) => Some(match self.vram.device_lost() {
+                Some(reason) => (
+                    "device_lost",
+                    SlotError::DeviceLost {
+                        slot_id,
+                        reason: reason.to_owned(),
+                    },
+                ),
+                None => ("error", SlotError::Compute { slot_id, source }),
+            }),
             Ok(Ok(stages)) => sink
                 .finish()
                 .err()

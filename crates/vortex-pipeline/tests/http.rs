@@ -67,17 +67,16 @@ async fn endpoints_on_a_loopback_port() {
     vortex_vram::metrics::describe();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let state = Arc::new(ServerState {
-        pipeline: tokio::sync::Mutex::new(None),
-        render_metrics: Box::new(move || handle.render()),
-    });
+    let state = Arc::new(ServerState::new(Box::new(move || handle.render())));
     let server = tokio::spawn(serve(listener, Arc::clone(&state)));
 
     assert_eq!(request(addr, "GET", "/health").await.0, 200);
     let (status, _, body) = request(addr, "GET", "/ready").await;
     assert_eq!((status, body.contains("loading")), (503, true));
 
-    *state.pipeline.lock().await = Some(VortexPipeline::new(small_config()).unwrap());
+    state
+        .loaded(VortexPipeline::new(small_config()).unwrap())
+        .await;
     let (status, _, body) = request(addr, "GET", "/ready").await;
     assert_eq!(status, 200, "{body}");
     let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -134,5 +133,30 @@ async fn endpoints_on_a_loopback_port() {
 
     assert_eq!(request(addr, "GET", "/nope").await.0, 404);
     assert_eq!(request(addr, "DELETE", "/health").await.0, 405);
+    server.abort();
+}
+
+#[tokio::test]
+async fn ready_answers_503_once_the_device_is_lost() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = Arc::new(ServerState::new(Box::new(String::new)));
+    let server = tokio::spawn(serve(listener, Arc::clone(&state)));
+    let host = Arc::new(vortex_vram::HostBackend::new(
+        vortex_vram::HostConfig::rtx3060_12gb(),
+    ));
+    let pipeline = VortexPipeline::with_backend(small_config(), host.clone()).unwrap();
+    state.loaded(pipeline).await;
+    assert_eq!(request(addr, "GET", "/ready").await.0, 200);
+
+    host.faults().set_device_lost(true);
+    let (status, _, body) = request(addr, "POST", "/slot").await;
+    assert_eq!(status, 500, "{body}");
+    host.faults().set_device_lost(false);
+    let (status, _, body) = request(addr, "GET", "/ready").await;
+    assert_eq!(status, 503, "{body}");
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["status"], "device_lost", "{body}");
+    assert_eq!(request(addr, "GET", "/health").await.0, 200, "still live");
     server.abort();
 }

@@ -182,3 +182,143 @@ async fn results_are_deterministic_from_the_seed() {
     assert_eq!(first, again);
     assert_ne!(first, other);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_device_is_remembered_and_refuses_every_later_slot() {
+    let config = config("zero", "20s", "pinned_host");
+    let host = std::sync::Arc::new(vortex_vram::HostBackend::new(
+        vortex_vram::HostConfig::rtx3060_12gb(),
+    ));
+    let mut pipeline = VortexPipeline::with_backend(config, host.clone()).unwrap();
+    pipeline.generate_slot(&recipe(1)).await.unwrap();
+    assert_eq!(pipeline.vram().device_lost(), None);
+
+    host.faults().set_device_lost(true);
+    let err = pipeline.generate_slot(&recipe(2)).await.unwrap_err();
+    assert!(
+        matches!(&err, SlotError::DeviceLost { slot_id: 2, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("restart the process"), "{err}");
+    assert!(pipeline.vram().device_lost().is_some());
+
+    // The driver answers again, but nothing on a lost device can be trusted: still refused,
+    // before any device call.
+    host.faults().set_device_lost(false);
+    let err = pipeline.generate_slot(&recipe(3)).await.unwrap_err();
+    assert!(
+        matches!(&err, SlotError::DeviceLost { slot_id: 3, .. }),
+        "{err}"
+    );
+}
+
+/// A sink that refuses frame `fail_at` and counts what it was given.
+#[derive(Default)]
+struct Refusing {
+    fail_at: u64,
+    frames: u64,
+    actor: bool,
+    audio: bool,
+    aborted: bool,
+    finished: bool,
+}
+
+impl vortex_pipeline::output::MediaSink for Refusing {
+    fn actor(&mut self, image: &[u8]) -> std::io::Result<()> {
+        self.actor = !image.is_empty();
+        Ok(())
+    }
+    fn audio(&mut self, samples: &[f32]) -> std::io::Result<()> {
+        self.audio = !samples.is_empty();
+        Ok(())
+    }
+    fn frame(&mut self, index: u64, _: &[u8]) -> std::io::Result<()> {
+        assert_eq!(index, self.frames, "frames arrive in order");
+        if index == self.fail_at {
+            return Err(std::io::Error::other("disk full"));
+        }
+        self.frames += 1;
+        Ok(())
+    }
+    fn finish(&mut self) -> std::io::Result<()> {
+        self.finished = true;
+        Ok(())
+    }
+    fn abort(&mut self) {
+        self.aborted = true;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_sink_gets_media_as_it_is_made_and_a_refusing_sink_fails_the_slot_cleanly() {
+    for placement in ["pinned_host", "device"] {
+        let mut pipeline = VortexPipeline::new(config("zero", "20s", placement)).unwrap();
+        let baseline = pipeline.vram().tracker().allocated();
+        let mut all = Refusing {
+            fail_at: u64::MAX,
+            ..Refusing::default()
+        };
+        pipeline
+            .generate_slot_into(&recipe(1), &mut all)
+            .await
+            .unwrap();
+        assert!(all.actor && all.audio && all.finished && !all.aborted);
+        assert_eq!(all.frames, 8, "{placement}: every frame, once");
+
+        let mut refusing = Refusing {
+            fail_at: 3,
+            ..Refusing::default()
+        };
+        let err = pipeline
+            .generate_slot_into(&recipe(2), &mut refusing)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, SlotError::Output { slot_id: 2, .. }),
+            "{placement}: {err}"
+        );
+        assert!(err.to_string().contains("disk full"), "{err}");
+        assert!(refusing.aborted && !refusing.finished, "{placement}");
+        assert_eq!(pipeline.vram().tracker().allocated(), baseline);
+        assert_eq!(pipeline.vram().tracker().purpose_bytes(Purpose::Scratch), 0);
+        pipeline.generate_slot(&recipe(3)).await.unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn slot_files_appear_only_when_the_slot_finishes() {
+    use vortex_pipeline::output::SlotFiles;
+    let dir = std::env::temp_dir().join(format!("vortex-sink-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = config("seed-targets", "20s", "pinned_host");
+    let buffers = config.buffers;
+    let mut pipeline = VortexPipeline::new(config).unwrap();
+    let slot = dir.join("slot-0001");
+    let mut files = SlotFiles::new(&slot, &buffers);
+    pipeline
+        .generate_slot_into(&recipe(1), &mut files)
+        .await
+        .unwrap();
+    for name in ["actor.png", "audio.wav", "video.y4m"] {
+        assert!(slot.join(name).is_file(), "{name}");
+    }
+    let y4m = std::fs::read(slot.join("video.y4m")).unwrap();
+    assert_eq!(y4m.windows(6).filter(|w| w == b"FRAME\n").count(), 8);
+
+    // A slot that misses its deadline leaves no folder behind.
+    pipeline.set_deadline(Duration::from_secs(12));
+    let failed = dir.join("slot-0002");
+    let mut files = SlotFiles::new(&failed, &buffers);
+    let err = pipeline
+        .generate_slot_into(&recipe(2), &mut files)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SlotError::DeadlineMissed { .. }), "{err}");
+    drop(files);
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["slot-0001"], "nothing of the failed slot");
+    let _ = std::fs::remove_dir_all(&dir);
+}
