@@ -10,6 +10,7 @@ use std::sync::Arc;
 use vortex_vram::{ALIGNMENT, Backend, BackendError, DevicePtr, HostBackend, HostConfig};
 
 /// Every backend this build can reach, by name.
+#[cfg_attr(not(feature = "cuda"), allow(unused_mut))]
 fn backends() -> Vec<(&'static str, Arc<dyn Backend>)> {
     let mut all: Vec<(&'static str, Arc<dyn Backend>)> = vec![(
         "host",
