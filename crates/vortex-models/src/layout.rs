@@ -16,6 +16,8 @@ pub enum WeightDtype {
     U8,
     /// 64-bit integer (batch-norm step counters).
     I64,
+    /// Signed bytes (int8-quantized weights).
+    I8,
 }
 
 impl WeightDtype {
@@ -25,7 +27,7 @@ impl WeightDtype {
             WeightDtype::I64 => 8,
             WeightDtype::F32 => 4,
             WeightDtype::F16 | WeightDtype::BF16 => 2,
-            WeightDtype::U8 => 1,
+            WeightDtype::U8 | WeightDtype::I8 => 1,
         }
     }
 
@@ -37,6 +39,7 @@ impl WeightDtype {
             WeightDtype::BF16 => "BF16",
             WeightDtype::U8 => "U8",
             WeightDtype::I64 => "I64",
+            WeightDtype::I8 => "I8",
         }
     }
 }

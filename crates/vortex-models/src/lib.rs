@@ -32,5 +32,6 @@ pub mod kokoro;
 pub mod layout;
 pub mod liveportrait;
 pub mod reference;
+pub mod runtime;
 pub mod stage;
 pub mod weights;

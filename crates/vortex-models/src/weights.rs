@@ -114,6 +114,7 @@ fn dtype_of(dtype: Dtype) -> Option<WeightDtype> {
         Dtype::BF16 => Some(WeightDtype::BF16),
         Dtype::U8 => Some(WeightDtype::U8),
         Dtype::I64 => Some(WeightDtype::I64),
+        Dtype::I8 => Some(WeightDtype::I8),
         _ => None,
     }
 }

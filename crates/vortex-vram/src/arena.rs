@@ -17,6 +17,7 @@
 //! residency checks fail at once with that error instead of reaching the device again.
 
 use std::fmt;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -376,6 +377,25 @@ impl Arena {
         Ok(unsafe { self.inner.backend.copy_from_device(ptr, out) }?)
     }
 
+    /// Where `offset..offset + len` of `region` is in host memory, when the backend's memory
+    /// is host-addressable ([`Backend::host_addressable`]: the host stand-in), so a CPU
+    /// runtime can read weights in place; `None` on a GPU. Bounds-checked as for
+    /// [`Arena::upload`]. The pointer stays valid while any handle on this arena lives (the
+    /// slab is freed only with the last one); what is written through it is the caller's
+    /// business, as for a device pointer.
+    pub fn host_ptr(
+        &self,
+        region: &StaticRegion,
+        offset: u64,
+        len: usize,
+    ) -> Result<Option<NonNull<u8>>, VramError> {
+        let ptr = self.region_range(region, offset, len)?;
+        if !self.inner.backend.host_addressable() {
+            return Ok(None);
+        }
+        Ok(NonNull::new(ptr.addr() as usize as *mut u8))
+    }
+
     /// Reads all of `region` on the device by copying it, chunk by chunk, into `through` (a
     /// scratch buffer of this arena), which is first cleared with a memset: the memory traffic
     /// of a stage that reads its model's weights once. The work is queued on `stream` (the
@@ -705,6 +725,15 @@ impl ScratchBuffer {
     /// Device address (a multiple of [`ALIGNMENT`]).
     pub fn ptr(&self) -> DevicePtr {
         self.ptr
+    }
+
+    /// The buffer's host address when the backend's memory is host-addressable (see
+    /// [`Arena::host_ptr`]); `None` on a GPU. Valid until the buffer drops.
+    pub fn host_ptr(&self) -> Option<NonNull<u8>> {
+        if !self.arena.backend.host_addressable() {
+            return None;
+        }
+        NonNull::new(self.ptr.addr() as usize as *mut u8)
     }
 
     /// Bytes held (the request rounded up to [`ALIGNMENT`]).

@@ -163,6 +163,10 @@ impl Backend for Watched {
         self.inner.emulates_latency()
     }
 
+    fn host_addressable(&self) -> bool {
+        self.inner.host_addressable()
+    }
+
     fn create_stream(&self) -> Result<StreamId, BackendError> {
         self.call(|b| b.create_stream())
     }

@@ -40,10 +40,12 @@ pub enum Purpose {
     Staging,
     /// Memory the driver context holds, recorded for accounting.
     Context,
+    /// What a model's network allocates while it runs (the runtime's tensors), from scratch.
+    Activations,
 }
 
 /// Number of [`Purpose`] variants.
-const PURPOSES: usize = 6;
+const PURPOSES: usize = 7;
 
 impl Purpose {
     /// Every purpose, in table order.
@@ -54,6 +56,7 @@ impl Purpose {
         Purpose::Workspace,
         Purpose::Staging,
         Purpose::Context,
+        Purpose::Activations,
     ];
 
     /// The name used in logs, snapshots and metric labels.
@@ -65,6 +68,7 @@ impl Purpose {
             Purpose::Workspace => "workspace",
             Purpose::Staging => "staging",
             Purpose::Context => "context",
+            Purpose::Activations => "activations",
         }
     }
 

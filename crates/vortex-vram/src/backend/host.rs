@@ -327,6 +327,10 @@ impl Backend for HostBackend {
         true
     }
 
+    fn host_addressable(&self) -> bool {
+        true
+    }
+
     fn is_resident(&self, ptr: DevicePtr) -> Result<bool, BackendError> {
         self.faults.check_lost()?;
         let mappings = self.lock();

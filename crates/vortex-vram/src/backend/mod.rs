@@ -188,6 +188,12 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// backend that has not been freed.
     unsafe fn memset(&self, dst: DevicePtr, value: u8, len: u64) -> Result<(), BackendError>;
 
+    /// Whether the addresses this backend hands out are host addresses that host code may
+    /// read and write (the host stand-in), so a CPU runtime can compute on them in place.
+    fn host_addressable(&self) -> bool {
+        false
+    }
+
     /// Whether this backend stands in for a GPU whose stage latencies are emulated (the host
     /// backend) rather than measured on a real device.
     fn emulates_latency(&self) -> bool {

@@ -1,0 +1,413 @@
+//! The ONNX Runtime edge: the only module in Vortex that names `ort`.
+//!
+//! - [`library`]: where the shared library comes from (config, `ORT_DYLIB_PATH`, the cache,
+//!   or the pinned wheel fetched from PyPI).
+//! - [`fetch`]: pinned wheels from PyPI, checked by SHA-256, and their members.
+//! - `allocator`: the `OrtAllocator` that serves a running graph's blocks from the arena's
+//!   scratch region.
+//! - [`Runtime`]: the process's one environment; [`Graph`]: a session whose weights are
+//!   read in place from a model's static region, run with inputs from slices.
+
+mod allocator;
+pub mod fetch;
+pub mod library;
+
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use ort::AsPointer;
+use ort::environment::Environment;
+use ort::memory::{Allocator, MemoryInfo};
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::{RunOptions, Session};
+use ort::value::{DynValue, TensorElementType, TensorRef, Value};
+use vortex_vram::{Arena, OwnerId, VramError};
+
+use crate::layout::WeightDtype;
+use allocator::{Routed, ScratchAllocator};
+pub use library::LibrarySource;
+
+/// Why the runtime or a graph failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// No library.
+    #[error(transparent)]
+    Library(#[from] library::LibraryError),
+    /// The library was found but could not be loaded.
+    #[error(
+        "could not load ONNX Runtime from {} ({source_}): {message}; it must be libonnxruntime.so 1.31.x (the onnxruntime==1.31.1 wheel's {})",
+        path.display(), library::ORT_MEMBER
+    )]
+    Load {
+        /// The library.
+        path: PathBuf,
+        /// Where it came from.
+        source_: LibrarySource,
+        /// What ONNX Runtime or the loader said.
+        message: String,
+    },
+    /// An earlier attempt to start the runtime failed; it is not retried in this process.
+    #[error("ONNX Runtime did not start earlier in this process: {0}")]
+    Earlier(String),
+    /// ONNX Runtime refused something.
+    #[error("{what}: {message}")]
+    Ort {
+        /// What was being done.
+        what: String,
+        /// What ONNX Runtime said.
+        message: String,
+    },
+    /// The arena refused a block the graph asked for while it ran.
+    #[error("the graph's activations did not fit: {0}")]
+    Refused(#[source] VramError),
+    /// The run was stopped (the slot was cancelled or missed its deadline).
+    #[error("the run was stopped before it finished")]
+    Terminated,
+    /// A graph input or output of the wrong kind or shape.
+    #[error("{0}")]
+    Shape(String),
+}
+
+fn ort_err<E: std::fmt::Display>(what: impl Into<String>) -> impl FnOnce(E) -> RuntimeError {
+    let what = what.into();
+    move |e| RuntimeError::Ort {
+        what,
+        message: e.to_string(),
+    }
+}
+
+/// The process's ONNX Runtime: the library, its one environment and the allocator
+/// registered on it.
+pub struct Runtime {
+    env: Environment,
+    allocator: Box<ScratchAllocator>,
+    library: PathBuf,
+    source: LibrarySource,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("library", &self.library)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+// SAFETY: the environment is thread-safe by ONNX Runtime's contract; the allocator's state is
+// atomics and a mutex, and the raw pointers in it are only ONNX Runtime's handles.
+unsafe impl Send for Runtime {}
+// SAFETY: as above.
+unsafe impl Sync for Runtime {}
+
+static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
+static STARTING: Mutex<()> = Mutex::new(());
+
+impl Runtime {
+    /// The process's runtime, started on first use from `explicit` (config), else
+    /// `ORT_DYLIB_PATH`, else the cache, else the pinned wheel. ONNX Runtime allows one
+    /// environment per process: later calls return the same one, whatever they pass.
+    pub fn get(explicit: Option<&Path>) -> Result<&'static Runtime, RuntimeError> {
+        let _starting = STARTING.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(started) = RUNTIME.get() {
+            return started
+                .as_ref()
+                .map_err(|e| RuntimeError::Earlier(e.clone()));
+        }
+        let started = Self::start(explicit);
+        let stored = RUNTIME.get_or_init(|| started.map_err(|e| e.to_string()));
+        stored
+            .as_ref()
+            .map_err(|e| RuntimeError::Earlier(e.clone()))
+    }
+
+    fn start(explicit: Option<&Path>) -> Result<Runtime, RuntimeError> {
+        let (library, source) = library::resolve(explicit, &fetch::cache_dir())?;
+        let load = |message: String| RuntimeError::Load {
+            path: library.clone(),
+            source_: source.clone(),
+            message,
+        };
+        let env = ort::init_from(&library)
+            .map_err(|e| load(e.to_string()))?
+            .with_name("vortex")
+            .with_telemetry(false)
+            .build()
+            .map_err(|e| load(e.to_string()))?;
+        let mut allocator =
+            ScratchAllocator::new().map_err(ort_err("the allocator's memory info"))?;
+        // SAFETY: `env` is a live environment and `allocator` is boxed, so its address stays
+        // valid; both live in the returned `Runtime`, which lives for the process (a static).
+        let status =
+            unsafe { (ort::api().RegisterAllocator)(env.ptr().cast_mut(), allocator.as_ort()) };
+        // SAFETY: a status returned by ONNX Runtime.
+        unsafe { ort::Error::result_from_status(status) }
+            .map_err(ort_err("registering Vortex's allocator"))?;
+        tracing::info!(
+            target: "vortex_models::runtime",
+            library = %library.display(),
+            source = %source,
+            "ONNX Runtime loaded"
+        );
+        Ok(Runtime {
+            env,
+            allocator,
+            library,
+            source,
+        })
+    }
+
+    /// The library in use.
+    pub fn library(&self) -> &Path {
+        &self.library
+    }
+
+    /// Where it came from.
+    pub fn source(&self) -> &LibrarySource {
+        &self.source
+    }
+
+    /// Bytes the runtime allocated through Vortex's allocator outside any stage's run (not in
+    /// the arena): live now, and the most at once.
+    pub fn untracked_bytes(&self) -> (usize, usize) {
+        let u = &self.allocator.untracked;
+        (
+            u.live.load(Ordering::Relaxed),
+            u.peak.load(Ordering::Relaxed),
+        )
+    }
+
+    /// A session for the graph at `graph`, with every initializer in `weights` read in place
+    /// (not copied: prepacking is off), running on `threads` threads, allocating through
+    /// Vortex's allocator.
+    ///
+    /// # Safety
+    /// Every `InPlace` range must stay valid and unmoved until the returned `Graph` drops
+    /// (memory of a model's static region: it lives as long as the arena).
+    pub unsafe fn graph(
+        &'static self,
+        graph: &Path,
+        weights: &[InPlace<'_>],
+        threads: usize,
+    ) -> Result<Graph, RuntimeError> {
+        let what = format!("creating a session for {}", graph.display());
+        let mut builder = Session::builder(&self.env)
+            .map_err(ort_err(what.as_str()))?
+            .with_intra_threads(threads.max(1))
+            .map_err(ort_err(what.as_str()))?
+            .with_inter_threads(1)
+            .map_err(ort_err(what.as_str()))?
+            .with_optimization_level(GraphOptimizationLevel::All)
+            .map_err(ort_err(what.as_str()))?
+            // Prepacking would copy the int8 weights into packed form: they must be read
+            // where they are.
+            .with_prepacking(false)
+            .map_err(ort_err(what.as_str()))?
+            .with_env_allocators()
+            .map_err(ort_err(what.as_str()))?
+            .with_config_entry("session.intra_op.allow_spinning", "0")
+            .map_err(ort_err(what.as_str()))?;
+        for w in weights {
+            // SAFETY: the caller keeps the range valid while the graph lives.
+            let value = unsafe { value_over(w) }?;
+            builder = builder
+                .with_initializer(w.name, value)
+                .map_err(ort_err(format!("handing over initializer {}", w.name)))?;
+        }
+        let session = builder.commit_from_file(graph).map_err(ort_err(what))?;
+        let run_options = Arc::new(RunOptions::new().map_err(ort_err("run options"))?);
+        Ok(Graph {
+            session,
+            run_options,
+        })
+    }
+}
+
+/// A tensor the session reads where it is.
+#[derive(Debug, Clone, Copy)]
+pub struct InPlace<'a> {
+    /// The graph's initializer name.
+    pub name: &'a str,
+    /// Element type.
+    pub dtype: WeightDtype,
+    /// Shape.
+    pub shape: &'a [u64],
+    /// First byte (host memory).
+    pub data: NonNull<u8>,
+    /// Bytes.
+    pub len: usize,
+}
+
+/// # Safety
+/// `w.data..w.data + w.len` stays valid until the value and every session holding it drop.
+unsafe fn value_over(w: &InPlace<'_>) -> Result<DynValue, RuntimeError> {
+    let ty = match w.dtype {
+        WeightDtype::F32 => TensorElementType::Float32,
+        WeightDtype::F16 => TensorElementType::Float16,
+        WeightDtype::BF16 => TensorElementType::Bfloat16,
+        WeightDtype::U8 => TensorElementType::Uint8,
+        WeightDtype::I8 => TensorElementType::Int8,
+        WeightDtype::I64 => TensorElementType::Int64,
+    };
+    let numel: u64 = w.shape.iter().product();
+    if numel.checked_mul(w.dtype.size()) != Some(w.len as u64) {
+        return Err(RuntimeError::Shape(format!(
+            "initializer {}: {} bytes for shape {:?} of {:?}",
+            w.name, w.len, w.shape, w.dtype
+        )));
+    }
+    let shape: Vec<i64> = w.shape.iter().map(|&d| d as i64).collect();
+    let info = MemoryInfo::default();
+    let mut out: *mut ort::sys::OrtValue = std::ptr::null_mut();
+    // SAFETY: `info` is a live CPU memory info; the data range is valid (caller) and ONNX
+    // Runtime does not write initializers; `shape` outlives the call; `out` is written once.
+    let status = unsafe {
+        (ort::api().CreateTensorWithDataAsOrtValue)(
+            info.ptr(),
+            w.data.as_ptr().cast(),
+            w.len,
+            shape.as_ptr(),
+            shape.len(),
+            ty.into(),
+            &mut out,
+        )
+    };
+    // SAFETY: a status returned by ONNX Runtime.
+    unsafe { ort::Error::result_from_status(status) }
+        .map_err(ort_err(format!("a tensor over initializer {}", w.name)))?;
+    let out = NonNull::new(out).ok_or_else(|| RuntimeError::Ort {
+        what: format!("a tensor over initializer {}", w.name),
+        message: "ONNX Runtime returned no value".to_owned(),
+    })?;
+    // SAFETY: `out` is a tensor value ONNX Runtime just created and nobody else owns; the
+    // default CPU allocator is a process-wide singleton kept as a handle only. Releasing the
+    // value does not free the data it points at.
+    Ok(unsafe { Value::from_ptr(out, Some(&Allocator::default())) })
+}
+
+/// A graph input.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    /// 64-bit integers of a shape.
+    I64(&'a str, &'a [usize], &'a [i64]),
+    /// 32-bit floats of a shape.
+    F32(&'a str, &'a [usize], &'a [f32]),
+}
+
+/// Where a graph output goes (the Vec is cleared and refilled, so its capacity is reused).
+#[derive(Debug)]
+pub enum Output<'a> {
+    /// 32-bit floats.
+    F32(&'a str, &'a mut Vec<f32>),
+    /// 64-bit integers.
+    I64(&'a str, &'a mut Vec<i64>),
+}
+
+/// Stops a graph's run from another thread.
+#[derive(Clone)]
+pub struct Terminator(Arc<RunOptions>);
+
+impl std::fmt::Debug for Terminator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Terminator").finish_non_exhaustive()
+    }
+}
+
+impl Terminator {
+    /// Asks the run in progress (and any started before [`Graph::run`] resets the flag) to
+    /// stop at the next node.
+    pub fn terminate(&self) {
+        let _ = self.0.terminate();
+    }
+}
+
+/// A session and its run options.
+pub struct Graph {
+    session: Session,
+    run_options: Arc<RunOptions>,
+}
+
+impl std::fmt::Debug for Graph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Graph").finish_non_exhaustive()
+    }
+}
+
+impl Graph {
+    /// A handle that stops the run in progress.
+    pub fn terminator(&self) -> Terminator {
+        Terminator(Arc::clone(&self.run_options))
+    }
+
+    /// Runs the graph with its activations in `arena`'s scratch region under `owner`.
+    /// `arena`'s memory must be host-addressable. After the run every block it took is back.
+    pub fn run(
+        &mut self,
+        arena: &Arena,
+        owner: OwnerId,
+        inputs: &[Input<'_>],
+        outputs: &mut [Output<'_>],
+    ) -> Result<(), RuntimeError> {
+        let _ = self.run_options.unterminate();
+        let mut values = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let (name, value) = match *input {
+                Input::I64(name, shape, data) => (
+                    name,
+                    TensorRef::from_array_view((shape.to_vec(), data))
+                        .map_err(ort_err(format!("input {name}")))?
+                        .into_dyn(),
+                ),
+                Input::F32(name, shape, data) => (
+                    name,
+                    TensorRef::from_array_view((shape.to_vec(), data))
+                        .map_err(ort_err(format!("input {name}")))?
+                        .into_dyn(),
+                ),
+            };
+            values.push((name, value));
+        }
+        let routed = Routed::to(arena, owner, self.run_options.ptr().cast_mut());
+        let result = self.session.run_with_options(values, &*self.run_options);
+        let refusal = routed.take_refusal();
+        let outs = match (result, refusal) {
+            (_, Some(refused)) => return Err(RuntimeError::Refused(refused)),
+            (Err(e), None) if e.to_string().contains("terminate flag") => {
+                return Err(RuntimeError::Terminated);
+            }
+            (Err(e), None) => return Err(ort_err("running the graph")(e)),
+            (Ok(outs), None) => outs,
+        };
+        for output in outputs.iter_mut() {
+            match output {
+                Output::F32(name, into) => {
+                    let value = outs.get(*name).ok_or_else(|| {
+                        RuntimeError::Shape(format!("the graph has no output {name}"))
+                    })?;
+                    let (_, data) = value
+                        .try_extract_tensor::<f32>()
+                        .map_err(ort_err(format!("output {name}")))?;
+                    into.clear();
+                    into.extend_from_slice(data);
+                }
+                Output::I64(name, into) => {
+                    let value = outs.get(*name).ok_or_else(|| {
+                        RuntimeError::Shape(format!("the graph has no output {name}"))
+                    })?;
+                    let (_, data) = value
+                        .try_extract_tensor::<i64>()
+                        .map_err(ort_err(format!("output {name}")))?;
+                    into.clear();
+                    into.extend_from_slice(data);
+                }
+            }
+        }
+        // The outputs (scratch blocks) go back before the guard stops routing frees: frees
+        // find their blocks by address whatever the thread.
+        drop(outs);
+        drop(routed);
+        Ok(())
+    }
+}
