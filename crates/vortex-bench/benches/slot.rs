@@ -43,6 +43,7 @@ fn slot(c: &mut Criterion) {
         seed: 1,
         prompt: "a presenter".to_owned(),
         script: "hello".to_owned(),
+        ..Recipe::default()
     };
     let mut run = |group: &str, id: &str, pipeline: &mut VortexPipeline, samples: usize| {
         let mut group = c.benchmark_group(group);

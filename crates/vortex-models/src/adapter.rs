@@ -65,6 +65,11 @@ impl<K: ModelKind> Adapter<K> {
         self.resident.as_ref()
     }
 
+    /// Where its weights come from.
+    pub fn source(&self) -> &WeightSource {
+        &self.spec.weights
+    }
+
     /// The tensors it keeps resident.
     pub fn resident_layout(&self) -> &Layout {
         &self.resident_layout
@@ -149,8 +154,19 @@ kind!(
     LivePortraitConfig::HUMAN.layout(WeightDtype::F16)
 );
 
-/// The adapter of `stage`'s model.
+/// The adapter of `stage`'s model. A network source brings its own layout (the int8 export's
+/// initializers, not the official checkpoint's tensors).
 pub fn adapter_for(stage: Stage, spec: ModelSpec) -> Box<dyn Model> {
+    if let WeightSource::Network(network) = spec.weights {
+        let layout = network.layout();
+        return match stage {
+            Stage::Audio => Box::new(Kokoro::with_layouts(spec, layout.clone(), layout)),
+            Stage::Actor => Box::new(Flux::with_layouts(spec, layout.clone(), layout)),
+            Stage::Video => Box::new(LivePortrait::with_layouts(spec, layout.clone(), layout)),
+            Stage::ClipB => Box::new(ClipB::with_layouts(spec, layout.clone(), layout)),
+            Stage::ClipL => Box::new(ClipL::with_layouts(spec, layout.clone(), layout)),
+        };
+    }
     match stage {
         Stage::Audio => Box::new(Kokoro::new(spec)),
         Stage::Actor => Box::new(Flux::new(spec)),

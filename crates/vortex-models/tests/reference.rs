@@ -69,6 +69,7 @@ fn recipe(seed: u64) -> Recipe {
         seed,
         prompt: "a news presenter in a blue studio".to_owned(),
         script: "hello and welcome".to_owned(),
+        ..Recipe::default()
     }
 }
 

@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use vortex_models::adapter::{ModelSpec, adapter_for};
+use vortex_models::compute::RuntimeSettings;
 use vortex_models::cost::{CostProfile, SlotWork, TimePlan};
 use vortex_models::stage::Stage;
-use vortex_models::weights::WeightSource;
+use vortex_models::stage::StageMap;
+use vortex_models::weights::{Network, WeightSource};
 use vortex_registry::{Dtype, Model, ModelBudget, OutputBuffers, Placement, PlanConfig, VramPlan};
 use vortex_vram::{ByteSize, HostConfig, Limits, MonitorConfig};
 
@@ -63,6 +65,17 @@ struct RawConfig {
     models: BTreeMap<String, RawModel>,
     timing: RawTiming,
     monitoring: RawMonitoring,
+    #[serde(default)]
+    runtime: RawRuntime,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRuntime {
+    #[serde(default)]
+    onnxruntime: Option<String>,
+    #[serde(default)]
+    threads: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,6 +190,8 @@ pub struct Config {
     pub timing: Timing,
     /// Leak detection.
     pub monitor: MonitorConfig,
+    /// How networks run (`[runtime]`, optional).
+    pub runtime: RuntimeSettings,
 }
 
 impl Config {
@@ -314,6 +329,21 @@ impl Config {
                 let budget = v.bytes(&format!("{key}.budget"), &m.budget, false)?;
                 let weights = match m.weights.as_str() {
                     "synthetic" => WeightSource::Synthetic { seed: m.seed },
+                    named if Network::by_name(named).is_some() => {
+                        match Network::by_name(named) {
+                            Some(network @ Network::Kokoro82mInt8) if stage == Stage::Audio => {
+                                WeightSource::Network(network)
+                            }
+                            _ => {
+                                return Err(v.err(
+                                    &format!("{key}.weights"),
+                                    format!(
+                                        "{named:?} is the audio stage's network: use it under [models.kokoro], or write \"synthetic\" or a .safetensors path here"
+                                    ),
+                                ));
+                            }
+                        }
+                    }
                     "" => {
                         return Err(v.err(
                             &format!("{key}.weights"),
@@ -370,6 +400,28 @@ impl Config {
                 true,
             )?,
         };
+        let runtime = RuntimeSettings {
+            onnxruntime: match raw.runtime.onnxruntime.as_deref() {
+                None | Some("auto") => None,
+                Some("") => {
+                    return Err(v.err(
+                        "runtime.onnxruntime",
+                        "empty: write the path of libonnxruntime.so.1.31.x, or \"auto\"".to_owned(),
+                    ));
+                }
+                Some(path) => Some(base.join(path)),
+            },
+            threads: match raw.runtime.threads {
+                None => 0,
+                Some(n @ 0..=256) => n as usize,
+                Some(n) => {
+                    return Err(v.err(
+                        "runtime.threads",
+                        format!("{n} threads: use 0 (every core) up to 256"),
+                    ));
+                }
+            },
+        };
         Ok(Config {
             device,
             context_reserve,
@@ -384,6 +436,19 @@ impl Config {
                 time_scale: t.time_scale,
             },
             monitor,
+            runtime,
+        })
+    }
+
+    /// Where each stage's model weights come from.
+    pub fn weight_sources(&self) -> StageMap<WeightSource> {
+        StageMap::from_fn(|stage| {
+            self.models
+                .iter()
+                .find(|m| m.stage == stage)
+                .map_or(WeightSource::Synthetic { seed: 0 }, |m| {
+                    m.spec.weights.clone()
+                })
         })
     }
 

@@ -140,6 +140,7 @@ async fn route(
                 seed: slot_id,
                 prompt: "a presenter in a studio".to_owned(),
                 script: "this is a reference slot generated on request".to_owned(),
+                ..Recipe::default()
             };
             let implementations = report::implementations(pipeline);
             match pipeline.generate_slot(&recipe).await {

@@ -131,7 +131,7 @@ fn plan(config: &Config, svg: Option<&Path>) -> Result<()> {
     writeln!(err, "{plan}\n")?;
     writeln!(err, "{}\n", config.time_plan())?;
     writeln!(err, "stage implementations:")?;
-    for (stage, implementation) in StageSet::choose().implementations().iter() {
+    for (stage, implementation) in StageSet::planned(&config.weight_sources()).iter() {
         writeln!(
             err,
             "  {:<7} ({:<12}) {implementation}",
@@ -173,6 +173,7 @@ async fn run(config: Config, slots: u64, out: Option<&Path>, summary: Option<&Pa
             seed: slot,
             prompt: "a news presenter in a blue studio".to_owned(),
             script: "good evening, here is the news at the top of the hour".to_owned(),
+            ..Recipe::default()
         };
         let mut sink: Box<dyn MediaSink> = match out {
             Some(dir) => Box::new(SlotFiles::new(

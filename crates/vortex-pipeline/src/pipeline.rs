@@ -34,6 +34,9 @@ pub enum PipelineError {
     /// The device.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// A stage's network could not be set up.
+    #[error(transparent)]
+    Stage(#[from] ComputeError),
     /// A CUDA device was configured in a build without the `cuda` feature.
     #[error(
         "device.backend = \"cuda\" needs a build with the cuda feature (cargo build --features cuda); or set device.backend = \"host\""
@@ -401,7 +404,7 @@ impl VortexPipeline {
             clip_l: Vec::new(),
         };
         let stages = StageMap::try_from_fn(|stage| stage_state(&vram, &registry, stage))?;
-        let compute = StageSet::choose();
+        let compute = StageSet::choose(&registry, vram.arena(), &config.runtime)?;
         let mut host = host;
         host.clip_b = vec![0.0; compute.clip_b.dim()];
         host.clip_l = vec![0.0; compute.clip_l.dim()];

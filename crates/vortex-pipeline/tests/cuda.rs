@@ -47,6 +47,7 @@ async fn a_hundred_slots_on_the_device_do_not_grow_its_memory() {
         seed: slot,
         prompt: "p".into(),
         script: "hello there".into(),
+        ..Recipe::default()
     };
     pipeline.generate_slot(&recipe(0)).await.unwrap(); // first-use allocations of the driver
     let free = backend.mem_info().unwrap().free;

