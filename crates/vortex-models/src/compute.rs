@@ -136,6 +136,21 @@ pub enum ComputeError {
         /// The network.
         network: &'static str,
     },
+    /// A budget that cannot hold the weights and the activation peak of the profile run.
+    #[error(
+        "models.{model}.budget is {budget} bytes, but its weights take {weights} and its profile run peaked at {activations} bytes of activations ({} in all): raise the budget to at least that",
+        weights + activations
+    )]
+    Budget {
+        /// The model.
+        model: &'static str,
+        /// Its budget.
+        budget: u64,
+        /// Its resident weights.
+        weights: u64,
+        /// The activation peak measured.
+        activations: u64,
+    },
     /// Whoever consumes the frames (an encoder, a file) failed.
     #[error("the frame consumer failed: {0}")]
     Drain(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -318,6 +333,54 @@ pub struct StageSet {
     pub clip_l: Box<dyn EmbeddingStage>,
 }
 
+/// A sentence long enough to exercise every part of the graph at a typical size.
+const PROFILE_SCRIPT: &str = "Good evening, and welcome to the news at the top of the hour.";
+
+/// vLLM's profile run: speaks [`PROFILE_SCRIPT`] once and refuses, with the arithmetic, a
+/// budget that cannot hold the model's weights plus the activation peak just measured.
+fn profile_audio(
+    network: &mut KokoroNetwork,
+    registry: &ModelRegistry,
+    arena: &Arena,
+) -> Result<(), ComputeError> {
+    let model = Stage::Audio.model();
+    let owner = arena.tracker().register_owner(model)?;
+    let started = std::time::Instant::now();
+    network.speak(
+        arena,
+        owner,
+        PROFILE_SCRIPT,
+        Recipe::DEFAULT_VOICE,
+        Recipe::DEFAULT_LANGUAGE,
+    )?;
+    let usage = arena.tracker().owners();
+    let peak = usage
+        .iter()
+        .find(|o| &*o.owner == model)
+        .map_or(0, |o| o.peak);
+    let loaded = registry.loaded().iter().find(|m| m.name == model);
+    let (budget, weights) = loaded.map_or((0, 0), |m| (m.budget, m.measured));
+    let activations = peak.saturating_sub(weights);
+    tracing::info!(
+        target: "vortex_models",
+        model,
+        weights,
+        activations,
+        budget,
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "profile run: activation peak measured"
+    );
+    if weights + activations > budget {
+        return Err(ComputeError::Budget {
+            model,
+            budget,
+            weights,
+            activations,
+        });
+    }
+    Ok(())
+}
+
 /// How networks run: what [`StageSet::choose`] needs besides the loaded models.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RuntimeSettings {
@@ -348,9 +411,9 @@ impl StageSet {
                 0 => std::thread::available_parallelism().map_or(1, usize::from),
                 n => n,
             };
-            set.audio = Box::new(KokoroNetwork::new(
-                runtime, &files, arena, weights, threads,
-            )?);
+            let mut network = KokoroNetwork::new(runtime, &files, arena, weights, threads)?;
+            profile_audio(&mut network, registry, arena)?;
+            set.audio = Box::new(network);
         }
         set.log();
         Ok(set)

@@ -53,6 +53,15 @@ enum Command {
         /// Run on this backend instead of the configured one.
         #[arg(long, value_parser = ["host", "cuda"])]
         backend: Option<String>,
+        /// What the actor says (every slot).
+        #[arg(
+            long,
+            default_value = "Good evening, here is the news at the top of the hour."
+        )]
+        script: String,
+        /// Who says it: a voice of the audio network (jm_kumo, jf_alpha, jf_nezumi, ...).
+        #[arg(long, default_value = Recipe::DEFAULT_VOICE)]
+        voice: String,
     },
     /// Keep the pipeline up and serve /metrics, /health, /ready, /vram and POST /slot.
     Serve {
@@ -114,8 +123,19 @@ fn real_main() -> Result<()> {
             slots,
             out,
             summary,
+            script,
+            voice,
             ..
-        } => runtime.block_on(run(config, slots, out.as_deref(), summary.as_deref())),
+        } => {
+            let what = Said { script, voice };
+            runtime.block_on(run(
+                config,
+                slots,
+                &what,
+                out.as_deref(),
+                summary.as_deref(),
+            ))
+        }
         Command::Serve { addr } => runtime.block_on(serve_command(config, &addr, metrics)),
     }
 }
@@ -156,7 +176,19 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-async fn run(config: Config, slots: u64, out: Option<&Path>, summary: Option<&Path>) -> Result<()> {
+/// What every slot of `vortex run` says, and in which voice.
+struct Said {
+    script: String,
+    voice: String,
+}
+
+async fn run(
+    config: Config,
+    slots: u64,
+    said: &Said,
+    out: Option<&Path>,
+    summary: Option<&Path>,
+) -> Result<()> {
     if slots == 0 {
         bail!("--slots 0: ask for at least one slot");
     }
@@ -172,7 +204,8 @@ async fn run(config: Config, slots: u64, out: Option<&Path>, summary: Option<&Pa
             slot_id: slot,
             seed: slot,
             prompt: "a news presenter in a blue studio".to_owned(),
-            script: "good evening, here is the news at the top of the hour".to_owned(),
+            script: said.script.clone(),
+            voice: said.voice.clone(),
             ..Recipe::default()
         };
         let mut sink: Box<dyn MediaSink> = match out {

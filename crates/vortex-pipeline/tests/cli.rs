@@ -11,6 +11,8 @@ use common::Shipped;
 fn small_config(dir: &Path) -> PathBuf {
     Shipped::new()
         .with(&[
+            // Orchestration tests: the reference audio (any sample rate, no fetch).
+            ("models.kokoro.weights", "\"synthetic\""),
             ("buffers.image_size", "32"),
             ("buffers.seconds", "2"),
             ("buffers.fps", "4"),

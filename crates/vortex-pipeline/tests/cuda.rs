@@ -15,6 +15,8 @@ use vortex_vram::{Backend, BackendError, CudaBackend};
 fn config() -> Config {
     Shipped::new()
         .with(&[
+            // Orchestration tests: the reference audio (any sample rate, no fetch).
+            ("models.kokoro.weights", "\"synthetic\""),
             ("buffers.image_size", "128"),
             ("buffers.seconds", "4"),
             ("timing.cost_profile", "\"zero\""),

@@ -29,6 +29,8 @@ async fn request(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, 
 fn small_config() -> Config {
     Shipped::new()
         .with(&[
+            // Orchestration tests: the reference audio (any sample rate, no fetch).
+            ("models.kokoro.weights", "\"synthetic\""),
             ("buffers.image_size", "16"),
             ("buffers.seconds", "1"),
             ("buffers.fps", "4"),

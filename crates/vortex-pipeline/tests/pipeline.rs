@@ -14,6 +14,8 @@ use vortex_vram::Purpose;
 fn config(profile: &str, deadline: &str, placement: &str) -> Config {
     Shipped::new()
         .with(&[
+            // Orchestration tests: the reference audio (any sample rate, no fetch).
+            ("models.kokoro.weights", "\"synthetic\""),
             ("buffers.image_size", "16"),
             ("buffers.seconds", "2"),
             ("buffers.sample_rate", "800"),
@@ -322,4 +324,88 @@ async fn slot_files_appear_only_when_the_slot_finishes() {
         .collect();
     assert_eq!(left, ["slot-0001"], "nothing of the failed slot");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The shipped shapes for a short slot, with the real Kokoro network.
+fn spoken(seconds: &str) -> Config {
+    Shipped::new()
+        .with(&[
+            ("buffers.image_size", "16"),
+            ("buffers.seconds", seconds),
+            ("buffers.fps", "2"),
+            ("buffers.staging_frames", "2"),
+            ("timing.verified_frames", "1"),
+            ("timing.cost_profile", "\"zero\""),
+            ("runtime.threads", "2"),
+        ])
+        .config()
+}
+
+#[tokio::test]
+async fn the_audio_stage_speaks_the_script_with_kokoro() {
+    let mut pipeline = VortexPipeline::new(spoken("3")).unwrap();
+    let audio = &pipeline.implementations()[Stage::Audio];
+    assert!(!audio.is_reference(), "{audio}");
+    assert!(audio.detail.contains("Kokoro-82M"), "{audio}");
+    let baseline = pipeline.vram().tracker().allocated();
+    let recipe = Recipe {
+        slot_id: 1,
+        script: "Hello world.".to_owned(),
+        ..Recipe::default()
+    };
+    let result = pipeline.generate_slot(&recipe).await.unwrap();
+    let wave = result.audio_waveform;
+    assert_eq!(wave.len(), 3 * 24_000);
+    // "Hello world." is 1.65 s of speech (39,600 samples, as Python says), then silence.
+    let loud = |s: &[f32]| (s.iter().map(|v| v * v).sum::<f32>() / s.len() as f32).sqrt();
+    assert!(loud(&wave[..39_600]) > 0.05, "speech first");
+    assert!(wave[39_600..].iter().all(|&v| v == 0.0), "silence after it");
+    assert_eq!(pipeline.vram().tracker().allocated(), baseline);
+    assert_eq!(
+        pipeline
+            .vram()
+            .tracker()
+            .purpose_bytes(Purpose::Activations),
+        0
+    );
+
+    // A script longer than the slot is refused with the figure, and the next slot is fine.
+    let long = Recipe {
+        slot_id: 2,
+        script: "Hello world. Hello world. Hello world.".to_owned(),
+        ..Recipe::default()
+    };
+    let err = pipeline.generate_slot(&long).await.unwrap_err().to_string();
+    assert!(err.contains("more than the slot's 3 s"), "{err}");
+    let voice = Recipe {
+        slot_id: 3,
+        script: "Hello.".to_owned(),
+        voice: "nobody".to_owned(),
+        ..Recipe::default()
+    };
+    let err = pipeline
+        .generate_slot(&voice)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("unknown voice \"nobody\"") && err.contains("jm_kumo"),
+        "{err}"
+    );
+    assert_eq!(pipeline.vram().tracker().allocated(), baseline);
+    pipeline.generate_slot(&recipe).await.unwrap();
+}
+
+#[test]
+fn a_budget_below_weights_plus_the_profiled_activations_is_refused() {
+    // 95 MB holds the 90.5 MB of int8 weights (so the plan passes) but not the ~61 MB the
+    // profile run measures on top of them.
+    let config = Shipped::new()
+        .with(&[("models.kokoro.budget", "\"95MB\"")])
+        .config();
+    let err = VortexPipeline::new(config).unwrap_err().to_string();
+    assert!(
+        err.contains("models.kokoro.budget is 95000000 bytes") && err.contains("raise the budget"),
+        "{err}"
+    );
 }
