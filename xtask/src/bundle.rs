@@ -141,7 +141,22 @@ pub fn gpu_bundle(dir: &Path) -> Result<()> {
         .find(|(n, _)| n == "vortex")
         .context("the vortex binary was not built")?;
     fs::copy(vortex, dir.join("vortex"))?;
-    fs::copy(root.join("config.toml"), dir.join("config.toml"))?;
+    // The GPU machine reaches no package registry (nothing to fetch Kokoro's parts or ONNX
+    // Runtime with), and the int8 Kokoro graph is a CPU graph whose weights must be host
+    // memory: the bundle runs the reference audio there.
+    let config = fs::read_to_string(root.join("config.toml"))?;
+    let network = "weights = \"kokoro-82m-int8\"";
+    anyhow::ensure!(
+        config.contains(network),
+        "config.toml has no `{network}` line to replace for the bundle"
+    );
+    fs::write(
+        dir.join("config.toml"),
+        config.replace(
+            network,
+            "weights = \"synthetic\"  # gpu-bundle: no registry to fetch the network from",
+        ),
+    )?;
     fs::write(dir.join("run.sh"), RUN_SH)?;
     #[cfg(unix)]
     {

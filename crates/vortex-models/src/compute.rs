@@ -19,7 +19,7 @@ use vortex_vram::{Arena, OwnerId, StaticRegion, StreamId, VramError};
 use crate::adapter::Kokoro;
 use crate::kokoro::network::{KOKORO_DETAIL, KokoroNetwork};
 use crate::reference::{ReferenceActor, ReferenceAudio, ReferenceEmbedding, ReferenceVideo};
-use crate::runtime::{Runtime, RuntimeError};
+use crate::runtime::{Runtime, RuntimeError, Terminator};
 use crate::stage::{Stage, StageMap};
 use crate::weights::{Network, WeightSource};
 
@@ -245,6 +245,10 @@ impl fmt::Display for Implementation {
 pub trait AudioStage: Send + fmt::Debug {
     /// What runs.
     fn implementation(&self) -> Implementation;
+    /// A handle that stops a run in progress from another thread (a network's), if any.
+    fn stopper(&self) -> Option<Terminator> {
+        None
+    }
     /// Writes `seconds × sample_rate` samples (the buffers' dtype) into `audio`.
     fn run(
         &mut self,
@@ -258,6 +262,10 @@ pub trait AudioStage: Send + fmt::Debug {
 pub trait ActorStage: Send + fmt::Debug {
     /// What runs.
     fn implementation(&self) -> Implementation;
+    /// A handle that stops a run in progress from another thread (a network's), if any.
+    fn stopper(&self) -> Option<Terminator> {
+        None
+    }
     /// Writes `image_size² × channels` (the buffers' dtype) into `actor`.
     fn run(
         &mut self,

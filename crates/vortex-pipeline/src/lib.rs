@@ -22,6 +22,7 @@
 
 pub mod config;
 pub mod http;
+mod offload;
 pub mod output;
 pub mod pipeline;
 pub mod report;

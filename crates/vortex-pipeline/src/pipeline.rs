@@ -1,8 +1,8 @@
 //! [`VortexPipeline`]: every model resident, buffers allocated once, and slots generated on
 //! tokio: audio and actor concurrently, then video, then both CLIP verifications concurrently.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -12,6 +12,7 @@ use vortex_models::compute::{
     Implementation, Recipe, StageContext, StageSet, VideoInputs, VideoStage,
 };
 use vortex_models::cost::{SlotWork, TimePlan};
+use vortex_models::runtime::Terminator;
 use vortex_models::stage::{Stage, StageMap};
 use vortex_registry::{InitError, ModelRegistry, OutputBuffers, Placement, VramPlan};
 use vortex_vram::{
@@ -20,6 +21,7 @@ use vortex_vram::{
 };
 
 use crate::config::{Config, DeviceKind};
+use crate::offload::offload;
 use crate::output::{Discard, MediaSink};
 
 /// Why the pipeline could not start.
@@ -168,10 +170,36 @@ pub struct VortexPipeline {
     regions: Regions,
     host: HostBuffers,
     stages: StageMap<StageState>,
-    compute: StageSet,
+    compute: Compute,
     implementations: StageMap<Implementation>,
     work: SlotWork,
     slots: u64,
+}
+
+/// The stage implementations. The first phase's run off the async runtime's threads
+/// ([`crate::offload`]), so they are shared with the blocking pool; the others run inline.
+struct Compute {
+    audio: Arc<Mutex<Box<dyn AudioStage>>>,
+    actor: Arc<Mutex<Box<dyn ActorStage>>>,
+    video: Box<dyn VideoStage>,
+    clip_b: Box<dyn EmbeddingStage>,
+    clip_l: Box<dyn EmbeddingStage>,
+}
+
+impl From<StageSet> for Compute {
+    fn from(set: StageSet) -> Self {
+        Compute {
+            audio: Arc::new(Mutex::new(set.audio)),
+            actor: Arc::new(Mutex::new(set.actor)),
+            video: set.video,
+            clip_b: set.clip_b,
+            clip_l: set.clip_l,
+        }
+    }
+}
+
+fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Scratch each stage copies its weights through on a real device.
@@ -409,6 +437,7 @@ impl VortexPipeline {
         host.clip_b = vec![0.0; compute.clip_b.dim()];
         host.clip_l = vec![0.0; compute.clip_l.dim()];
         let implementations = compute.implementations();
+        let compute = Compute::from(compute);
         let work = SlotWork {
             seconds: b.seconds,
             frames: b.frames(),
@@ -636,10 +665,7 @@ impl VortexPipeline {
         let [s_audio, s_actor, s_video, s_clip_b, s_clip_l] = stages.as_mut().into_values();
         let mut took = StageTimings::default();
         (took[Stage::Audio], took[Stage::Actor]) = slot
-            .audio_and_actor(
-                (s_audio, &mut *compute.audio),
-                (s_actor, &mut *compute.actor),
-            )
+            .audio_and_actor((s_audio, &compute.audio), (s_actor, &compute.actor))
             .await?;
         slot.deliver_actor_and_audio(host, sink)?;
         took[Stage::Video] = slot
@@ -696,26 +722,71 @@ impl Slot<'_> {
         took
     }
 
-    /// Phase one: the audio and the actor image, concurrently.
+    /// Phase one: the audio and the actor image, concurrently, each computed on the blocking
+    /// pool so the deadline can fire while it runs (a cancelled slot stops and waits for it).
     async fn audio_and_actor(
         &self,
-        (s_audio, audio): (&mut StageState, &mut dyn AudioStage),
-        (s_actor, actor): (&mut StageState, &mut dyn ActorStage),
+        (s_audio, audio): (&mut StageState, &Arc<Mutex<Box<dyn AudioStage>>>),
+        (s_actor, actor): (&mut StageState, &Arc<Mutex<Box<dyn ActorStage>>>),
     ) -> Result<(Duration, Duration), ComputeError> {
         let t0 = Instant::now();
         let audio = async {
             sweep(self.arena, s_audio).await?;
-            let mut cx = s_audio.context(self.arena, self.buffers);
-            audio.run(&mut cx, self.recipe, &self.regions.audio)?;
+            let stage = Arc::clone(audio);
+            let stop = lock(audio).stopper();
+            let region = self.regions.audio;
+            self.offloaded(s_audio, stop, move |cx, recipe| {
+                lock(&stage).run(cx, recipe, &region)
+            })
+            .await?;
             Ok::<_, ComputeError>(self.finish(Stage::Audio, t0).await)
         };
         let actor = async {
             sweep(self.arena, s_actor).await?;
-            let mut cx = s_actor.context(self.arena, self.buffers);
-            actor.run(&mut cx, self.recipe, &self.regions.actor)?;
+            let stage = Arc::clone(actor);
+            let stop = lock(actor).stopper();
+            let region = self.regions.actor;
+            self.offloaded(s_actor, stop, move |cx, recipe| {
+                lock(&stage).run(cx, recipe, &region)
+            })
+            .await?;
             Ok::<_, ComputeError>(self.finish(Stage::Actor, t0).await)
         };
         tokio::try_join!(audio, actor)
+    }
+
+    /// Runs `compute` on the blocking pool with a context made of owned copies of what the
+    /// stage needs; the staging memory goes there and back.
+    async fn offloaded<F>(
+        &self,
+        state: &mut StageState,
+        stop: Option<Terminator>,
+        compute: F,
+    ) -> Result<(), ComputeError>
+    where
+        F: FnOnce(&mut StageContext<'_>, &Recipe) -> Result<(), ComputeError> + Send + 'static,
+    {
+        let arena = self.arena.clone();
+        let buffers = *self.buffers;
+        let recipe = self.recipe.clone();
+        let (owner, weights, stream) = (state.owner, state.weights, state.queue.stream);
+        let mut staging = std::mem::take(&mut state.staging);
+        let (result, staging) = offload(stop, move || {
+            let mut cx = StageContext {
+                arena: &arena,
+                owner,
+                weights: &weights,
+                buffers: &buffers,
+                staging: &mut staging,
+                stream,
+            };
+            let result = compute(&mut cx, &recipe);
+            (result, staging)
+        })
+        .wait()
+        .await;
+        state.staging = staging;
+        result
     }
 
     /// The actor image and the audio into host memory and to the sink.

@@ -409,3 +409,73 @@ fn a_budget_below_weights_plus_the_profiled_activations_is_refused() {
         "{err}"
     );
 }
+
+/// On the real clock: the deadline fires while the network computes (compute runs off the
+/// runtime's threads), the run is terminated and waited for, nothing is kept, and the next
+/// slot is the same as a clean one.
+#[tokio::test]
+async fn a_deadline_or_a_cancellation_stops_the_network_mid_run_and_keeps_nothing() {
+    let mut pipeline = VortexPipeline::new(spoken("6")).unwrap();
+    let baseline = pipeline.vram().tracker().allocated();
+    let fox = Recipe {
+        slot_id: 1,
+        script: "The quick brown fox jumps over the lazy dog.".to_owned(),
+        ..Recipe::default()
+    };
+    let started = std::time::Instant::now();
+    let clean = pipeline
+        .generate_slot(&fox)
+        .await
+        .unwrap()
+        .audio_waveform
+        .to_vec();
+    let whole = started.elapsed();
+
+    // A deadline at a quarter of what the slot takes fires mid-run, naming the audio stage.
+    pipeline.set_deadline(whole / 4);
+    let started = std::time::Instant::now();
+    let err = pipeline.generate_slot(&fox).await.unwrap_err();
+    let failed_after = started.elapsed();
+    assert!(
+        matches!(
+            err,
+            SlotError::DeadlineMissed {
+                stage: Stage::Audio,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        failed_after < whole * 3 / 4,
+        "the deadline fired at {failed_after:?}, not after the whole run ({whole:?})"
+    );
+    assert_eq!(pipeline.vram().tracker().allocated(), baseline);
+    assert_eq!(
+        pipeline
+            .vram()
+            .tracker()
+            .purpose_bytes(Purpose::Activations),
+        0
+    );
+
+    // A caller that drops the slot mid-run.
+    pipeline.set_deadline(Duration::from_secs(60));
+    let cut = tokio::time::timeout(whole / 4, pipeline.generate_slot(&fox)).await;
+    assert!(cut.is_err(), "cancelled");
+    assert_eq!(pipeline.vram().tracker().allocated(), baseline);
+    assert_eq!(
+        pipeline
+            .vram()
+            .tracker()
+            .purpose_bytes(Purpose::Activations),
+        0
+    );
+
+    let again = pipeline.generate_slot(&fox).await.unwrap();
+    assert_eq!(
+        again.audio_waveform,
+        &clean[..],
+        "the next slot is a clean one"
+    );
+}

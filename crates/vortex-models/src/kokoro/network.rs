@@ -146,6 +146,10 @@ impl AudioStage for KokoroNetwork {
         }
     }
 
+    fn stopper(&self) -> Option<Terminator> {
+        Some(self.graph.terminator())
+    }
+
     fn run(
         &mut self,
         cx: &mut StageContext<'_>,
