@@ -101,6 +101,24 @@ impl KokoroNetwork {
         language: &str,
     ) -> Result<&[f32], ComputeError> {
         let language = Language::parse(language)?;
+        if !self.voices.contains_key(voice) {
+            return Err(ComputeError::UnknownVoice {
+                given: voice.to_owned(),
+                voices: self.voices.keys().cloned().collect(),
+            });
+        }
+        let phonemes = phonemes::phonemize(text, language, &self.vocab)?;
+        self.speak_phonemes(arena, owner, &phonemes, voice)
+    }
+
+    /// [`KokoroNetwork::speak`] from a phoneme string (misaki's set) instead of text.
+    pub fn speak_phonemes(
+        &mut self,
+        arena: &Arena,
+        owner: OwnerId,
+        phonemes: &str,
+        voice: &str,
+    ) -> Result<&[f32], ComputeError> {
         let table = self
             .voices
             .get(voice)
@@ -108,9 +126,8 @@ impl KokoroNetwork {
                 given: voice.to_owned(),
                 voices: self.voices.keys().cloned().collect(),
             })?;
-        let phonemes = phonemes::phonemize(text, language, &self.vocab)?;
         self.speech.clear();
-        for piece in phonemes::split(&phonemes, MAX_TOKENS) {
+        for piece in phonemes::split(phonemes, MAX_TOKENS) {
             self.tokens.clear();
             self.tokens.push(0);
             self.tokens.extend(self.vocab.tokens(&piece));
