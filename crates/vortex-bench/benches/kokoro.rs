@@ -46,7 +46,13 @@ impl Python {
             let wheel = fetch::fetch_wheel(&ORT_WHEEL, &fetch::cache_dir(), "")
                 .map_err(|e| e.to_string())?;
             let status = Command::new("python3")
-                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                ])
                 .arg("--target")
                 .arg(&site)
                 .arg(&wheel)
@@ -95,7 +101,9 @@ impl Python {
     fn run(&mut self) -> usize {
         let mut line = String::new();
         writeln!(self.stdin, "run").expect("the worker's stdin");
-        self.stdout.read_line(&mut line).expect("the worker's answer");
+        self.stdout
+            .read_line(&mut line)
+            .expect("the worker's answer");
         line.trim()
             .strip_prefix("done ")
             .and_then(|n| n.parse().ok())
@@ -112,8 +120,11 @@ impl Drop for Python {
 
 fn kokoro(c: &mut Criterion) {
     let backend = Arc::new(HostBackend::new(HostConfig::rtx3060_12gb()));
-    let vram =
-        Vram::new(backend, VramConfig::new(ArenaConfig::new(256 << 20, 256 << 20))).unwrap();
+    let vram = Vram::new(
+        backend,
+        VramConfig::new(ArenaConfig::new(256 << 20, 256 << 20)),
+    )
+    .unwrap();
     let spec = ModelSpec {
         budget: 400_000_000,
         weights: WeightSource::Network(Network::Kokoro82mInt8),

