@@ -306,60 +306,7 @@ impl Config {
             ));
         }
 
-        for name in raw.models.keys() {
-            if Stage::of_model(name).is_none() {
-                return Err(v.err(
-                    &format!("models.{name}"),
-                    format!("unknown model: the models are {}", MODELS.join(", ")),
-                ));
-            }
-        }
-        let models = Stage::LOAD_ORDER
-            .iter()
-            .map(|&stage| {
-                let name = stage.model();
-                let key = format!("models.{name}");
-                let m = raw.models.get(name).ok_or_else(|| {
-                    v.err(
-                        &key,
-                        "missing: every model needs a [models.NAME] table with budget and weights"
-                            .to_owned(),
-                    )
-                })?;
-                let budget = v.bytes(&format!("{key}.budget"), &m.budget, false)?;
-                let weights = match m.weights.as_str() {
-                    "synthetic" => WeightSource::Synthetic { seed: m.seed },
-                    named if Network::by_name(named).is_some() => {
-                        match Network::by_name(named) {
-                            Some(network @ Network::Kokoro82mInt8) if stage == Stage::Audio => {
-                                WeightSource::Network(network)
-                            }
-                            _ => {
-                                return Err(v.err(
-                                    &format!("{key}.weights"),
-                                    format!(
-                                        "{named:?} is the audio stage's network: use it under [models.kokoro], or write \"synthetic\" or a .safetensors path here"
-                                    ),
-                                ));
-                            }
-                        }
-                    }
-                    "" => {
-                        return Err(v.err(
-                            &format!("{key}.weights"),
-                            "empty: write \"synthetic\" or the path of a .safetensors file"
-                                .to_owned(),
-                        ));
-                    }
-                    path => WeightSource::File(base.join(path)),
-                };
-                Ok(ModelConfig {
-                    stage,
-                    name,
-                    spec: ModelSpec { budget, weights },
-                })
-            })
-            .collect::<Result<Vec<_>, ConfigError>>()?;
+        let models = v.models(&raw.models, base)?;
 
         let t = &raw.timing;
         let profile = CostProfile::by_name(&t.cost_profile).ok_or_else(|| {
@@ -400,28 +347,7 @@ impl Config {
                 true,
             )?,
         };
-        let runtime = RuntimeSettings {
-            onnxruntime: match raw.runtime.onnxruntime.as_deref() {
-                None | Some("auto") => None,
-                Some("") => {
-                    return Err(v.err(
-                        "runtime.onnxruntime",
-                        "empty: write the path of libonnxruntime.so.1.31.x, or \"auto\"".to_owned(),
-                    ));
-                }
-                Some(path) => Some(base.join(path)),
-            },
-            threads: match raw.runtime.threads {
-                None => 0,
-                Some(n @ 0..=256) => n as usize,
-                Some(n) => {
-                    return Err(v.err(
-                        "runtime.threads",
-                        format!("{n} threads: use 0 (every core) up to 256"),
-                    ));
-                }
-            },
-        };
+        let runtime = v.runtime(&raw.runtime, base)?;
         Ok(Config {
             device,
             context_reserve,
@@ -491,6 +417,93 @@ struct Validator<'a> {
 }
 
 impl Validator<'_> {
+    /// `[models.NAME]`: every model, keyed by its stage, in load order.
+    fn models(
+        &self,
+        raw: &BTreeMap<String, RawModel>,
+        base: &Path,
+    ) -> Result<Vec<ModelConfig>, ConfigError> {
+        for name in raw.keys() {
+            if Stage::of_model(name).is_none() {
+                return Err(self.err(
+                    &format!("models.{name}"),
+                    format!("unknown model: the models are {}", MODELS.join(", ")),
+                ));
+            }
+        }
+        Stage::LOAD_ORDER
+        .iter()
+        .map(|&stage| {
+            let name = stage.model();
+            let key = format!("models.{name}");
+            let m = raw.get(name).ok_or_else(|| {
+                self.err(
+                    &key,
+                    "missing: every model needs a [models.NAME] table with budget and weights"
+                        .to_owned(),
+                )
+            })?;
+            let budget = self.bytes(&format!("{key}.budget"), &m.budget, false)?;
+            let weights = match m.weights.as_str() {
+                "synthetic" => WeightSource::Synthetic { seed: m.seed },
+                named if Network::by_name(named).is_some() => {
+                    match Network::by_name(named) {
+                        Some(network @ Network::Kokoro82mInt8) if stage == Stage::Audio => {
+                            WeightSource::Network(network)
+                        }
+                        _ => {
+                            return Err(self.err(
+                                &format!("{key}.weights"),
+                                format!(
+                                    "{named:?} is the audio stage's network: use it under [models.kokoro], or write \"synthetic\" or a .safetensors path here"
+                                ),
+                            ));
+                        }
+                    }
+                }
+                "" => {
+                    return Err(self.err(
+                        &format!("{key}.weights"),
+                        "empty: write \"synthetic\" or the path of a .safetensors file"
+                            .to_owned(),
+                    ));
+                }
+                path => WeightSource::File(base.join(path)),
+            };
+            Ok(ModelConfig {
+                stage,
+                name,
+                spec: ModelSpec { budget, weights },
+            })
+        })
+        .collect::<Result<Vec<_>, ConfigError>>()
+    }
+
+    /// `[runtime]`: where ONNX Runtime comes from and how many threads a session uses.
+    fn runtime(&self, raw: &RawRuntime, base: &Path) -> Result<RuntimeSettings, ConfigError> {
+        Ok(RuntimeSettings {
+            onnxruntime: match raw.onnxruntime.as_deref() {
+                None | Some("auto") => None,
+                Some("") => {
+                    return Err(self.err(
+                        "runtime.onnxruntime",
+                        "empty: write the path of libonnxruntime.so.1.31.x, or \"auto\"".to_owned(),
+                    ));
+                }
+                Some(path) => Some(base.join(path)),
+            },
+            threads: match raw.threads {
+                None => 0,
+                Some(n @ 0..=256) => n as usize,
+                Some(n) => {
+                    return Err(self.err(
+                        "runtime.threads",
+                        format!("{n} threads: use 0 (every core) up to 256"),
+                    ));
+                }
+            },
+        })
+    }
     fn err(&self, key: &str, message: String) -> ConfigError {
         ConfigError::Invalid {
             file: self.file.to_owned(),

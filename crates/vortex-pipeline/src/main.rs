@@ -237,10 +237,53 @@ async fn run(
             }
         }
     }
+    let tally = Tally {
+        slots,
+        failed,
+        total,
+        stages,
+        before,
+        reserved,
+    };
+    summarize(&pipeline, tally, out, summary)?;
+    if failed > 0 {
+        bail!("{failed} of {slots} slots failed");
+    }
+    Ok(())
+}
+
+/// What `vortex run` counted.
+struct Tally {
+    slots: u64,
+    failed: u64,
+    /// Each good slot's time, ms.
+    total: Vec<f64>,
+    /// Each good slot's stage times.
+    stages: Vec<StageTimings>,
+    /// Tracked bytes before the first slot.
+    before: u64,
+    /// Reserved bytes.
+    reserved: u64,
+}
+
+/// The run's summary to stderr (and as JSON to `summary`).
+fn summarize(
+    pipeline: &VortexPipeline,
+    tally: Tally,
+    out: Option<&Path>,
+    summary: Option<&Path>,
+) -> Result<()> {
+    let Tally {
+        slots,
+        failed,
+        before,
+        reserved,
+        ..
+    } = tally;
     let after = pipeline.vram().tracker().allocated();
     let mut err = std::io::stderr().lock();
     let ok = slots - failed;
-    let implementations = report::implementations(&pipeline);
+    let implementations = report::implementations(pipeline);
     let references: Vec<&str> = implementations
         .iter()
         .filter(|(_, i)| i.kind == vortex_pipeline::ImplementationKind::Reference)
@@ -258,7 +301,8 @@ async fn run(
     let mut stage_json = serde_json::Map::new();
     for stage in Stage::ALL {
         let name = stage.as_str();
-        let mut v: Vec<f64> = stages
+        let mut v: Vec<f64> = tally
+            .stages
             .iter()
             .map(|s| s[stage].as_secs_f64() * 1e3)
             .collect();
@@ -270,6 +314,7 @@ async fn run(
             serde_json::json!({"p50_ms": p50, "p99_ms": p99}),
         );
     }
+    let mut total = tally.total;
     total.sort_by(f64::total_cmp);
     let timing = &pipeline.config().timing;
     let deadline = timing.deadline.as_secs_f64() * 1e3;
@@ -315,9 +360,6 @@ async fn run(
         });
         std::fs::write(path, serde_json::to_string_pretty(&document)?)
             .with_context(|| format!("could not write {}", path.display()))?;
-    }
-    if failed > 0 {
-        bail!("{failed} of {slots} slots failed");
     }
     Ok(())
 }

@@ -521,14 +521,8 @@ impl VortexPipeline {
     ) -> Result<GenerationResult<'_>, SlotError> {
         let slot_id = recipe.slot_id;
         if let Some(reason) = self.vram.device_lost() {
-            let err = SlotError::DeviceLost {
-                slot_id,
-                reason: reason.to_owned(),
-            };
-            metrics::counter!(names::SLOTS_TOTAL, "outcome" => "device_lost").increment(1);
-            tracing::error!(target: "vortex_pipeline", slot_id, error = %err, "slot refused");
             sink.abort();
-            return Err(err);
+            return Err(refuse_lost(slot_id, reason));
         }
         let started = Instant::now();
         let before = self.vram.tracker().allocated();
@@ -604,18 +598,7 @@ impl VortexPipeline {
         metrics::counter!(names::SLOTS_TOTAL, "outcome" => "ok").increment(1);
         let generation_time_ms = elapsed.as_secs_f64() * 1e3;
         let stages = timings;
-        tracing::info!(
-            target: "vortex_pipeline",
-            slot_id,
-            generation_time_ms,
-            audio_ms = stages[Stage::Audio].as_secs_f64() * 1e3,
-            actor_ms = stages[Stage::Actor].as_secs_f64() * 1e3,
-            video_ms = stages[Stage::Video].as_secs_f64() * 1e3,
-            clip_b_ms = stages[Stage::ClipB].as_secs_f64() * 1e3,
-            clip_l_ms = stages[Stage::ClipL].as_secs_f64() * 1e3,
-            allocated = after,
-            "slot done"
-        );
+        slot_done(slot_id, generation_time_ms, &stages, after);
         Ok(GenerationResult {
             slot_id,
             actor_image: &self.host.actor,
@@ -893,6 +876,34 @@ impl Slot<'_> {
         embed.run(&mut cx, self.recipe, selection, &mut read, out)?;
         Ok(self.finish(stage, start).await)
     }
+}
+
+/// A slot refused before it starts because the device was lost earlier.
+#[cold]
+fn refuse_lost(slot_id: u64, reason: &str) -> SlotError {
+    let err = SlotError::DeviceLost {
+        slot_id,
+        reason: reason.to_owned(),
+    };
+    metrics::counter!(names::SLOTS_TOTAL, "outcome" => "device_lost").increment(1);
+    tracing::error!(target: "vortex_pipeline", slot_id, error = %err, "slot refused");
+    err
+}
+
+fn slot_done(slot_id: u64, generation_time_ms: f64, stages: &StageTimings, allocated: u64) {
+    let ms = |stage| stages[stage].as_secs_f64() * 1e3;
+    tracing::info!(
+        target: "vortex_pipeline",
+        slot_id,
+        generation_time_ms,
+        audio_ms = ms(Stage::Audio),
+        actor_ms = ms(Stage::Actor),
+        video_ms = ms(Stage::Video),
+        clip_b_ms = ms(Stage::ClipB),
+        clip_l_ms = ms(Stage::ClipL),
+        allocated,
+        "slot done"
+    );
 }
 
 fn stage_done(slot_id: u64, stage: Stage, implementation: &Implementation, took: Duration) {
