@@ -29,7 +29,7 @@ fn config(profile: &str, time_scale: &str) -> Config {
             "cost_profile = \"seed-targets\"",
             &format!("cost_profile = \"{profile}\""),
         )
-        .replace("time_scale = 1.0", &format!("time_scale = {time_scale}"))
+        .replace("time_scale = 0.8", &format!("time_scale = {time_scale}"))
         // The engine's own overhead: the reference audio, not the network.
         .replace("weights = \"kokoro-82m-int8\"", "weights = \"synthetic\"");
     assert!(!text.contains("kokoro-82m-int8\"\n"), "the edit matched");

@@ -181,7 +181,7 @@ fn bad_configs_name_the_key_and_what_to_write() {
         "a slot has 1080",
     );
     check(
-        ("time_scale = 1.0", "time_scale = -1.0"),
+        ("time_scale = 0.8", "time_scale = -1.0"),
         "timing.time_scale",
         "from 0 to 1000",
     );
@@ -216,7 +216,7 @@ fn bad_configs_name_the_key_and_what_to_write() {
         "at most a day",
     );
     check(
-        ("time_scale = 1.0", "time_scale = 1e300"),
+        ("time_scale = 0.8", "time_scale = 1e300"),
         "timing.time_scale",
         "from 0 to 1000",
     );

@@ -65,7 +65,7 @@ pub struct SlotFiles {
     dir: PathBuf,
     partial: PathBuf,
     buffers: OutputBuffers,
-    video: Option<y4m::Y4mWriter>,
+    video: Option<y4m::Background>,
     finished: bool,
 }
 
@@ -104,7 +104,8 @@ impl MediaSink for SlotFiles {
     fn frame(&mut self, index: u64, rgb: &[u8]) -> io::Result<()> {
         if self.video.is_none() {
             let path = self.folder()?.join("video.y4m");
-            self.video = Some(y4m::Y4mWriter::create(&path, &self.buffers)?);
+            let writer = y4m::Y4mWriter::create(&path, &self.buffers)?;
+            self.video = Some(y4m::Background::start(writer, rgb.len()));
         }
         match self.video.as_mut() {
             Some(video) => video.frame(index, rgb),
@@ -113,7 +114,7 @@ impl MediaSink for SlotFiles {
     }
 
     fn finish(&mut self) -> io::Result<()> {
-        if let Some(mut video) = self.video.take() {
+        if let Some(video) = self.video.take() {
             video.finish()?;
         }
         self.folder()?;
