@@ -705,8 +705,9 @@ impl Slot<'_> {
         took
     }
 
-    /// Phase one: the audio and the actor image, concurrently, each computed on the blocking
-    /// pool so the deadline can fire while it runs (a cancelled slot stops and waits for it).
+    /// Phase one: the audio and the actor image, concurrently; a network's compute runs on the
+    /// blocking pool so the deadline can fire while it runs (a cancelled slot stops and waits
+    /// for it).
     async fn audio_and_actor(
         &self,
         (s_audio, audio): (&mut StageState, &Arc<Mutex<Box<dyn AudioStage>>>),
@@ -718,7 +719,7 @@ impl Slot<'_> {
             let stage = Arc::clone(audio);
             let stop = lock(audio).stopper();
             let region = self.regions.audio;
-            self.offloaded(s_audio, stop, move |cx, recipe| {
+            self.offloaded(Stage::Audio, s_audio, stop, move |cx, recipe| {
                 lock(&stage).run(cx, recipe, &region)
             })
             .await?;
@@ -729,7 +730,7 @@ impl Slot<'_> {
             let stage = Arc::clone(actor);
             let stop = lock(actor).stopper();
             let region = self.regions.actor;
-            self.offloaded(s_actor, stop, move |cx, recipe| {
+            self.offloaded(Stage::Actor, s_actor, stop, move |cx, recipe| {
                 lock(&stage).run(cx, recipe, &region)
             })
             .await?;
@@ -738,10 +739,13 @@ impl Slot<'_> {
         tokio::try_join!(audio, actor)
     }
 
-    /// Runs `compute` on the blocking pool with a context made of owned copies of what the
-    /// stage needs; the staging memory goes there and back.
+    /// Runs `stage`'s `compute`: a network's on the blocking pool, with a context made of owned
+    /// copies of what the stage needs (the staging memory goes there and back); a reference
+    /// implementation's here, where it takes microseconds at small shapes (the slot overhead
+    /// benchmark) and the host backend's emulated latency follows anyway.
     async fn offloaded<F>(
         &self,
+        stage: Stage,
         state: &mut StageState,
         stop: Option<Terminator>,
         compute: F,
@@ -749,6 +753,10 @@ impl Slot<'_> {
     where
         F: FnOnce(&mut StageContext<'_>, &Recipe) -> Result<(), ComputeError> + Send + 'static,
     {
+        if self.implementations[stage].is_reference() {
+            let mut cx = state.context(self.arena, self.buffers);
+            return compute(&mut cx, self.recipe);
+        }
         let arena = self.arena.clone();
         let buffers = *self.buffers;
         let recipe = self.recipe.clone();
