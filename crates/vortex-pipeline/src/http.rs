@@ -14,11 +14,40 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 
-use vortex_vram::DeviceHealth;
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
+use vortex_vram::{DeviceHealth, metrics as names};
 
 use crate::Recipe;
 use crate::pipeline::VortexPipeline;
 use crate::report::{self, SlotDoc, VramDoc};
+
+/// Bucket bounds of `icn_vortex_slot_duration_seconds`, seconds: dense around a 15 s
+/// deadline, so `histogram_quantile(0.99, …)` says which side of it P99 falls.
+pub const SLOT_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 6.0, 8.0, 10.0, 11.0, 12.0, 12.5, 13.0, 13.5, 14.0, 14.5, 15.0, 16.0, 18.0,
+    20.0, 30.0, 60.0,
+];
+
+/// Bucket bounds of `icn_vortex_stage_duration_seconds`, seconds: from a CLIP pass to FLUX.
+pub const STAGE_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0, 15.0,
+    20.0, 30.0,
+];
+
+/// The Prometheus exporter as Vortex configures it: the slot and stage durations as
+/// histograms with [`SLOT_BUCKETS`] and [`STAGE_BUCKETS`] (without buckets the exporter
+/// writes summaries, which `histogram_quantile` cannot read). Binaries install it.
+pub fn prometheus() -> Result<PrometheusBuilder, BuildError> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(names::SLOT_DURATION_SECONDS.to_owned()),
+            SLOT_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(names::STAGE_DURATION_SECONDS.to_owned()),
+            STAGE_BUCKETS,
+        )
+}
 
 /// What the server answers from.
 pub struct ServerState {

@@ -96,7 +96,8 @@ fn real_main() -> Result<()> {
         .with_writer(std::io::stdout)
         .with_max_level(tracing::Level::INFO)
         .init();
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+    let metrics = vortex_pipeline::http::prometheus()
+        .context("could not configure the metrics exporter")?
         .install_recorder()
         .context("could not install the metrics recorder")?;
     vortex_vram::metrics::describe();

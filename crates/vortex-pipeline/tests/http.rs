@@ -63,7 +63,9 @@ fn valid_line(line: &str) -> bool {
 
 #[tokio::test]
 async fn endpoints_on_a_loopback_port() {
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let recorder = vortex_pipeline::http::prometheus()
+        .unwrap()
+        .build_recorder();
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).unwrap();
     vortex_vram::metrics::describe();
@@ -114,6 +116,12 @@ async fn endpoints_on_a_loopback_port() {
         "icn_vortex_vram_owner_bytes{owner=\"flux\",purpose=\"model_weights\"} 6218",
         "icn_vortex_stage_duration_seconds",
         "icn_vortex_slot_duration_seconds",
+        // Histograms, so that histogram_quantile works on them.
+        "# TYPE icn_vortex_slot_duration_seconds histogram",
+        "icn_vortex_slot_duration_seconds_bucket{le=\"15\"}",
+        "icn_vortex_slot_duration_seconds_count",
+        "# TYPE icn_vortex_stage_duration_seconds histogram",
+        "icn_vortex_stage_duration_seconds_bucket{stage=\"audio\",le=\"0.005\"}",
     ] {
         assert!(
             body.contains(needle),
