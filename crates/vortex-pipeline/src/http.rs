@@ -15,11 +15,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
-use vortex_vram::{DeviceHealth, metrics as names};
+use vortex_vram::metrics as names;
 
 use crate::Recipe;
 use crate::pipeline::VortexPipeline;
-use crate::report::{self, SlotDoc, VramDoc};
+use crate::report::{self, Probe, SlotDoc, VramDoc};
 
 /// Bucket bounds of `icn_vortex_slot_duration_seconds`, seconds: dense around a 15 s
 /// deadline, so `histogram_quantile(0.99, …)` says which side of it P99 falls.
@@ -55,9 +55,9 @@ pub struct ServerState {
     pub pipeline: Mutex<Option<VortexPipeline>>,
     /// Renders the metrics registry in Prometheus text format.
     pub render_metrics: Box<dyn Fn() -> String + Send + Sync>,
-    /// The device's health, read by `/ready` without the pipeline lock; set by
+    /// What `/ready`, `/vram` and `/metrics` read without the pipeline lock; set by
     /// [`ServerState::loaded`].
-    pub health: OnceLock<Arc<DeviceHealth>>,
+    pub probe: OnceLock<Probe>,
 }
 
 impl ServerState {
@@ -66,13 +66,13 @@ impl ServerState {
         ServerState {
             pipeline: Mutex::new(None),
             render_metrics,
-            health: OnceLock::new(),
+            probe: OnceLock::new(),
         }
     }
 
     /// Installs the loaded pipeline: from now on `/ready` answers from it.
     pub async fn loaded(&self, pipeline: VortexPipeline) {
-        let _ = self.health.set(Arc::clone(pipeline.vram().health()));
+        let _ = self.probe.set(Probe::new(&pipeline));
         *self.pipeline.lock().await = Some(pipeline);
     }
 }
@@ -130,13 +130,13 @@ async fn route(
 ) -> (&'static str, &'static str, String) {
     match (method, path) {
         ("GET", "/metrics") => {
-            if let Some(pipeline) = state.pipeline.try_lock().ok().as_ref().and_then(|p| p.as_ref()) {
-                pipeline.vram().monitor().publish_metrics();
+            if let Some(probe) = state.probe.get() {
+                probe.publish_metrics();
             }
             ("200 OK", "text/plain; version=0.0.4; charset=utf-8", (state.render_metrics)())
         }
         ("GET", "/health") => ("200 OK", JSON, json!({"status": "live"}).to_string()),
-        ("GET", "/ready") => match state.health.get().and_then(|h| h.device_lost()) {
+        ("GET", "/ready") => match state.probe.get().and_then(Probe::device_lost) {
             Some(reason) => (
                 "503 Service Unavailable",
                 JSON,
@@ -149,13 +149,10 @@ async fn route(
             ),
             None => ready(state),
         },
-        ("GET", "/vram") => {
-            let guard = state.pipeline.lock().await;
-            match guard.as_ref() {
-                Some(p) => ("200 OK", JSON, vram_json(p).to_string()),
-                None => ("503 Service Unavailable", JSON, json!({"status": "loading"}).to_string()),
-            }
-        }
+        ("GET", "/vram") => match state.probe.get() {
+            Some(probe) => ("200 OK", JSON, json!(probe.vram()).to_string()),
+            None => ("503 Service Unavailable", JSON, json!({"status": "loading"}).to_string()),
+        },
         ("POST", "/slot") => {
             let Ok(mut guard) = state.pipeline.try_lock() else {
                 return ("409 Conflict", JSON, json!({"error": "a slot is running; try again when it ends"}).to_string());
@@ -196,31 +193,25 @@ pub fn vram_json(pipeline: &VortexPipeline) -> serde_json::Value {
     json!(VramDoc::new(pipeline))
 }
 
-/// `/ready` while the device answers: 200 once loaded (also while a slot runs), 503 before.
+/// `/ready` while the device answers: 200 once loaded (also while a slot runs, which it
+/// says), 503 before. Never waits for the pipeline.
 fn ready(state: &ServerState) -> (&'static str, &'static str, String) {
-    match state.pipeline.try_lock() {
-        Ok(guard) => match guard.as_ref() {
-            Some(p) => (
-                "200 OK",
-                JSON,
-                json!({
-                    "status": "ready",
-                    "models": p.registry().names().collect::<Vec<_>>(),
-                    "implementations": report::implementations(p),
-                })
-                .to_string(),
-            ),
-            None => (
-                "503 Service Unavailable",
-                JSON,
-                json!({"status": "loading"}).to_string(),
-            ),
-        },
-        // Busy generating a slot: loaded, so ready.
-        Err(_) => (
+    match state.probe.get() {
+        Some(probe) => (
             "200 OK",
             JSON,
-            json!({"status": "ready", "busy": true}).to_string(),
+            json!({
+                "status": "ready",
+                "busy": state.pipeline.try_lock().is_err(),
+                "models": probe.models(),
+                "implementations": probe.implementations(),
+            })
+            .to_string(),
+        ),
+        None => (
+            "503 Service Unavailable",
+            JSON,
+            json!({"status": "loading"}).to_string(),
         ),
     }
 }

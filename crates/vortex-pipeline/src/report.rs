@@ -5,9 +5,13 @@
 //! stages by label, no device addresses.
 
 use serde::Serialize;
+use std::sync::Arc;
 use vortex_models::compute::{Implementation, ImplementationKind};
 use vortex_models::stage::StageMap;
-use vortex_vram::{ArenaStats, UsageReport, VramSnapshot};
+
+use vortex_vram::{
+    Arena, ArenaStats, DeviceHealth, UsageReport, VramMonitor, VramSnapshot, VramTracker,
+};
 
 use crate::pipeline::{GenerationResult, VortexPipeline};
 
@@ -126,22 +130,43 @@ pub struct VramDoc {
 impl VramDoc {
     /// The document of `pipeline` now.
     pub fn new(pipeline: &VortexPipeline) -> Self {
+        Probe::new(pipeline).vram()
+    }
+}
+
+/// What the server's probes and `/vram` read, without the pipeline: the tracker and arena
+/// (shared, lock-free to read), a monitor of their own over the same tracker, and what does
+/// not change after start-up. Made once the pipeline is loaded.
+#[derive(Debug)]
+pub struct Probe {
+    monitor: VramMonitor,
+    tracker: Arc<VramTracker>,
+    arena: Arena,
+    device: DeviceDoc,
+    health: Arc<DeviceHealth>,
+    models: Vec<ModelDoc>,
+    names: Vec<String>,
+    implementations: StageMap<ImplementationDoc>,
+}
+
+impl Probe {
+    /// A probe of `pipeline`'s memory and device.
+    pub fn new(pipeline: &VortexPipeline) -> Self {
         let vram = pipeline.vram();
-        let limits = vram.tracker().limits();
-        let arena = vram.arena().stats();
-        VramDoc {
+        let backend = Arc::clone(vram.backend());
+        Probe {
+            monitor: VramMonitor::new(
+                Arc::clone(&backend),
+                Arc::clone(vram.tracker()),
+                pipeline.config().monitor,
+            ),
+            tracker: Arc::clone(vram.tracker()),
+            arena: vram.arena().clone(),
             device: DeviceDoc {
-                backend: vram.backend().name().to_owned(),
-                name: vram.backend().device_name(),
+                backend: backend.name().to_owned(),
+                name: backend.device_name(),
             },
-            snapshot: vram.monitor().snapshot("http", None),
-            usage: vram.tracker().report(),
-            limits: LimitsDoc {
-                soft: limits.soft(),
-                hard: limits.hard(),
-            },
-            fragmentation: arena.fragmentation,
-            arena,
+            health: Arc::clone(vram.health()),
             models: pipeline
                 .registry()
                 .loaded()
@@ -154,6 +179,46 @@ impl VramDoc {
                     load_ms: m.load_time.as_secs_f64() * 1e3,
                 })
                 .collect(),
+            names: pipeline.registry().names().map(str::to_owned).collect(),
+            implementations: implementations(pipeline),
         }
+    }
+
+    /// The `/vram` document now.
+    pub fn vram(&self) -> VramDoc {
+        let limits = self.tracker.limits();
+        let arena = self.arena.stats();
+        VramDoc {
+            device: self.device.clone(),
+            snapshot: self.monitor.snapshot("http", None),
+            usage: self.tracker.report(),
+            limits: LimitsDoc {
+                soft: limits.soft(),
+                hard: limits.hard(),
+            },
+            fragmentation: arena.fragmentation,
+            arena,
+            models: self.models.clone(),
+        }
+    }
+
+    /// Publishes the VRAM gauges (before a `/metrics` scrape).
+    pub fn publish_metrics(&self) {
+        self.monitor.publish_metrics();
+    }
+
+    /// Why the device was lost, if it was.
+    pub fn device_lost(&self) -> Option<&str> {
+        self.health.device_lost()
+    }
+
+    /// The loaded models' names, in load order.
+    pub fn models(&self) -> &[String] {
+        &self.names
+    }
+
+    /// What runs each stage.
+    pub fn implementations(&self) -> &StageMap<ImplementationDoc> {
+        &self.implementations
     }
 }

@@ -170,3 +170,50 @@ async fn ready_answers_503_once_the_device_is_lost() {
     assert_eq!(request(addr, "GET", "/health").await.0, 200, "still live");
     server.abort();
 }
+
+#[tokio::test]
+async fn probes_and_vram_answer_while_a_slot_runs() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = Arc::new(ServerState::new(Box::new(String::new)));
+    let server = tokio::spawn(serve(listener, Arc::clone(&state)));
+    // A slot of about 0.8 s on the real clock: seed-targets at a twentieth.
+    let config = Shipped::new()
+        .with(&[
+            ("models.kokoro.weights", "\"synthetic\""),
+            ("buffers.image_size", "16"),
+            ("buffers.seconds", "1"),
+            ("buffers.fps", "4"),
+            ("buffers.staging_frames", "2"),
+            ("timing.verified_frames", "2"),
+            ("timing.time_scale", "0.05"),
+        ])
+        .config();
+    state.loaded(VortexPipeline::new(config).unwrap()).await;
+    let slot = tokio::spawn(async move { request(addr, "POST", "/slot").await });
+    // Wait until the slot holds the pipeline.
+    let mut busy = false;
+    for _ in 0..200 {
+        let (_, _, body) = request(addr, "GET", "/ready").await;
+        if body.contains("\"busy\":true") {
+            busy = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(busy, "the slot started");
+    for path in ["/health", "/ready", "/vram", "/metrics"] {
+        let (status, _, body) = request(addr, "GET", path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(
+            !slot.is_finished(),
+            "{path} answered while the slot was still running"
+        );
+    }
+    let (_, _, body) = request(addr, "GET", "/vram").await;
+    let vram: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(vram["limits"]["hard"], 11_500_000_000u64);
+    let (status, _, body) = slot.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    server.abort();
+}
