@@ -12,7 +12,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use vortex_registry::{Dtype, ModelRegistry, OutputBuffers};
 use vortex_vram::{Arena, OwnerId, StaticRegion, StreamId, VramError};
 
@@ -23,8 +23,11 @@ use crate::runtime::{Runtime, RuntimeError, Terminator};
 use crate::stage::{Stage, StageMap};
 use crate::weights::{Network, WeightSource};
 
-/// What a slot is made from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// What a slot is made from. Deserializing one (JSON, TOML, an HTTP body) validates it:
+/// unknown fields are refused and every limit is checked, with the field named
+/// ([`RecipeError`]); `slot_id` and `script` are required, the rest have defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawRecipe")]
 pub struct Recipe {
     /// The slot's number.
     pub slot_id: u64,
@@ -47,6 +50,81 @@ impl Recipe {
     pub const DEFAULT_VOICE: &'static str = "jm_kumo";
     /// The default language.
     pub const DEFAULT_LANGUAGE: &'static str = "en-us";
+    /// Most characters in a prompt.
+    pub const MAX_PROMPT: usize = 2_000;
+    /// Most characters in a script (45 s of speech is about 800).
+    pub const MAX_SCRIPT: usize = 5_000;
+    /// Most characters in a voice or language name.
+    pub const MAX_NAME: usize = 32;
+
+    /// Checks every limit; the error names the field and says what to change.
+    pub fn validate(&self) -> Result<(), RecipeError> {
+        let chars = |s: &str| s.chars().count();
+        let text = |field: &'static str, value: &str, max: usize, required: bool| {
+            let n = chars(value);
+            if n > max {
+                return Err(RecipeError {
+                    field,
+                    problem: format!("{n} characters, more than {max}: shorten it"),
+                });
+            }
+            if required && value.trim().is_empty() {
+                return Err(RecipeError {
+                    field,
+                    problem: "empty: give the words the actor says".to_owned(),
+                });
+            }
+            if let Some(c) = value
+                .chars()
+                .find(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+            {
+                return Err(RecipeError {
+                    field,
+                    problem: format!("control character {:?}: remove it", c),
+                });
+            }
+            Ok(())
+        };
+        text("prompt", &self.prompt, Self::MAX_PROMPT, false)?;
+        text("script", &self.script, Self::MAX_SCRIPT, true)?;
+        for (field, value) in [("voice", &self.voice), ("language", &self.language)] {
+            let ok = !value.is_empty()
+                && chars(value) <= Self::MAX_NAME
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !ok {
+                return Err(RecipeError {
+                    field,
+                    problem: format!(
+                        "{value:?} is not a name: 1 to {} letters, digits, '_' or '-'",
+                        Self::MAX_NAME
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A recipe from JSON text (one object).
+    pub fn from_json(text: &str) -> Result<Recipe, RecipeError> {
+        let raw: RawRecipe = serde_json::from_str(text).map_err(RecipeError::parse)?;
+        Recipe::try_from(raw)
+    }
+
+    /// Recipes from JSON lines (one object a line; blank lines and `#` comments skipped).
+    pub fn from_json_lines(text: &str) -> Result<Vec<Recipe>, RecipeError> {
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+            .map(|(i, l)| {
+                Recipe::from_json(l).map_err(|e| RecipeError {
+                    field: e.field,
+                    problem: format!("line {}: {}", i + 1, e.problem),
+                })
+            })
+            .collect()
+    }
 }
 
 impl Default for Recipe {
@@ -59,6 +137,64 @@ impl Default for Recipe {
             voice: Recipe::DEFAULT_VOICE.to_owned(),
             language: Recipe::DEFAULT_LANGUAGE.to_owned(),
         }
+    }
+}
+
+/// A recipe that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("recipe field `{field}`: {problem}")]
+pub struct RecipeError {
+    /// The field (`"script"`), or `"recipe"` when the text is not a recipe at all.
+    pub field: &'static str,
+    /// What is wrong and what to change.
+    pub problem: String,
+}
+
+impl RecipeError {
+    fn parse(err: serde_json::Error) -> RecipeError {
+        RecipeError {
+            field: "recipe",
+            problem: format!(
+                "{err}; write a JSON object with slot_id and script (and seed, prompt, voice, language)"
+            ),
+        }
+    }
+}
+
+/// A recipe as written, before validation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecipe {
+    slot_id: u64,
+    #[serde(default)]
+    seed: Option<u64>,
+    #[serde(default)]
+    prompt: String,
+    script: String,
+    #[serde(default)]
+    voice: Option<String>,
+    #[serde(default)]
+    language: Option<String>,
+}
+
+impl TryFrom<RawRecipe> for Recipe {
+    type Error = RecipeError;
+
+    fn try_from(raw: RawRecipe) -> Result<Self, Self::Error> {
+        let recipe = Recipe {
+            slot_id: raw.slot_id,
+            seed: raw.seed.unwrap_or(raw.slot_id),
+            prompt: raw.prompt,
+            script: raw.script,
+            voice: raw
+                .voice
+                .unwrap_or_else(|| Recipe::DEFAULT_VOICE.to_owned()),
+            language: raw
+                .language
+                .unwrap_or_else(|| Recipe::DEFAULT_LANGUAGE.to_owned()),
+        };
+        recipe.validate()?;
+        Ok(recipe)
     }
 }
 

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use vortex_models::compute::StageSet;
 use vortex_pipeline::config::{Config, DeviceKind};
 use vortex_pipeline::http::{ServerState, serve};
-use vortex_pipeline::output::{Discard, MediaSink, SlotFiles, plan_svg};
+use vortex_pipeline::output::{Discard, MediaSink, SlotFiles, VideoFormat, plan_svg};
 use vortex_pipeline::pipeline::backend_for;
 use vortex_pipeline::report;
 use vortex_pipeline::{Recipe, Stage, StageTimings, VortexPipeline};
@@ -41,12 +41,21 @@ enum Command {
     },
     /// Generate slots on the configured device and print a summary.
     Run {
-        /// How many slots.
-        #[arg(long, default_value_t = 1)]
+        /// How many slots (made from the flags below; slot N has seed `--seed` + N − 1).
+        #[arg(long, default_value_t = 1, conflicts_with = "recipe")]
         slots: u64,
-        /// Write each slot's actor.png, audio.wav and video.y4m under DIR/slot-NNNN/.
+        /// Recipes from FILE instead of flags: one JSON object (.json), one TOML table
+        /// (.toml), or one JSON object a line (.jsonl), each with slot_id and script (and
+        /// seed, prompt, voice, language).
+        #[arg(long, value_name = "FILE")]
+        recipe: Option<PathBuf>,
+        /// Write each slot's video.mp4 (H.264 + AAC, through ffmpeg), actor.png, audio.wav and
+        /// manifest.json under DIR/slot-NNNN/.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// With --out: raw video.y4m (about 850 MB a slot, no audio) instead of video.mp4.
+        #[arg(long, requires = "out")]
+        y4m: bool,
         /// Also write the summary as JSON to FILE (what `cargo xtask bench` reads).
         #[arg(long, value_name = "FILE")]
         summary: Option<PathBuf>,
@@ -62,6 +71,15 @@ enum Command {
         /// Who says it: a voice of the audio network (jm_kumo, jf_alpha, jf_nezumi, ...).
         #[arg(long, default_value = Recipe::DEFAULT_VOICE)]
         voice: String,
+        /// The script's language (en-us, en-gb).
+        #[arg(long, default_value = Recipe::DEFAULT_LANGUAGE)]
+        language: String,
+        /// What the actor looks like.
+        #[arg(long, default_value = "a news presenter in a blue studio")]
+        prompt: String,
+        /// Seed of the first slot.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
     /// Keep the pipeline up and serve /metrics, /health, /ready, /vram and POST /slot.
     Serve {
@@ -122,20 +140,47 @@ fn real_main() -> Result<()> {
         Command::Plan { svg } => plan(&config, svg.as_deref()),
         Command::Run {
             slots,
+            recipe,
             out,
+            y4m,
             summary,
             script,
             voice,
+            language,
+            prompt,
+            seed,
             ..
         } => {
-            let what = Said { script, voice };
-            runtime.block_on(run(
-                config,
-                slots,
-                &what,
-                out.as_deref(),
-                summary.as_deref(),
-            ))
+            let recipes = match recipe {
+                Some(file) => recipes_from(&file)?,
+                None => (1..=slots)
+                    .map(|n| {
+                        let recipe = Recipe {
+                            slot_id: n,
+                            seed: seed.wrapping_add(n - 1),
+                            prompt: prompt.clone(),
+                            script: script.clone(),
+                            voice: voice.clone(),
+                            language: language.clone(),
+                        };
+                        recipe.validate().map(|()| recipe)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            };
+            let format = if y4m {
+                VideoFormat::Y4m
+            } else {
+                VideoFormat::Mp4
+            };
+            if let Some(dir) = &out {
+                check_out(dir, format)?;
+            }
+            let files = Files {
+                out: out.as_deref(),
+                format,
+                summary: summary.as_deref(),
+            };
+            runtime.block_on(run(config, &recipes, &files))
         }
         Command::Serve { addr } => runtime.block_on(serve_command(config, &addr, metrics)),
     }
@@ -177,22 +222,53 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// What every slot of `vortex run` says, and in which voice.
-struct Said {
-    script: String,
-    voice: String,
+/// Where `vortex run` writes.
+struct Files<'a> {
+    out: Option<&'a Path>,
+    format: VideoFormat,
+    summary: Option<&'a Path>,
 }
 
-async fn run(
-    config: Config,
-    slots: u64,
-    said: &Said,
-    out: Option<&Path>,
-    summary: Option<&Path>,
-) -> Result<()> {
+/// The recipes in `file`: `.jsonl` many, `.json` or `.toml` one.
+fn recipes_from(file: &Path) -> Result<Vec<Recipe>> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("could not read the recipe file {}", file.display()))?;
+    let what = || format!("recipe file {}", file.display());
+    let recipes = match file.extension().and_then(|e| e.to_str()) {
+        Some("jsonl") => Recipe::from_json_lines(&text).with_context(what)?,
+        Some("json") => vec![Recipe::from_json(&text).with_context(what)?],
+        Some("toml") => vec![toml::from_str::<Recipe>(&text).with_context(what)?],
+        _ => bail!(
+            "{}: name the recipe file .json (one recipe), .toml (one) or .jsonl (one a line)",
+            file.display()
+        ),
+    };
+    if recipes.is_empty() {
+        bail!("{} holds no recipe", file.display());
+    }
+    Ok(recipes)
+}
+
+/// Refuses an `--out` that cannot be written, before the models load and the first slot.
+fn check_out(dir: &Path, format: VideoFormat) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("--out {}: cannot create the folder", dir.display()))?;
+    let probe = dir.join(format!(".vortex-write-check-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("--out {}: cannot write there", dir.display()))?;
+    let _ = std::fs::remove_file(probe);
+    if format == VideoFormat::Mp4 {
+        vortex_pipeline::output::mp4::check_ffmpeg()?;
+    }
+    Ok(())
+}
+
+async fn run(config: Config, recipes: &[Recipe], files: &Files<'_>) -> Result<()> {
+    let slots = recipes.len() as u64;
     if slots == 0 {
         bail!("--slots 0: ask for at least one slot");
     }
+    let (out, summary) = (files.out, files.summary);
     let buffers = config.buffers;
     let mut pipeline = VortexPipeline::new(config)?;
     let before = pipeline.vram().tracker().allocated();
@@ -200,30 +276,23 @@ async fn run(
     let progress = std::io::stderr().is_terminal();
     let (mut total, mut stages): (Vec<f64>, Vec<StageTimings>) = (Vec::new(), Vec::new());
     let mut failed = 0;
-    for slot in 1..=slots {
-        let recipe = Recipe {
-            slot_id: slot,
-            seed: slot,
-            prompt: "a news presenter in a blue studio".to_owned(),
-            script: said.script.clone(),
-            voice: said.voice.clone(),
-            ..Recipe::default()
-        };
+    for (recipe, slot) in recipes.iter().zip(1u64..) {
         let mut sink: Box<dyn MediaSink> = match out {
-            Some(dir) => Box::new(SlotFiles::new(
-                &dir.join(format!("slot-{slot:04}")),
+            Some(dir) => Box::new(SlotFiles::with_format(
+                &dir.join(format!("slot-{:04}", recipe.slot_id)),
                 &buffers,
+                files.format,
             )),
             None => Box::new(Discard),
         };
-        match pipeline.generate_slot_into(&recipe, sink.as_mut()).await {
+        match pipeline.generate_slot_into(recipe, sink.as_mut()).await {
             Ok(result) => {
                 total.push(result.generation_time_ms);
                 stages.push(result.stages);
             }
             Err(err) => {
                 failed += 1;
-                eprintln!("slot {slot}: {err}");
+                eprintln!("slot {}: {err}", recipe.slot_id);
             }
         }
         if progress {

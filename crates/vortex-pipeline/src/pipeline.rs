@@ -23,6 +23,7 @@ use vortex_vram::{
 use crate::config::{Config, DeviceKind};
 use crate::offload::offload;
 use crate::output::{Discard, MediaSink};
+use crate::report::Manifest;
 
 /// Why the pipeline could not start.
 #[derive(Debug, thiserror::Error)]
@@ -577,14 +578,17 @@ impl VortexPipeline {
                 ),
                 None => ("error", SlotError::Compute { slot_id, source }),
             }),
-            Ok(Ok(stages)) => sink
-                .finish()
-                .err()
-                .map(|source| ("error", SlotError::Output { slot_id, source }))
-                .or_else(|| {
-                    timings = stages;
-                    None
-                }),
+            Ok(Ok(stages)) => {
+                let manifest = Manifest::new(self, recipe, &stages, elapsed, (before, after));
+                sink.manifest(&manifest)
+                    .and_then(|()| sink.finish())
+                    .err()
+                    .map(|source| ("error", SlotError::Output { slot_id, source }))
+                    .or_else(|| {
+                        timings = stages;
+                        None
+                    })
+            }
         };
         if let Some((outcome, err)) = failure {
             // The stage futures were dropped; wait for the device before anything reuses

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 use std::sync::Arc;
-use vortex_models::compute::{Implementation, ImplementationKind};
+use vortex_models::compute::{Implementation, ImplementationKind, Recipe};
 use vortex_models::stage::StageMap;
 
 use vortex_vram::{
@@ -220,5 +220,56 @@ impl Probe {
     /// What runs each stage.
     pub fn implementations(&self) -> &StageMap<ImplementationDoc> {
         &self.implementations
+    }
+}
+
+/// `manifest.json`: what a slot was made from, how long each stage took, the memory before
+/// and after, and what ran each stage.
+#[derive(Debug, Clone, Serialize)]
+pub struct Manifest {
+    /// The recipe.
+    pub recipe: Recipe,
+    /// Wall time of the slot, milliseconds.
+    pub generation_time_ms: f64,
+    /// The slot deadline, milliseconds.
+    pub deadline_ms: f64,
+    /// Wall time of each stage, milliseconds.
+    pub stages_ms: StageMap<f64>,
+    /// What ran each stage.
+    pub implementations: StageMap<ImplementationDoc>,
+    /// Whether any stage ran a reference implementation (not model inference).
+    pub reference_implementation: bool,
+    /// Bytes tracked on the device before the slot and after it.
+    pub vram_tracked_before: u64,
+    /// Bytes tracked after the slot (equal to before: a slot keeps nothing).
+    pub vram_tracked_after: u64,
+    /// Verification scores: none yet (the CLIP stages are reference implementations).
+    pub verification: Option<serde_json::Value>,
+}
+
+impl Manifest {
+    /// The manifest of a slot of `pipeline` made from `recipe`.
+    pub fn new(
+        pipeline: &VortexPipeline,
+        recipe: &Recipe,
+        stages: &StageMap<std::time::Duration>,
+        elapsed: std::time::Duration,
+        (before, after): (u64, u64),
+    ) -> Self {
+        let implementations = implementations(pipeline);
+        let reference_implementation = implementations
+            .iter()
+            .any(|(_, i)| i.kind == ImplementationKind::Reference);
+        Manifest {
+            recipe: recipe.clone(),
+            generation_time_ms: elapsed.as_secs_f64() * 1e3,
+            deadline_ms: pipeline.config().timing.deadline.as_secs_f64() * 1e3,
+            stages_ms: stages.map(|_, d| d.as_secs_f64() * 1e3),
+            reference_implementation,
+            implementations,
+            vram_tracked_before: before,
+            vram_tracked_after: after,
+            verification: None,
+        }
     }
 }

@@ -50,6 +50,7 @@ fn run_logs_json_lines_and_writes_slot_files() {
         "2",
         "--out",
         out.to_str().unwrap(),
+        "--y4m",
     ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
@@ -142,4 +143,160 @@ fn bad_input_fails_with_what_to_change() {
     let output = vortex(&["run", "--slots", "zero"]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("invalid value 'zero'"));
+}
+
+/// ffprobe's view of a file: (codec_type, codec_name, frames, duration s, colour range).
+fn probe(file: &Path) -> Vec<(String, String, u64, f64, String)> {
+    let output = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-show_entries"])
+        .arg("stream=codec_type,codec_name,nb_read_frames,duration,color_range")
+        .args(["-of", "json"])
+        .arg(file)
+        .output()
+        .expect("ffprobe (apt-get install ffmpeg)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    doc["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let text = |k: &str| s[k].as_str().unwrap_or("").to_owned();
+            (
+                text("codec_type"),
+                text("codec_name"),
+                text("nb_read_frames").parse().unwrap_or(0),
+                text("duration").parse().unwrap_or(0.0),
+                text("color_range"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn run_writes_a_playable_mp4_and_a_manifest_per_slot() {
+    let dir = tempdir("mp4");
+    let config = small_config(&dir);
+    let out = dir.join("out");
+    let output = vortex(&[
+        "--config",
+        config.to_str().unwrap(),
+        "run",
+        "--out",
+        out.to_str().unwrap(),
+        "--script",
+        "Hello.",
+        "--seed",
+        "5",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let slot = out.join("slot-0001");
+    assert!(!slot.join("video.y4m").exists(), "no raw video by default");
+    let streams = probe(&slot.join("video.mp4"));
+    let video = streams
+        .iter()
+        .find(|s| s.0 == "video")
+        .expect("a video stream");
+    let audio = streams
+        .iter()
+        .find(|s| s.0 == "audio")
+        .expect("an audio stream");
+    assert_eq!((video.1.as_str(), audio.1.as_str()), ("h264", "aac"));
+    assert_eq!(video.2, 8, "2 s at 4 fps");
+    assert!((video.3 - 2.0).abs() <= 0.25, "2 s ± a frame: {}", video.3);
+    assert!((audio.3 - 2.0).abs() <= 0.25, "audio 2 s: {}", audio.3);
+    assert_eq!(video.4, "tv", "the colour range is tagged");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(slot.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["recipe"]["script"], "Hello.");
+    assert_eq!(manifest["recipe"]["seed"], 5);
+    assert_eq!(manifest["implementations"]["actor"]["kind"], "reference");
+    assert_eq!(manifest["reference_implementation"], true);
+    assert_eq!(
+        manifest["vram_tracked_before"],
+        manifest["vram_tracked_after"]
+    );
+    assert!(manifest["stages_ms"]["video"].as_f64().is_some());
+}
+
+#[test]
+fn recipes_come_from_a_file_and_bad_ones_are_refused_before_anything_runs() {
+    let dir = tempdir("recipes");
+    let config = small_config(&dir);
+    let out = dir.join("out");
+    let jsonl = dir.join("tonight.jsonl");
+    std::fs::write(
+        &jsonl,
+        "{\"slot_id\": 7, \"script\": \"Seven.\"}\n{\"slot_id\": 9, \"script\": \"Nine.\", \"seed\": 3}\n",
+    )
+    .unwrap();
+    let run = |recipe: &Path, out: &Path| {
+        vortex(&[
+            "--config",
+            config.to_str().unwrap(),
+            "run",
+            "--recipe",
+            recipe.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--y4m",
+        ])
+    };
+    let output = run(&jsonl, &out);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for (id, seed) in [(7, 7), (9, 3)] {
+        let text =
+            std::fs::read_to_string(out.join(format!("slot-{id:04}/manifest.json"))).unwrap();
+        let manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(manifest["recipe"]["slot_id"], id, "{text}");
+        assert_eq!(manifest["recipe"]["seed"], seed, "{text}");
+    }
+    let toml = dir.join("one.toml");
+    std::fs::write(
+        &toml,
+        "slot_id = 3\nscript = \"Three.\"\nvoice = \"jf_alpha\"\n",
+    )
+    .unwrap();
+    let output = run(&toml, &out);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(out.join("slot-0003/manifest.json").is_file());
+
+    // Refused, naming the line and the field, before a model is loaded or a file written.
+    let bad = dir.join("bad.jsonl");
+    std::fs::write(&bad, "{\"slot_id\": 1, \"script\": \"One.\"}\n{\"slot_id\": 2, \"script\": \"Two.\", \"speed\": 2}\n").unwrap();
+    let fresh = dir.join("fresh");
+    let output = run(&bad, &fresh);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("line 2") && stderr.contains("unknown field `speed`"),
+        "{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("model loaded"));
+    assert!(!fresh.exists(), "nothing written");
+
+    // An --out that is a file.
+    let file = dir.join("not-a-folder");
+    std::fs::write(&file, b"x").unwrap();
+    let output = run(&jsonl, &file);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("--out") && stderr.contains("cannot create the folder"),
+        "{stderr}"
+    );
 }

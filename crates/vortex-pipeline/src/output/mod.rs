@@ -2,12 +2,14 @@
 //! is produced (the actor image and the audio after the first phase, each frame as the video
 //! stage's drain produces it), and the encoders behind it.
 //!
-//! - [`SlotFiles`]: `actor.png`, `audio.wav` and `video.y4m` in a folder, written into
-//!   `NAME.partial/` and renamed when the slot finishes, so a failed slot leaves no files.
-//! - [`png`], [`wav`], [`y4m`]: one encoder per format; [`svg`]: the plan as a picture.
+//! - [`SlotFiles`]: `actor.png`, `audio.wav`, `video.mp4` (or raw `video.y4m`) and
+//!   `manifest.json` in a folder, written into `NAME.partial/` and renamed when the slot
+//!   finishes, so a failed slot leaves no files.
+//! - [`png`], [`wav`], [`y4m`], [`mp4`] (ffmpeg): one encoder per format; [`background`]:
+//!   an encoder on a thread of its own; [`svg`]: the plan as a picture.
 //!
-//! **Invariant:** this folder is the only place that names an encoder library (`png` today,
-//! an MP4 encoder later); the pipeline knows only [`MediaSink`].
+//! **Invariant:** this folder is the only place that names an encoder (the `png` crate,
+//! ffmpeg); the pipeline knows only [`MediaSink`].
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -16,6 +18,8 @@ use vortex_registry::OutputBuffers;
 
 use crate::pipeline::GenerationResult;
 
+pub mod background;
+pub mod mp4;
 pub mod png;
 pub mod svg;
 pub mod wav;
@@ -32,6 +36,11 @@ pub trait MediaSink: Send {
     fn audio(&mut self, samples: &[f32]) -> io::Result<()>;
     /// Frame `index` (in order from 0), `image_size² × channels` u8.
     fn frame(&mut self, index: u64, rgb: &[u8]) -> io::Result<()>;
+    /// The slot's manifest (recipe, timings, memory, what ran), once every stage is done.
+    fn manifest(&mut self, manifest: &crate::report::Manifest) -> io::Result<()> {
+        let _ = manifest;
+        Ok(())
+    }
     /// The slot finished: make what was received visible.
     fn finish(&mut self) -> io::Result<()>;
     /// The slot failed or was cancelled: discard what was received.
@@ -57,28 +66,46 @@ impl MediaSink for Discard {
     }
 }
 
-/// `actor.png`, `audio.wav` and `video.y4m` of one slot in a folder. Files are written into
-/// `DIR.partial/` as the media arrives and the folder is renamed to `DIR` on
-/// [`MediaSink::finish`]; [`MediaSink::abort`] (or dropping it unfinished) removes it.
+/// How a slot's video is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VideoFormat {
+    /// `video.mp4`: H.264 + AAC (the slot's audio muxed in), through ffmpeg.
+    #[default]
+    Mp4,
+    /// `video.y4m`: raw YUV 4:4:4, no audio (about 850 MB for 45 s at 512²).
+    Y4m,
+}
+
+/// `actor.png`, `audio.wav`, the video (`video.mp4` or `video.y4m`) and `manifest.json` of
+/// one slot in a folder. Files are written into `DIR.partial/` as the media arrives (the
+/// video encoded beside the slot, on a thread of its own) and the folder is renamed to `DIR`
+/// on [`MediaSink::finish`]; [`MediaSink::abort`] (or dropping it unfinished) removes it.
 #[derive(Debug)]
 pub struct SlotFiles {
     dir: PathBuf,
     partial: PathBuf,
     buffers: OutputBuffers,
-    video: Option<y4m::Background>,
+    format: VideoFormat,
+    video: Option<background::Background>,
     finished: bool,
 }
 
 impl SlotFiles {
-    /// A sink writing into `dir` (created on first use; an existing `dir` is replaced when
-    /// the slot finishes).
+    /// A sink writing into `dir` with raw `video.y4m` (created on first use; an existing
+    /// `dir` is replaced when the slot finishes).
     pub fn new(dir: &Path, buffers: &OutputBuffers) -> Self {
+        Self::with_format(dir, buffers, VideoFormat::Y4m)
+    }
+
+    /// A sink writing into `dir` with the video in `format`.
+    pub fn with_format(dir: &Path, buffers: &OutputBuffers, format: VideoFormat) -> Self {
         let mut partial = dir.as_os_str().to_owned();
         partial.push(".partial");
         SlotFiles {
             dir: dir.to_owned(),
             partial: PathBuf::from(partial),
             buffers: *buffers,
+            format,
             video: None,
             finished: false,
         }
@@ -103,14 +130,32 @@ impl MediaSink for SlotFiles {
 
     fn frame(&mut self, index: u64, rgb: &[u8]) -> io::Result<()> {
         if self.video.is_none() {
-            let path = self.folder()?.join("video.y4m");
-            let writer = y4m::Y4mWriter::create(&path, &self.buffers)?;
-            self.video = Some(y4m::Background::start(writer, rgb.len()));
+            let folder = self.folder()?.to_owned();
+            self.video = Some(match self.format {
+                VideoFormat::Y4m => {
+                    let writer = y4m::Y4mWriter::create(&folder.join("video.y4m"), &self.buffers)?;
+                    background::Background::start(writer, rgb.len())
+                }
+                VideoFormat::Mp4 => {
+                    let writer = mp4::Mp4Writer::start(
+                        &folder.join("video.mp4"),
+                        &self.buffers,
+                        &folder.join("audio.wav"),
+                    )?;
+                    background::Background::start(writer, rgb.len())
+                }
+            });
         }
         match self.video.as_mut() {
             Some(video) => video.frame(index, rgb),
             None => Ok(()),
         }
+    }
+
+    fn manifest(&mut self, manifest: &crate::report::Manifest) -> io::Result<()> {
+        let path = self.folder()?.join("manifest.json");
+        let text = serde_json::to_string_pretty(manifest).map_err(io::Error::other)?;
+        std::fs::write(path, text)
     }
 
     fn finish(&mut self) -> io::Result<()> {
