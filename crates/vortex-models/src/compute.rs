@@ -287,6 +287,9 @@ pub enum ComputeError {
         /// The activation peak measured.
         activations: u64,
     },
+    /// The slot's deadline passed while the stage worked (it stopped at the next frame).
+    #[error("the slot's deadline passed during the stage")]
+    DeadlinePassed,
     /// Whoever consumes the frames (an encoder, a file) failed.
     #[error("the frame consumer failed: {0}")]
     Drain(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -561,6 +561,14 @@ impl VortexPipeline {
                     stage: progress.first_running(),
                 },
             )),
+            Ok(Err(ComputeError::DeadlinePassed)) => Some((
+                "deadline_missed",
+                SlotError::DeadlineMissed {
+                    slot_id,
+                    deadline,
+                    stage: progress.first_running(),
+                },
+            )),
             Ok(Err(ComputeError::Drain(source))) => Some((
                 "error",
                 SlotError::Output {
@@ -648,6 +656,7 @@ impl VortexPipeline {
             implementations,
             emulated: vram.backend().emulates_latency(),
             verified: timing.verified_frames,
+            deadline_at: Instant::now() + timing.deadline,
         };
         let [s_audio, s_actor, s_video, s_clip_b, s_clip_l] = stages.as_mut().into_values();
         let mut took = StageTimings::default();
@@ -681,6 +690,9 @@ struct Slot<'a> {
     pace: StageMap<Duration>,
     emulated: bool,
     verified: u64,
+    /// When the slot's deadline passes: stages that work frame by frame stop there, so a
+    /// missed deadline is reported on time even while the compute runs on this thread.
+    deadline_at: Instant,
 }
 
 fn drain_error(err: std::io::Error) -> ComputeError {
@@ -825,10 +837,21 @@ impl Slot<'_> {
             actor: &regions.actor,
             audio: &regions.audio,
         };
+        let deadline_at = self.deadline_at;
         video.run(&mut cx, self.recipe, inputs, target, &mut |i, offset| {
+            if Instant::now() >= deadline_at {
+                return Err(ComputeError::DeadlinePassed);
+            }
             if in_ring {
                 let at = i as usize * frame_bytes;
-                let frame = &mut host_video[at..at + frame_bytes];
+                let frame =
+                    host_video
+                        .get_mut(at..at + frame_bytes)
+                        .ok_or(ComputeError::Shape {
+                            what: "video frame",
+                            have: at as u64,
+                            need: (at + frame_bytes) as u64,
+                        })?;
                 self.arena.download(&regions.video, offset, frame)?;
                 sink.frame(i, frame).map_err(drain_error)?;
             }
@@ -870,7 +893,11 @@ impl Slot<'_> {
             frames: self.buffers.frames(),
             verified: self.verified,
         };
+        let deadline_at = self.deadline_at;
         let mut read = |index: u64, into: &mut [u8]| {
+            if Instant::now() >= deadline_at {
+                return Err(ComputeError::DeadlinePassed);
+            }
             let at = index as usize * frame_bytes;
             let frame = host_video
                 .get(at..at + frame_bytes)

@@ -481,3 +481,42 @@ async fn a_deadline_or_a_cancellation_stops_the_network_mid_run_and_keeps_nothin
         "the next slot is a clean one"
     );
 }
+
+/// On the real clock, with no emulated latency: a deadline shorter than the video's own
+/// compute fails the slot on time, naming the stage, instead of returning `Ok` late.
+#[tokio::test]
+async fn a_deadline_shorter_than_the_compute_fires_on_time() {
+    let config = Shipped::new()
+        .with(&[
+            ("models.kokoro.weights", "\"synthetic\""),
+            ("buffers.image_size", "128"),
+            ("buffers.seconds", "20"),
+            ("buffers.fps", "24"),
+            ("buffers.staging_frames", "4"),
+            ("timing.cost_profile", "\"zero\""),
+            ("timing.deadline", "\"10s\""),
+        ])
+        .config();
+    let mut pipeline = VortexPipeline::new(config).unwrap();
+    let baseline = pipeline.vram().tracker().allocated();
+    let started = std::time::Instant::now();
+    pipeline.generate_slot(&recipe(1)).await.unwrap();
+    let whole = started.elapsed();
+    // The slot's compute (480 frames of 128²) against a deadline a fifth of it.
+    pipeline.set_deadline(whole / 5);
+    let started = std::time::Instant::now();
+    let err = pipeline.generate_slot(&recipe(2)).await.unwrap_err();
+    let after = started.elapsed();
+    assert!(
+        matches!(err, SlotError::DeadlineMissed { slot_id: 2, .. }),
+        "{err}"
+    );
+    assert!(
+        after < whole * 3 / 5,
+        "failed after {after:?}: the deadline was {:?}, the whole slot takes {whole:?}",
+        whole / 5
+    );
+    assert_eq!(pipeline.vram().tracker().allocated(), baseline);
+    pipeline.set_deadline(Duration::from_secs(10));
+    pipeline.generate_slot(&recipe(3)).await.unwrap();
+}

@@ -69,7 +69,16 @@ impl Mp4Writer {
             .args(["-map", "0:v", "-map", "1:a"])
             // One encoder thread at a preset that keeps up with the video stage on one core:
             // the other core is the stage's.
-            .args(["-c:v", "libx264", "-preset", "superfast", "-crf", "20", "-threads", "1"])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "superfast",
+                "-crf",
+                "20",
+                "-threads",
+                "1",
+            ])
             .args(["-vf", "scale=out_color_matrix=bt709:out_range=tv"])
             .args([
                 "-pix_fmt",
