@@ -1,25 +1,46 @@
-//! The HTTP side of `vortex serve`: a small HTTP/1.1 server on tokio (one request per
-//! connection, GET and POST, no bodies read) serving
+//! The HTTP edge of `vortex serve`, on axum/hyper over the process's tokio:
+//! - `GET /health`: 200 while the process lives; `GET /ready`: 200 once every model is
+//!   resident (saying whether a slot runs), 503 while loading or once the device is lost;
 //! - `GET /metrics`: Prometheus text exposition format 0.0.4;
-//! - `GET /health`: 200 while the process lives;
-//! - `GET /ready`: 200 once every model is resident, 503 before;
 //! - `GET /vram`: JSON breakdown per owner and purpose, limits, arena and fragmentation;
-//! - `POST /slot`: generates one slot now (slots are generated on request, never on a timer)
-//!   and answers with its timings, or 409 while another slot runs.
+//! - `POST /slots`: a JSON recipe; answers 202 at once with the slot's id and location and
+//!   generates it in the background (slots are generated on request, never on a timer); 400
+//!   naming the field, 413 over 64 KiB, 409 while another slot runs or for an id already
+//!   used, 503 while loading;
+//! - `GET /slots/{id}`: `running`, `failed` with the error, or `done` with the manifest;
+//!   `GET /slots/{id}/{file}`: `video.mp4`, `audio.wav`, `actor.png`, `manifest.json`.
+//!
+//! HEAD is answered for every GET; query strings are ignored. Only `POST /slots` takes the
+//! pipeline lock; everything else answers from the [`Probe`]. With a token configured, every
+//! endpoint but `/health` and `/ready` needs `Authorization: Bearer TOKEN`. One JSON access-log
+//! line per request.
+//!
+//! **Invariant:** this is the only module that speaks HTTP.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
+use axum::Router;
+use axum::body::Body;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
 use vortex_vram::metrics as names;
 
 use crate::Recipe;
+use crate::output::{SlotFiles, VideoFormat};
 use crate::pipeline::VortexPipeline;
-use crate::report::{self, Probe, SlotDoc, VramDoc};
+use crate::report::{Probe, VramDoc};
 
 /// Bucket bounds of `icn_vortex_slot_duration_seconds`, seconds: dense around a 15 s
 /// deadline, so `histogram_quantile(0.99, …)` says which side of it P99 falls.
@@ -49,32 +70,32 @@ pub fn prometheus() -> Result<PrometheusBuilder, BuildError> {
         )
 }
 
+/// Where a slot requested over HTTP is.
+#[derive(Debug, Clone)]
+pub enum SlotStatus {
+    /// Being generated.
+    Running,
+    /// Done: its files are in this folder.
+    Done(PathBuf),
+    /// Failed: why (nothing of it was kept).
+    Failed(String),
+}
+
 /// What the server answers from.
 pub struct ServerState {
-    /// The pipeline, once loaded.
-    pub pipeline: Mutex<Option<VortexPipeline>>,
+    /// The pipeline, once loaded. Only a slot takes this lock.
+    pub pipeline: Arc<Mutex<Option<VortexPipeline>>>,
     /// Renders the metrics registry in Prometheus text format.
     pub render_metrics: Box<dyn Fn() -> String + Send + Sync>,
     /// What `/ready`, `/vram` and `/metrics` read without the pipeline lock; set by
     /// [`ServerState::loaded`].
     pub probe: OnceLock<Probe>,
-}
-
-impl ServerState {
-    /// A server with no pipeline yet (`/ready` answers 503 "loading").
-    pub fn new(render_metrics: Box<dyn Fn() -> String + Send + Sync>) -> Self {
-        ServerState {
-            pipeline: Mutex::new(None),
-            render_metrics,
-            probe: OnceLock::new(),
-        }
-    }
-
-    /// Installs the loaded pipeline: from now on `/ready` answers from it.
-    pub async fn loaded(&self, pipeline: VortexPipeline) {
-        let _ = self.probe.set(Probe::new(&pipeline));
-        *self.pipeline.lock().await = Some(pipeline);
-    }
+    /// Slots requested over HTTP, by id.
+    pub slots: std::sync::Mutex<BTreeMap<u64, SlotStatus>>,
+    /// Where their files go (`DIR/slot-NNNN/`).
+    pub out: PathBuf,
+    /// The bearer token every endpoint but the probes needs, if set.
+    pub token: Option<String>,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -83,135 +104,347 @@ impl std::fmt::Debug for ServerState {
     }
 }
 
-/// Serves connections from `listener` until the task is dropped.
+impl ServerState {
+    /// A server with no pipeline yet (`/ready` answers 503 "loading"), writing slots under
+    /// the system's temporary folder, with no token.
+    pub fn new(render_metrics: Box<dyn Fn() -> String + Send + Sync>) -> Self {
+        ServerState {
+            pipeline: Arc::new(Mutex::new(None)),
+            render_metrics,
+            probe: OnceLock::new(),
+            slots: std::sync::Mutex::new(BTreeMap::new()),
+            out: std::env::temp_dir().join(format!("vortex-slots-{}", std::process::id())),
+            token: None,
+        }
+    }
+
+    /// Installs the loaded pipeline: from now on `/ready` answers from it.
+    pub async fn loaded(&self, pipeline: VortexPipeline) {
+        let _ = self.probe.set(Probe::new(&pipeline));
+        *self.pipeline.lock().await = Some(pipeline);
+    }
+
+    fn status(&self, id: u64) -> Option<SlotStatus> {
+        self.slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&id)
+            .cloned()
+    }
+
+    fn set_status(&self, id: u64, status: SlotStatus) {
+        self.slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id, status);
+    }
+}
+
+/// Largest recipe body accepted.
+pub const MAX_BODY: usize = 64 << 10;
+
+/// The router over `state`.
+pub fn router(state: Arc<ServerState>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics_text))
+        .route("/vram", get(vram))
+        .route("/slots", post(create_slot))
+        .route("/slots/{id}", get(slot_status))
+        .route("/slots/{id}/{file}", get(slot_file))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), guard))
+        .with_state(state)
+}
+
+/// Serves `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, state: Arc<ServerState>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let state = Arc::clone(&state);
-        tokio::spawn(async move {
-            if let Err(err) = handle(stream, &state).await {
-                tracing::debug!(target: "vortex_pipeline::http", error = %err, "connection ended with an error");
-            }
-        });
+    if let Err(err) = axum::serve(listener, router(state)).await {
+        tracing::error!(target: "vortex_pipeline::http", error = %err, "the server stopped");
     }
 }
 
-async fn handle(mut stream: TcpStream, state: &ServerState) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(1024);
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 || head.len() > 16 * 1024 {
-            return Ok(());
+fn json_response(status: StatusCode, value: serde_json::Value) -> Response {
+    (status, axum::Json(value)).into_response()
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    json_response(status, json!({"error": message.into()}))
+}
+
+/// The bearer token check and the access log.
+async fn guard(State(state): State<Arc<ServerState>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let probe = matches!(path.as_str(), "/health" | "/ready");
+    let authorized = match &state.token {
+        None => true,
+        Some(token) => {
+            probe
+                || request
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
         }
-        head.extend_from_slice(&buf[..n]);
-    }
-    let line = String::from_utf8_lossy(&head);
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, content_type, body) = route(method, path, state).await;
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
+    };
+    let response = if authorized {
+        next.run(request).await
+    } else {
+        let mut response = error(
+            StatusCode::UNAUTHORIZED,
+            "this endpoint needs `Authorization: Bearer TOKEN` (the server's VORTEX_TOKEN)",
+        );
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        response
+    };
+    tracing::info!(
+        target: "vortex_pipeline::http",
+        method = %method,
+        path = %path,
+        status = response.status().as_u16(),
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "request"
     );
-    stream.write_all(response.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
+    response
 }
 
-const JSON: &str = "application/json";
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
 
-async fn route(
-    method: &str,
-    path: &str,
-    state: &ServerState,
-) -> (&'static str, &'static str, String) {
-    match (method, path) {
-        ("GET", "/metrics") => {
-            if let Some(probe) = state.probe.get() {
-                probe.publish_metrics();
-            }
-            ("200 OK", "text/plain; version=0.0.4; charset=utf-8", (state.render_metrics)())
-        }
-        ("GET", "/health") => ("200 OK", JSON, json!({"status": "live"}).to_string()),
-        ("GET", "/ready") => match state.probe.get().and_then(Probe::device_lost) {
+async fn health() -> Response {
+    json_response(StatusCode::OK, json!({"status": "live"}))
+}
+
+async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "no such endpoint: use /health, /ready, /metrics, /vram, POST /slots or /slots/{id}",
+    )
+}
+
+async fn metrics_text(State(state): State<Arc<ServerState>>) -> Response {
+    if let Some(probe) = state.probe.get() {
+        probe.publish_metrics();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        (state.render_metrics)(),
+    )
+        .into_response()
+}
+
+async fn vram(State(state): State<Arc<ServerState>>) -> Response {
+    match state.probe.get() {
+        Some(probe) => json_response(StatusCode::OK, json!(probe.vram())),
+        None => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "loading"}),
+        ),
+    }
+}
+
+/// `/ready`: 200 once loaded (also while a slot runs, which it says), 503 while loading or
+/// once the device is lost. Never waits for the pipeline.
+async fn ready(State(state): State<Arc<ServerState>>) -> Response {
+    let (status, body) = ready_answer(&state);
+    json_response(status, body)
+}
+
+fn ready_answer(state: &ServerState) -> (StatusCode, serde_json::Value) {
+    match state.probe.get() {
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "loading"}),
+        ),
+        Some(probe) => match probe.device_lost() {
             Some(reason) => (
-                "503 Service Unavailable",
-                JSON,
+                StatusCode::SERVICE_UNAVAILABLE,
                 json!({
                     "status": "device_lost",
                     "reason": reason,
                     "what_to_do": "restart the process; nothing on a lost device can be trusted",
-                })
-                .to_string(),
+                }),
             ),
-            None => ready(state),
+            None => (
+                StatusCode::OK,
+                json!({
+                    "status": "ready",
+                    "busy": state.pipeline.try_lock().is_err(),
+                    "models": probe.models(),
+                    "implementations": probe.implementations(),
+                }),
+            ),
         },
-        ("GET", "/vram") => match state.probe.get() {
-            Some(probe) => ("200 OK", JSON, json!(probe.vram()).to_string()),
-            None => ("503 Service Unavailable", JSON, json!({"status": "loading"}).to_string()),
-        },
-        ("POST", "/slot") => {
-            let Ok(mut guard) = state.pipeline.try_lock() else {
-                return ("409 Conflict", JSON, json!({"error": "a slot is running; try again when it ends"}).to_string());
+    }
+}
+
+/// `POST /slots`: validates the recipe, then generates the slot in the background.
+async fn create_slot(
+    State(state): State<Arc<ServerState>>,
+    body: Result<axum::Json<Recipe>, JsonRejection>,
+) -> Response {
+    let recipe = match body {
+        Ok(axum::Json(recipe)) => recipe,
+        Err(rejection) => {
+            let status = match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                _ => StatusCode::BAD_REQUEST,
             };
-            let Some(pipeline) = guard.as_mut() else {
-                return ("503 Service Unavailable", JSON, json!({"status": "loading"}).to_string());
-            };
-            let slot_id = pipeline.slots() + 1;
-            let recipe = Recipe {
-                slot_id,
-                seed: slot_id,
-                prompt: "a presenter in a studio".to_owned(),
-                script: "this is a reference slot generated on request".to_owned(),
-                ..Recipe::default()
-            };
-            let implementations = report::implementations(pipeline);
-            match pipeline.generate_slot(&recipe).await {
-                Ok(result) => {
-                    let doc = SlotDoc::new(implementations, &result);
-                    ("200 OK", JSON, json!(doc).to_string())
-                }
-                Err(err) => ("500 Internal Server Error", JSON, json!({"error": err.to_string()}).to_string()),
-            }
+            return error(status, rejection.body_text());
         }
-        (_, "/metrics" | "/health" | "/ready" | "/vram" | "/slot") => {
-            ("405 Method Not Allowed", JSON, json!({"error": "use GET, or POST for /slot"}).to_string())
+    };
+    let Some(probe) = state.probe.get() else {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "loading"}),
+        );
+    };
+    if let Some(reason) = probe.device_lost() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the device was lost ({reason}): restart the process"),
+        );
+    }
+    let Ok(guard) = Arc::clone(&state.pipeline).try_lock_owned() else {
+        return error(
+            StatusCode::CONFLICT,
+            "a slot is running; try again when it ends",
+        );
+    };
+    let id = recipe.slot_id;
+    if state.status(id).is_some() {
+        return error(
+            StatusCode::CONFLICT,
+            format!("slot {id} was already requested: use another slot_id"),
+        );
+    }
+    state.set_status(id, SlotStatus::Running);
+    let dir = state.out.join(format!("slot-{id:04}"));
+    let worker = Arc::clone(&state);
+    tokio::spawn(async move {
+        let mut guard = guard;
+        let Some(pipeline) = guard.as_mut() else {
+            worker.set_status(
+                id,
+                SlotStatus::Failed("the pipeline is not loaded".to_owned()),
+            );
+            return;
+        };
+        let buffers = pipeline.config().buffers;
+        let mut files = SlotFiles::with_format(&dir, &buffers, VideoFormat::Mp4);
+        let status = match pipeline.generate_slot_into(&recipe, &mut files).await {
+            Ok(_) => SlotStatus::Done(dir),
+            Err(err) => SlotStatus::Failed(err.to_string()),
+        };
+        worker.set_status(id, status);
+    });
+    let location = format!("/slots/{id}");
+    let mut response = json_response(
+        StatusCode::ACCEPTED,
+        json!({"slot_id": id, "status": "running", "location": location}),
+    );
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+fn slot_id(raw: &str) -> Option<u64> {
+    raw.parse().ok()
+}
+
+fn not_a_slot_id(raw: &str) -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        format!("{raw:?} is not a slot id: use the slot_id of a POST /slots"),
+    )
+}
+
+/// `GET /slots/{id}`.
+async fn slot_status(
+    State(state): State<Arc<ServerState>>,
+    UrlPath(raw): UrlPath<String>,
+) -> Response {
+    let Some(id) = slot_id(&raw) else {
+        return not_a_slot_id(&raw);
+    };
+    match state.status(id) {
+        None => error(StatusCode::NOT_FOUND, format!("no slot {id} was requested")),
+        Some(SlotStatus::Running) => {
+            json_response(StatusCode::OK, json!({"slot_id": id, "status": "running"}))
         }
-        _ => (
-            "404 Not Found",
-            JSON,
-            json!({"error": "no such endpoint: use /metrics, /health, /ready, /vram or POST /slot"}).to_string(),
+        Some(SlotStatus::Failed(why)) => json_response(
+            StatusCode::OK,
+            json!({"slot_id": id, "status": "failed", "error": why}),
         ),
+        Some(SlotStatus::Done(dir)) => {
+            let manifest = std::fs::read_to_string(dir.join("manifest.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+            json_response(
+                StatusCode::OK,
+                json!({
+                    "slot_id": id,
+                    "status": "done",
+                    "files": SLOT_FILES.iter().map(|(f, _)| format!("/slots/{id}/{f}")).collect::<Vec<_>>(),
+                    "manifest": manifest,
+                }),
+            )
+        }
+    }
+}
+
+/// The files of a slot, with their content types.
+const SLOT_FILES: &[(&str, &str)] = &[
+    ("video.mp4", "video/mp4"),
+    ("audio.wav", "audio/wav"),
+    ("actor.png", "image/png"),
+    ("manifest.json", "application/json"),
+];
+
+/// `GET /slots/{id}/{file}`.
+async fn slot_file(
+    State(state): State<Arc<ServerState>>,
+    UrlPath((raw, file)): UrlPath<(String, String)>,
+) -> Response {
+    let Some(id) = slot_id(&raw) else {
+        return not_a_slot_id(&raw);
+    };
+    let Some((name, content_type)) = SLOT_FILES.iter().find(|(f, _)| *f == file) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "the files of a slot are video.mp4, audio.wav, actor.png and manifest.json",
+        );
+    };
+    let dir = match state.status(id) {
+        Some(SlotStatus::Done(dir)) => dir,
+        Some(_) => {
+            return error(
+                StatusCode::CONFLICT,
+                format!("slot {id} has no files (yet)"),
+            );
+        }
+        None => return error(StatusCode::NOT_FOUND, format!("no slot {id} was requested")),
+    };
+    match tokio::fs::read(dir.join(name)).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, *content_type)], Body::from(bytes)).into_response(),
+        Err(err) => error(StatusCode::GONE, format!("{name} of slot {id}: {err}")),
     }
 }
 
 /// The `/vram` document.
 pub fn vram_json(pipeline: &VortexPipeline) -> serde_json::Value {
     json!(VramDoc::new(pipeline))
-}
-
-/// `/ready` while the device answers: 200 once loaded (also while a slot runs, which it
-/// says), 503 before. Never waits for the pipeline.
-fn ready(state: &ServerState) -> (&'static str, &'static str, String) {
-    match state.probe.get() {
-        Some(probe) => (
-            "200 OK",
-            JSON,
-            json!({
-                "status": "ready",
-                "busy": state.pipeline.try_lock().is_err(),
-                "models": probe.models(),
-                "implementations": probe.implementations(),
-            })
-            .to_string(),
-        ),
-        None => (
-            "503 Service Unavailable",
-            JSON,
-            json!({"status": "loading"}).to_string(),
-        ),
-    }
 }

@@ -81,11 +81,15 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
-    /// Keep the pipeline up and serve /metrics, /health, /ready, /vram and POST /slot.
+    /// Keep the pipeline up and serve /health, /ready, /metrics, /vram, POST /slots and
+    /// GET /slots/{id}[/{file}].
     Serve {
-        /// Address to listen on.
+        /// Address to listen on. Anything but loopback needs a token (VORTEX_TOKEN).
         #[arg(long, default_value = "127.0.0.1:9400")]
         addr: String,
+        /// Where the slots' files go (DIR/slot-NNNN/).
+        #[arg(long, value_name = "DIR", default_value = "slots")]
+        out: PathBuf,
     },
 }
 
@@ -182,7 +186,9 @@ fn real_main() -> Result<()> {
             };
             runtime.block_on(run(config, &recipes, &files))
         }
-        Command::Serve { addr } => runtime.block_on(serve_command(config, &addr, metrics)),
+        Command::Serve { addr, out } => {
+            runtime.block_on(serve_command(config, &addr, &out, metrics))
+        }
     }
 }
 
@@ -437,18 +443,43 @@ fn summarize(
 async fn serve_command(
     config: Config,
     addr: &str,
+    out: &Path,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
 ) -> Result<()> {
+    let token = std::env::var("VORTEX_TOKEN").ok().filter(|t| !t.is_empty());
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("could not listen on {addr}: pick another with --addr"))?;
-    let state = Arc::new(ServerState::new(Box::new(move || metrics.render())));
-    tracing::info!(target: "vortex", addr = %listener.local_addr()?, "serving /metrics /health /ready /vram and POST /slot");
+    let local = listener.local_addr()?;
+    if !local.ip().is_loopback() && token.is_none() {
+        bail!(
+            "--addr {addr} is reachable from other machines: set VORTEX_TOKEN to the bearer token clients must send, or listen on 127.0.0.1"
+        );
+    }
+    check_out(out, VideoFormat::Mp4)?;
+    let mut state = ServerState::new(Box::new(move || metrics.render()));
+    state.out = out.to_owned();
+    state.token = token;
+    let state = Arc::new(state);
+    tracing::info!(target: "vortex", addr = %local, out = %out.display(), "serving /health /ready /metrics /vram, POST /slots and /slots/{{id}}");
     let server = tokio::spawn(serve(listener, Arc::clone(&state)));
     // Load while /health already answers and /ready says "loading".
     let pipeline = tokio::task::spawn_blocking(move || VortexPipeline::new(config)).await??;
     state.loaded(pipeline).await;
     tracing::info!(target: "vortex", "every model is resident: ready");
-    server.await.context("the server stopped")?;
+    let mut server = server;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("could not listen for SIGTERM")?;
+    tokio::select! {
+        stopped = &mut server => stopped.context("the server stopped")?,
+        _ = terminate.recv() => {
+            // Stop accepting, let the running slot finish (its files appear whole or not at
+            // all), then exit.
+            server.abort();
+            tracing::info!(target: "vortex", "SIGTERM: no new requests; waiting for the running slot");
+            drop(state.pipeline.lock().await);
+            tracing::info!(target: "vortex", "stopped");
+        }
+    }
     Ok(())
 }

@@ -1,5 +1,7 @@
-//! The HTTP endpoints of `vortex serve` on a loopback port: health before and after load,
-//! a slot on request, Prometheus text that parses, and the VRAM breakdown.
+//! The HTTP endpoints of `vortex serve` on a loopback port, spoken to over raw TCP as any
+//! client would: health before and after load, slots on request (a JSON recipe in, the slot's
+//! status, manifest and MP4 out), Prometheus text that parses, the VRAM breakdown, hostile
+//! requests, and the bearer token.
 
 mod common;
 
@@ -14,16 +16,63 @@ use vortex_pipeline::config::Config;
 use vortex_pipeline::http::{ServerState, serve};
 
 async fn request(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String, String) {
+    send(addr, method, path, "", None).await
+}
+
+/// One request with `headers` (each ending in CRLF) and an optional JSON body.
+async fn send(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: Option<&str>,
+) -> (u16, String, String) {
+    let (status, head, bytes) = send_bytes(addr, method, path, headers, body).await;
+    (status, head, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+async fn send_bytes(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: Option<&str>,
+) -> (u16, String, Vec<u8>) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let body_headers = body.map_or(String::new(), |b| {
+        format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        )
+    });
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{headers}{body_headers}\r\n{}",
+        body.unwrap_or("")
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, head.to_owned(), body.to_owned())
+    (status, head, response[split + 4..].to_vec())
+}
+
+/// Polls `GET /slots/{id}` until the slot is no longer running.
+async fn finished(addr: std::net::SocketAddr, id: u64) -> serde_json::Value {
+    for _ in 0..2000 {
+        let (status, _, body) = request(addr, "GET", &format!("/slots/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if doc["status"] != "running" {
+            return doc;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!("slot {id} did not finish");
 }
 
 fn small_config() -> Config {
@@ -89,21 +138,48 @@ async fn endpoints_on_a_loopback_port() {
         serde_json::json!(["flux", "liveportrait", "kokoro", "clip_b", "clip_l"])
     );
 
-    let (status, _, body) = request(addr, "POST", "/slot").await;
-    assert_eq!(status, 200, "{body}");
-    let slot: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let recipe = r#"{"slot_id": 1, "script": "Hello.", "prompt": "a presenter"}"#;
+    let (status, head, body) = send(addr, "POST", "/slots", "", Some(recipe)).await;
+    assert_eq!(status, 202, "{body}");
+    assert!(head.contains("location: /slots/1"), "{head}");
+    let slot = finished(addr, 1).await;
+    assert_eq!(slot["status"], "done", "{slot}");
     assert_eq!(
         (
-            slot["slot_id"].as_u64(),
-            slot["reference_implementation"].as_bool()
+            slot["manifest"]["recipe"]["slot_id"].as_u64(),
+            slot["manifest"]["reference_implementation"].as_bool()
         ),
         (Some(1), Some(true))
     );
+    let (status, head, mp4) = send_bytes(addr, "GET", "/slots/1/video.mp4", "", None).await;
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: video/mp4"), "{head}");
+    assert_eq!(&mp4[4..8], b"ftyp", "an MP4 file");
+    let (status, _, body) = send(addr, "POST", "/slots", "", Some(recipe)).await;
+    assert_eq!(status, 409, "the same slot id twice: {body}");
+    for (bad, field) in [
+        (r#"{"slot_id": 2}"#, "script"),
+        (r#"{"slot_id": 2, "script": "Hi.", "speed": 3}"#, "speed"),
+        (r#"{"slot_id": 2, "script": ""}"#, "script"),
+        ("not json", "expected"),
+    ] {
+        let (status, _, body) = send(addr, "POST", "/slots", "", Some(bad)).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body.contains(field), "{bad}: {body}");
+    }
+    let huge = format!(r#"{{"slot_id": 3, "script": "{}"}}"#, "a".repeat(100_000));
+    assert_eq!(send(addr, "POST", "/slots", "", Some(&huge)).await.0, 413);
+    assert_eq!(request(addr, "HEAD", "/health").await.0, 200);
+    assert_eq!(request(addr, "GET", "/health?verbose=1").await.0, 200);
+    assert_eq!(request(addr, "GET", "/slots/99").await.0, 404);
+    assert_eq!(request(addr, "GET", "/slots/x").await.0, 400);
+    assert_eq!(request(addr, "GET", "/slots/1/passwd").await.0, 404);
 
     let (status, head, body) = request(addr, "GET", "/metrics").await;
     assert_eq!(status, 200);
     assert!(
-        head.contains("Content-Type: text/plain; version=0.0.4"),
+        head.to_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
         "{head}"
     );
     for line in body.lines() {
@@ -143,6 +219,7 @@ async fn endpoints_on_a_loopback_port() {
 
     assert_eq!(request(addr, "GET", "/nope").await.0, 404);
     assert_eq!(request(addr, "DELETE", "/health").await.0, 405);
+    assert_eq!(request(addr, "GET", "/slots").await.0, 405);
     server.abort();
 }
 
@@ -160,8 +237,15 @@ async fn ready_answers_503_once_the_device_is_lost() {
     assert_eq!(request(addr, "GET", "/ready").await.0, 200);
 
     host.faults().set_device_lost(true);
-    let (status, _, body) = request(addr, "POST", "/slot").await;
-    assert_eq!(status, 500, "{body}");
+    let recipe = r#"{"slot_id": 1, "script": "Hello."}"#;
+    let (status, _, body) = send(addr, "POST", "/slots", "", Some(recipe)).await;
+    assert_eq!(status, 202, "{body}");
+    let slot = finished(addr, 1).await;
+    assert_eq!(slot["status"], "failed", "{slot}");
+    assert!(
+        slot["error"].as_str().unwrap().contains("device was lost"),
+        "{slot}"
+    );
     host.faults().set_device_lost(false);
     let (status, _, body) = request(addr, "GET", "/ready").await;
     assert_eq!(status, 503, "{body}");
@@ -190,7 +274,9 @@ async fn probes_and_vram_answer_while_a_slot_runs() {
         ])
         .config();
     state.loaded(VortexPipeline::new(config).unwrap()).await;
-    let slot = tokio::spawn(async move { request(addr, "POST", "/slot").await });
+    let recipe = r#"{"slot_id": 1, "script": "Hello."}"#;
+    assert_eq!(send(addr, "POST", "/slots", "", Some(recipe)).await.0, 202);
+    let slot = tokio::spawn(async move { finished(addr, 1).await });
     // Wait until the slot holds the pipeline.
     let mut busy = false;
     for _ in 0..200 {
@@ -213,7 +299,50 @@ async fn probes_and_vram_answer_while_a_slot_runs() {
     let (_, _, body) = request(addr, "GET", "/vram").await;
     let vram: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(vram["limits"]["hard"], 11_500_000_000u64);
-    let (status, _, body) = slot.await.unwrap();
-    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = send(
+        addr,
+        "POST",
+        "/slots",
+        "",
+        Some(r#"{"slot_id": 2, "script": "Hi."}"#),
+    )
+    .await;
+    assert_eq!(status, 409, "busy: {body}");
+    let done = slot.await.unwrap();
+    assert_eq!(done["status"], "done", "{done}");
+    server.abort();
+}
+
+#[tokio::test]
+async fn with_a_token_everything_but_the_probes_needs_it() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut state = ServerState::new(Box::new(String::new));
+    state.token = Some("s3cret".to_owned());
+    let state = Arc::new(state);
+    let server = tokio::spawn(serve(listener, Arc::clone(&state)));
+    state
+        .loaded(VortexPipeline::new(small_config()).unwrap())
+        .await;
+    assert_eq!(request(addr, "GET", "/health").await.0, 200);
+    assert_eq!(request(addr, "GET", "/ready").await.0, 200);
+    for path in ["/vram", "/metrics", "/slots/1"] {
+        let (status, head, _) = request(addr, "GET", path).await;
+        assert_eq!(status, 401, "{path}");
+        assert!(
+            head.to_lowercase().contains("www-authenticate: bearer"),
+            "{head}"
+        );
+        let wrong = "Authorization: Bearer nope\r\n";
+        assert_eq!(send(addr, "GET", path, wrong, None).await.0, 401, "{path}");
+    }
+    let right = "Authorization: Bearer s3cret\r\n";
+    assert_eq!(send(addr, "GET", "/vram", right, None).await.0, 200);
+    let recipe = r#"{"slot_id": 1, "script": "Hello."}"#;
+    assert_eq!(send(addr, "POST", "/slots", "", Some(recipe)).await.0, 401);
+    assert_eq!(
+        send(addr, "POST", "/slots", right, Some(recipe)).await.0,
+        202
+    );
     server.abort();
 }
