@@ -18,8 +18,10 @@
 //! **Invariant:** this is the only module that speaks HTTP.
 
 use std::collections::BTreeMap;
+use std::future::Future as _;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
+use std::task::Poll;
 use std::time::Instant;
 
 use axum::Router;
@@ -31,6 +33,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
@@ -159,10 +162,164 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .with_state(state)
 }
 
-/// Serves `listener` until the task is dropped.
+/// Serves `listener` until the task is dropped, with [`Limits::default`].
 pub async fn serve(listener: TcpListener, state: Arc<ServerState>) {
+    serve_with(listener, state, Limits::default()).await;
+}
+
+/// Serves `listener` until the task is dropped, holding at most `limits.connections`
+/// connections and closing one that sends or takes nothing for `limits.idle`.
+pub async fn serve_with(listener: TcpListener, state: Arc<ServerState>, limits: Limits) {
+    let listener = Limited {
+        inner: listener,
+        permits: Arc::new(tokio::sync::Semaphore::new(limits.connections.max(1))),
+        idle: limits.idle,
+    };
     if let Err(err) = axum::serve(listener, router(state)).await {
         tracing::error!(target: "vortex_pipeline::http", error = %err, "the server stopped");
+    }
+}
+
+/// How many connections the server holds and how long one may stay silent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections held at once; more wait in the kernel's queue until one closes.
+    pub connections: usize,
+    /// A connection that neither sends nor receives a byte for this long is closed (slow or
+    /// idle clients cannot hold the server's connections, or its file descriptors).
+    pub idle: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connections: 256,
+            idle: std::time::Duration::from_secs(15),
+        }
+    }
+}
+
+/// A listener that accepts a connection only while it holds fewer than its limit.
+struct Limited {
+    inner: TcpListener,
+    permits: Arc<tokio::sync::Semaphore>,
+    idle: std::time::Duration,
+}
+
+impl axum::serve::Listener for Limited {
+    type Io = Connection;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Connection, std::net::SocketAddr) {
+        loop {
+            let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
+                // The semaphore is never closed; wait rather than spin if it were.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            };
+            match self.inner.accept().await {
+                Ok((stream, addr)) => {
+                    let idle = Box::pin(tokio::time::sleep(self.idle));
+                    return (
+                        Connection {
+                            stream,
+                            _permit: permit,
+                            idle,
+                            limit: self.idle,
+                        },
+                        addr,
+                    );
+                }
+                Err(err) => {
+                    // Out of file descriptors, say: back off instead of spinning.
+                    tracing::warn!(target: "vortex_pipeline::http", error = %err, "accept failed");
+                    drop(permit);
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// An accepted connection: its slot under the limit, and an idle timer reset by every byte.
+struct Connection {
+    stream: tokio::net::TcpStream,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    idle: std::pin::Pin<Box<tokio::time::Sleep>>,
+    limit: std::time::Duration,
+}
+
+impl Connection {
+    fn touched(&mut self) {
+        let next = tokio::time::Instant::now() + self.limit;
+        self.idle.as_mut().reset(next);
+    }
+
+    fn timed_out(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        self.idle.as_mut().poll(cx).is_ready()
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        match std::pin::Pin::new(&mut self.stream).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                if buf.filled().len() > before {
+                    self.touched();
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending if self.timed_out(cx) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the connection was idle too long",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match std::pin::Pin::new(&mut self.stream).poll_write(cx, data) {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.touched();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending if self.timed_out(cx) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            ))),
+            other => other,
+        }
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 

@@ -346,3 +346,47 @@ async fn with_a_token_everything_but_the_probes_needs_it() {
     );
     server.abort();
 }
+
+/// Clients that connect and say nothing cannot starve the probes: beyond the connection limit
+/// they wait in the kernel's queue, and silent connections are closed after the idle time.
+#[tokio::test]
+async fn idle_connections_cannot_starve_the_probes() {
+    use vortex_pipeline::http::{Limits, serve_with};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = Arc::new(ServerState::new(Box::new(String::new)));
+    let limits = Limits {
+        connections: 16,
+        idle: std::time::Duration::from_millis(300),
+    };
+    let server = tokio::spawn(serve_with(listener, Arc::clone(&state), limits));
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        idle.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let started = std::time::Instant::now();
+    let (status, _, _) = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        request(addr, "GET", "/health"),
+    )
+    .await
+    .expect("/health answered");
+    assert_eq!(status, 200);
+    let waited = started.elapsed();
+    eprintln!("/health answered after {waited:?} behind 40 silent connections");
+    // The silent connections the server took were closed by it.
+    let mut closed = 0;
+    for mut stream in idle.drain(..16) {
+        let mut byte = [0u8; 1];
+        if let Ok(Ok(0)) =
+            tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut byte)).await
+        {
+            closed += 1;
+        }
+    }
+    assert_eq!(
+        closed, 16,
+        "the server closed every silent connection it held"
+    );
+    server.abort();
+}
