@@ -24,6 +24,9 @@ pub const MODELS: [&str; 5] = [
     Stage::LOAD_ORDER[4].model(),
 ];
 
+/// The shipped `config.toml`'s text.
+pub const SHIPPED: &str = include_str!("../../../config.toml");
+
 /// A configuration that could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -202,6 +205,15 @@ impl Config {
             source,
         })?;
         Self::parse(&text, path)
+    }
+
+    /// The configuration Vortex ships (the workspace's `config.toml`, compiled in): an RTX
+    /// 3060 plan on the host backend, Kokoro's real network for the audio. Change its public
+    /// fields in code to make another (and [`Config::plan`] + `check()` it).
+    pub fn shipped() -> Self {
+        // The shipped file is checked by this crate's tests, so it always parses.
+        Self::parse(SHIPPED, Path::new("config.toml"))
+            .unwrap_or_else(|err| unreachable!("the shipped config.toml is tested to parse: {err}"))
     }
 
     /// Validates `text`, reporting errors against `origin`.

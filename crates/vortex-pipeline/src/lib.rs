@@ -27,8 +27,12 @@ pub mod output;
 pub mod pipeline;
 pub mod report;
 
+pub use config::{Config, ConfigError};
+pub use output::{Discard, MediaSink, SlotFiles, VideoFormat};
 pub use pipeline::{
-    ClipEmbedding, GenerationResult, PipelineError, SlotError, StageTimings, VortexPipeline,
+    ClipEmbedding, Generation, GenerationResult, PipelineError, SlotError, StageTimings,
+    VortexPipeline,
 };
-pub use vortex_models::compute::{Implementation, ImplementationKind, Recipe};
+pub use report::Manifest;
+pub use vortex_models::compute::{Implementation, ImplementationKind, Recipe, RecipeError};
 pub use vortex_models::stage::{Stage, StageMap};

@@ -122,6 +122,43 @@ pub struct GenerationResult<'a> {
     pub stages: StageTimings,
 }
 
+impl GenerationResult<'_> {
+    /// A copy that outlives the next slot (the result itself borrows the pipeline's buffers).
+    pub fn to_owned_result(&self) -> Generation {
+        Generation {
+            slot_id: self.slot_id,
+            actor_image: self.actor_image.to_vec(),
+            video_frames: self.video_frames.to_vec(),
+            audio_waveform: self.audio_waveform.to_vec(),
+            clip_b: self.clip_embedding.clip_b.to_vec(),
+            clip_l: self.clip_embedding.clip_l.to_vec(),
+            generation_time_ms: self.generation_time_ms,
+            stages: self.stages,
+        }
+    }
+}
+
+/// An owned [`GenerationResult`], made by [`GenerationResult::to_owned_result`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    /// The slot.
+    pub slot_id: u64,
+    /// The actor image, `size × size × channels` u8.
+    pub actor_image: Vec<u8>,
+    /// Every frame, row-major RGB.
+    pub video_frames: Vec<u8>,
+    /// The waveform.
+    pub audio_waveform: Vec<f32>,
+    /// ViT-B/32's verification embedding.
+    pub clip_b: Vec<f32>,
+    /// ViT-L/14's verification embedding.
+    pub clip_l: Vec<f32>,
+    /// Wall time of the slot in milliseconds.
+    pub generation_time_ms: f64,
+    /// Wall time of each stage.
+    pub stages: StageTimings,
+}
+
 struct Regions {
     actor: StaticRegion,
     audio: StaticRegion,
