@@ -206,7 +206,10 @@ pub enum ComputeError {
     Vram(#[from] VramError),
     /// The buffers' dtypes are ones the implementation does not write.
     #[error(
-        "the {implementation} implementation writes {what} as {supported:?}, but the buffer is {found:?}: set buffers.{key} = \"{supported:?}\""
+        "the {implementation} implementation writes {what} as {}, but the buffer is {}: set buffers.{key} = \"{}\"",
+        supported.config_name(),
+        found.config_name(),
+        supported.config_name()
     )]
     Dtype {
         /// Which implementation.

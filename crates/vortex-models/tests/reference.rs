@@ -251,7 +251,8 @@ fn unsupported_dtypes_and_short_buffers_say_what_to_change() {
     .unwrap_err();
     assert!(matches!(err, ComputeError::Dtype { .. }));
     assert!(
-        err.to_string().contains("set buffers.video_dtype = \"U8\""),
+        // The advice in config.toml's own spelling (it refuses "U8").
+        err.to_string().contains("set buffers.video_dtype = \"u8\""),
         "{err}"
     );
     let longer = OutputBuffers {

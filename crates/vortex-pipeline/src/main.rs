@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use vortex_models::compute::StageSet;
+use vortex_models::weights::WeightSource;
 use vortex_pipeline::config::{Config, DeviceKind};
 use vortex_pipeline::http::{ServerState, serve};
 use vortex_pipeline::output::{Discard, MediaSink, SlotFiles, VideoFormat, plan_svg};
@@ -24,7 +25,7 @@ use vortex_vram::Bytes;
     about = "Vortex: resident generative models and timed slots on one GPU.\n`vortex plan` says which stages run a network and which a reference implementation (not model inference)."
 )]
 struct Cli {
-    /// Configuration file [default: ./config.toml, else the workspace's config.toml]
+    /// Configuration file [default: ./config.toml, else the configuration built into vortex]
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -93,12 +94,24 @@ enum Command {
     },
 }
 
-fn default_config() -> PathBuf {
+/// `./config.toml` if there is one; else `None`: the configuration compiled into the binary
+/// (never a file of the source tree it was built from).
+fn default_config() -> Option<PathBuf> {
     let here = PathBuf::from("config.toml");
-    if here.is_file() {
-        return here;
+    here.is_file().then_some(here)
+}
+
+/// The most verbose log level from `RUST_LOG` (`error`, `warn`, `info`, `debug`, `trace`, or
+/// `off`; per-target filters are not supported), `info` by default.
+fn log_level() -> Option<tracing::Level> {
+    match std::env::var("RUST_LOG").ok().as_deref().map(str::trim) {
+        Some("off") => None,
+        Some("error") => Some(tracing::Level::ERROR),
+        Some("warn") => Some(tracing::Level::WARN),
+        Some("debug") => Some(tracing::Level::DEBUG),
+        Some("trace") => Some(tracing::Level::TRACE),
+        _ => Some(tracing::Level::INFO),
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config.toml")
 }
 
 fn main() {
@@ -110,21 +123,36 @@ fn main() {
 
 fn real_main() -> Result<()> {
     let cli = Cli::parse();
+    let level = log_level();
+    let quiet = level.is_none();
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
         .with_current_span(false)
         .with_span_list(false)
-        .with_writer(std::io::stdout)
-        .with_max_level(tracing::Level::INFO)
+        .with_max_level(level.unwrap_or(tracing::Level::ERROR))
+        .with_writer(move || -> Box<dyn std::io::Write> {
+            if quiet {
+                Box::new(std::io::sink())
+            } else {
+                Box::new(std::io::stdout())
+            }
+        })
         .init();
     let metrics = vortex_pipeline::http::prometheus()
         .context("could not configure the metrics exporter")?
         .install_recorder()
         .context("could not install the metrics recorder")?;
     vortex_vram::metrics::describe();
-    let path = cli.config.unwrap_or_else(default_config);
-    let mut config = Config::load(&path)?;
+    let path = cli.config.or_else(default_config);
+    let mut config = match &path {
+        Some(path) => Config::load(path)?,
+        None => Config::shipped(),
+    };
+    let path = path.map_or_else(
+        || "the configuration built into vortex (no ./config.toml)".to_owned(),
+        |p| p.display().to_string(),
+    );
     if let Command::Run {
         backend: Some(backend),
         ..
@@ -135,7 +163,7 @@ fn real_main() -> Result<()> {
             _ => DeviceKind::Host(vortex_vram::HostConfig::rtx3060_12gb()),
         };
     }
-    tracing::info!(target: "vortex", config = %path.display(), "vortex starting");
+    tracing::info!(target: "vortex", config = %path, "vortex starting");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -217,6 +245,24 @@ fn plan(config: &Config, svg: Option<&Path>) -> Result<()> {
         writeln!(err, "\nVRAM layout drawn to {}", svg.display())?;
     }
     plan.check()?;
+    let missing: Vec<String> = config
+        .models
+        .iter()
+        .filter_map(|m| match &m.spec.weights {
+            WeightSource::File(path) if !path.is_file() => Some(format!(
+                "models.{}.weights = {} is not a file",
+                m.name,
+                path.display()
+            )),
+            _ => None,
+        })
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "the plan fits, but {}: fix the path, or write \"synthetic\"",
+            missing.join("; ")
+        );
+    }
     Ok(())
 }
 

@@ -300,3 +300,48 @@ fn recipes_come_from_a_file_and_bad_ones_are_refused_before_anything_runs() {
         "{stderr}"
     );
 }
+
+#[test]
+fn operator_errors_say_what_to_change() {
+    let dir = tempdir("operator");
+    // `vortex plan` with a weights file that is not there fails, naming the key.
+    let config = Shipped::new()
+        .with(&[("models.clip_b.weights", "\"missing.safetensors\"")])
+        .write_into(&dir);
+    let output = vortex(&["--config", config.to_str().unwrap(), "plan"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("models.clip_b.weights"), "{stderr}");
+
+    // Without --config and without ./config.toml, the configuration built in: not a file of
+    // the source tree the binary came from.
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_vortex"))
+        .current_dir(&empty)
+        .arg("plan")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("built into vortex"), "{stdout}");
+
+    // RUST_LOG=off: no log lines; RUST_LOG=warn: no info lines.
+    for (level, expect_info) in [("off", false), ("warn", false), ("info", true)] {
+        let output = Command::new(env!("CARGO_BIN_EXE_vortex"))
+            .env("RUST_LOG", level)
+            .args(["--config", config.to_str().unwrap(), "plan"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(
+            stdout.contains("\"level\":\"INFO\""),
+            expect_info,
+            "{level}: {stdout}"
+        );
+    }
+}

@@ -21,6 +21,15 @@ pub enum Dtype {
 }
 
 impl Dtype {
+    /// Its name in config.toml (`"u8"`, `"f16"`, `"f32"`).
+    pub const fn config_name(self) -> &'static str {
+        match self {
+            Dtype::U8 => "u8",
+            Dtype::F16 => "f16",
+            Dtype::F32 => "f32",
+        }
+    }
+
     /// Bytes per element.
     pub const fn size(self) -> u64 {
         match self {
