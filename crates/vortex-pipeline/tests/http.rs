@@ -261,7 +261,7 @@ async fn probes_and_vram_answer_while_a_slot_runs() {
     let addr = listener.local_addr().unwrap();
     let state = Arc::new(ServerState::new(Box::new(String::new)));
     let server = tokio::spawn(serve(listener, Arc::clone(&state)));
-    // A slot of about 0.8 s on the real clock: seed-targets at a twentieth.
+    // A slot of about 3.3 s on the real clock: seed-targets at a quarter.
     let config = Shipped::new()
         .with(&[
             ("models.kokoro.weights", "\"synthetic\""),
@@ -270,7 +270,7 @@ async fn probes_and_vram_answer_while_a_slot_runs() {
             ("buffers.fps", "4"),
             ("buffers.staging_frames", "2"),
             ("timing.verified_frames", "2"),
-            ("timing.time_scale", "0.05"),
+            ("timing.time_scale", "0.25"),
         ])
         .config();
     state.loaded(VortexPipeline::new(config).unwrap()).await;
