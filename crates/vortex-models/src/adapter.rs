@@ -89,6 +89,13 @@ impl<K: ModelKind> Model for Adapter<K> {
         resident_bytes(&self.resident_layout)
     }
 
+    fn check(&self) -> Result<(), LoadError> {
+        if let WeightSource::File(path) = &self.spec.weights {
+            weights::WeightFile::open(path, &self.checkpoint)?;
+        }
+        Ok(())
+    }
+
     fn load(&mut self, ctx: &mut LoadContext<'_>) -> Result<(), LoadError> {
         self.resident = Some(weights::load(
             ctx,

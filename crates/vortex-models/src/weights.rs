@@ -145,6 +145,15 @@ impl WeightFile {
             file: path.to_owned(),
             source,
         };
+        // A folder, a FIFO or a device is refused before it is opened (opening a FIFO would
+        // wait for a writer; mapping a folder fails with "No such device").
+        let meta = std::fs::metadata(path).map_err(io)?;
+        if !meta.is_file() {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file: give the path of a .safetensors file",
+            )));
+        }
         let file = File::open(path).map_err(io)?;
         // SAFETY: the mapping is read-only and every access is bounds-checked against its
         // length. Truncating the file while it is mapped is outside what we can defend.

@@ -250,3 +250,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_folder_or_a_fifo_as_weights_is_refused_at_once() {
+    let dir = std::env::temp_dir().join(format!("vortex-notfile-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("weights.fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    let layout =
+        vortex_models::clip::ClipConfig::TINY.layout(vortex_models::layout::WeightDtype::F16);
+    let mut paths = vec![dir.clone()];
+    if made.is_ok_and(|s| s.success()) {
+        paths.push(fifo);
+    }
+    for path in paths {
+        let err = WeightFile::open(&path, &layout).unwrap_err().to_string();
+        assert!(
+            err.contains("not a regular file"),
+            "{}: {err}",
+            path.display()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -313,6 +313,28 @@ fn operator_errors_say_what_to_change() {
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("models.clip_b.weights"), "{stderr}");
 
+    // A weights path that is a folder, on the last model loaded: refused before any model
+    // loads, saying what to give instead.
+    std::fs::create_dir_all(dir.join("a-folder")).unwrap();
+    let config = Shipped::new()
+        .with(&[
+            ("models.kokoro.weights", "\"synthetic\""),
+            ("models.clip_l.weights", "\"a-folder\""),
+        ])
+        .write_into(&dir);
+    let output = vortex(&["--config", config.to_str().unwrap(), "run"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("clip_l") && stderr.contains("not a regular file"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !stdout.contains("model loaded"),
+        "checked before loading: {stdout}"
+    );
+
     // Without --config and without ./config.toml, the configuration built in: not a file of
     // the source tree the binary came from.
     let empty = dir.join("empty");

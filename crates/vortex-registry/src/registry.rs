@@ -21,6 +21,13 @@ pub trait Model: Any + Send + Sync {
     /// Bytes of its checkpoint's weights.
     fn weight_bytes(&self) -> u64;
 
+    /// Checks what it will load from (its weights file's header against its layout) without
+    /// touching the device; [`ModelRegistry::load`] checks every model this way before it
+    /// loads any, so a bad file fails start-up at once.
+    fn check(&self) -> Result<(), LoadError> {
+        Ok(())
+    }
+
     /// Reserves its regions through `ctx` and fills them with its weights.
     fn load(&mut self, ctx: &mut LoadContext<'_>) -> Result<(), LoadError>;
 }
@@ -86,6 +93,18 @@ impl ModelRegistry {
         for (i, model) in models.iter().enumerate() {
             if models[..i].iter().any(|m| m.name() == model.name()) {
                 return Err(InitError::DuplicateModel(model.name().to_owned()));
+            }
+        }
+        // Every file first: a bad one fails start-up before anything is loaded.
+        for model in &models {
+            if let Err(source) = model.check() {
+                return Err(InitError::ModelLoad {
+                    model: model.name().to_owned(),
+                    requested: model.budget(),
+                    available: arena.stats().free,
+                    remediation: remediation(model.name(), &source),
+                    source: Box::new(source),
+                });
             }
         }
         let tracker = arena.tracker();
