@@ -37,7 +37,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
+#[cfg(feature = "cli")]
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
+#[cfg(feature = "cli")]
 use vortex_vram::metrics as names;
 
 use crate::Recipe;
@@ -60,7 +62,9 @@ pub const STAGE_BUCKETS: &[f64] = &[
 
 /// The Prometheus exporter as Vortex configures it: the slot and stage durations as
 /// histograms with [`SLOT_BUCKETS`] and [`STAGE_BUCKETS`] (without buckets the exporter
-/// writes summaries, which `histogram_quantile` cannot read). Binaries install it.
+/// writes summaries, which `histogram_quantile` cannot read). Binaries install it (feature
+/// `cli`; a library user installs its own recorder with these buckets).
+#[cfg(feature = "cli")]
 pub fn prometheus() -> Result<PrometheusBuilder, BuildError> {
     PrometheusBuilder::new()
         .set_buckets_for_metric(

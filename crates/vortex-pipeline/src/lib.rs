@@ -15,6 +15,12 @@
 //! reference implementations, DESIGN.md §6: not model inference); logs, `vortex plan`, the
 //! slot summary and `/ready` say which.
 //!
+//! # Features
+//! - `cli` (default): the `vortex` binary and what only it needs (clap, the JSON log
+//!   subscriber, the Prometheus exporter). An ICN crate depends on this crate with
+//!   `default-features = false` and gets none of them.
+//! - `cuda`: the CUDA backend (`device.backend = "cuda"`).
+//!
 //! # Invariants
 //! - Nothing is allocated on the device after [`VortexPipeline::new`] but per-stage scratch,
 //!   which is released before the stage ends; tracked bytes are the same after every slot.
