@@ -45,6 +45,18 @@ pub enum PipelineError {
         "device.backend = \"cuda\" needs a build with the cuda feature (cargo build --features cuda); or set device.backend = \"host\""
     )]
     CudaNotBuilt,
+    /// A scratch region smaller than what a stage takes from it in every slot.
+    #[error(
+        "vram.scratch is {have} bytes, but the {stage} stage takes {need} bytes of scratch in every slot: set vram.scratch to at least {need} bytes (the shipped \"256MiB\" also holds a network's activations)"
+    )]
+    ScratchTooSmall {
+        /// Configured.
+        have: u64,
+        /// Needed.
+        need: u64,
+        /// By which stage.
+        stage: Stage,
+    },
 }
 
 /// Why a slot failed. A failed slot returns nothing partial; the next slot starts clean.
@@ -384,6 +396,28 @@ fn check_plans(config: &Config, plan: &VramPlan, backend: &dyn Backend) -> Resul
     Ok(())
 }
 
+/// Refuses a scratch region that cannot hold what a stage takes from it in every slot: the
+/// reference actor's latent, and on a GPU the weight sweep's chunk. (A network's activations
+/// are checked by its profile run.)
+fn check_scratch(config: &Config, backend: &dyn Backend) -> Result<(), PipelineError> {
+    let round = |b: u64| b.div_ceil(vortex_vram::ALIGNMENT) * vortex_vram::ALIGNMENT;
+    let mut needs = vec![(
+        Stage::Actor,
+        round(vortex_models::reference::latent_bytes(&config.buffers)),
+    )];
+    if !backend.emulates_latency() {
+        needs.push((Stage::Video, SWEEP_CHUNK));
+    }
+    match needs.into_iter().max_by_key(|(_, need)| *need) {
+        Some((stage, need)) if need > config.scratch => Err(PipelineError::ScratchTooSmall {
+            have: config.scratch,
+            need,
+            stage,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// The output buffers on the device, each under an owner of its own.
 fn allocate_regions(vram: &Vram, b: &OutputBuffers) -> Result<Regions, VramError> {
     let (video_frames_on_device, video_purpose) = match b.video_placement {
@@ -449,6 +483,7 @@ impl VortexPipeline {
         let models = config.build_models();
         let plan = config.plan(&models, backend.total_memory()?);
         check_plans(&config, &plan, backend.as_ref())?;
+        check_scratch(&config, backend.as_ref())?;
         let vram = Vram::new(
             backend,
             VramConfig {

@@ -55,6 +55,29 @@ fn the_seed_budgets_are_refused_with_what_to_change() {
     );
 }
 
+#[test]
+fn a_plan_over_the_hard_limit_names_the_keys_to_change() {
+    let config = Shipped::new()
+        .with(&[
+            ("buffers.video_placement", "\"device\""),
+            ("models.liveportrait.budget", "\"3.5GB\""),
+        ])
+        .config();
+    let err = config
+        .plan(&config.build_models(), 12_884_901_888)
+        .check()
+        .unwrap_err()
+        .to_string();
+    for key in [
+        "buffers.video_placement = \"pinned_host\"",
+        "vram.scratch",
+        "models.NAME.budget",
+        "vram.hard_limit",
+    ] {
+        assert!(err.contains(key), "{key} missing from: {err}");
+    }
+}
+
 fn check(edit: (&str, &str), key: &str, fragment: &str) {
     let text = std::fs::read_to_string(shipped()).unwrap();
     assert!(

@@ -520,3 +520,18 @@ async fn a_deadline_shorter_than_the_compute_fires_on_time() {
     pipeline.set_deadline(Duration::from_secs(10));
     pipeline.generate_slot(&recipe(3)).await.unwrap();
 }
+
+#[test]
+fn a_scratch_region_too_small_for_a_stage_is_refused_at_start() {
+    let config = Shipped::new()
+        .with(&[
+            ("models.kokoro.weights", "\"synthetic\""),
+            ("vram.scratch", "\"1KiB\""),
+        ])
+        .config();
+    let err = VortexPipeline::new(config).unwrap_err().to_string();
+    assert!(
+        err.contains("vram.scratch is 1024 bytes") && err.contains("set vram.scratch to at least"),
+        "{err}"
+    );
+}

@@ -332,17 +332,18 @@ impl VramPlan {
             && video.placement == Placement::Device
         {
             options.push(format!(
-                "put the video buffer ({}) in pinned host memory with a device staging ring of a few frames",
+                "put the video buffer ({}) in pinned host memory with a device staging ring of a few frames (buffers.video_placement = \"pinned_host\", buffers.staging_frames = 24)",
                 Bytes(video.device_bytes)
             ));
         }
         if let Some(scratch) = self.entry(owners::SCRATCH).filter(|e| e.device_bytes > 0) {
             options.push(format!(
-                "shrink the scratch region (now {})",
+                "shrink the scratch region (vram.scratch, now {})",
                 Bytes(scratch.device_bytes)
             ));
         }
-        options.push("lower a model budget".to_owned());
+        options.push("lower a model budget (models.NAME.budget)".to_owned());
+        options.push("raise vram.hard_limit if the device has room".to_owned());
         format!(
             "free at least {} ({} bytes): {}",
             Bytes(excess),
