@@ -15,6 +15,33 @@
 //! reference implementations, DESIGN.md §6: not model inference); logs, `vortex plan`, the
 //! slot summary and `/ready` say which.
 //!
+//! # Example
+//!
+//! A pipeline from a configuration made in code, one slot, its media kept past the next slot
+//! (the reference audio and small shapes, so it runs anywhere in a second):
+//!
+//! ```
+//! use vortex_pipeline::{Config, Recipe, VortexPipeline};
+//! use vortex_models::weights::WeightSource;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let mut config = Config::shipped();
+//! config.buffers.image_size = 32;
+//! config.buffers.seconds = 1;
+//! config.timing.time_scale = 0.0; // no emulated GPU latency
+//! for model in &mut config.models {
+//!     if model.name == "kokoro" {
+//!         model.spec.weights = WeightSource::Synthetic { seed: 0 };
+//!     }
+//! }
+//! let mut pipeline = VortexPipeline::new(config).unwrap();
+//! let recipe = Recipe::from_json(r#"{"slot_id": 1, "script": "Good evening."}"#).unwrap();
+//! let slot = pipeline.generate_slot(&recipe).await.unwrap().to_owned_result();
+//! assert_eq!(slot.audio_waveform.len(), 24_000);
+//! assert_eq!(slot.video_frames.len(), 24 * 32 * 32 * 3);
+//! # });
+//! ```
+//!
 //! # Features
 //! - `cli` (default): the `vortex` binary and what only it needs (clap, the JSON log
 //!   subscriber, the Prometheus exporter). An ICN crate depends on this crate with
