@@ -387,6 +387,12 @@ impl fmt::Display for Implementation {
 pub trait AudioStage: Send + fmt::Debug {
     /// What runs.
     fn implementation(&self) -> Implementation;
+    /// Whether it can write buffers of these shapes and dtypes (checked at start-up, so a
+    /// configuration it cannot serve fails there, not in every slot).
+    fn check_buffers(&self, buffers: &OutputBuffers) -> Result<(), ComputeError> {
+        let _ = buffers;
+        Ok(())
+    }
     /// A handle that stops a run in progress from another thread (a network's), if any.
     fn stopper(&self) -> Option<Terminator> {
         None
@@ -404,6 +410,12 @@ pub trait AudioStage: Send + fmt::Debug {
 pub trait ActorStage: Send + fmt::Debug {
     /// What runs.
     fn implementation(&self) -> Implementation;
+    /// Whether it can write buffers of these shapes and dtypes (checked at start-up, so a
+    /// configuration it cannot serve fails there, not in every slot).
+    fn check_buffers(&self, buffers: &OutputBuffers) -> Result<(), ComputeError> {
+        let _ = buffers;
+        Ok(())
+    }
     /// A handle that stops a run in progress from another thread (a network's), if any.
     fn stopper(&self) -> Option<Terminator> {
         None
@@ -430,6 +442,12 @@ pub struct VideoInputs<'a> {
 pub trait VideoStage: Send + fmt::Debug {
     /// What runs.
     fn implementation(&self) -> Implementation;
+    /// Whether it can write buffers of these shapes and dtypes (checked at start-up, so a
+    /// configuration it cannot serve fails there, not in every slot).
+    fn check_buffers(&self, buffers: &OutputBuffers) -> Result<(), ComputeError> {
+        let _ = buffers;
+        Ok(())
+    }
     /// Writes every frame into `target`, calling `drain(index, offset)` after each.
     fn run(
         &mut self,
@@ -454,6 +472,12 @@ pub struct FrameSelection {
 pub trait EmbeddingStage: Send + fmt::Debug {
     /// What runs.
     fn implementation(&self) -> Implementation;
+    /// Whether it can write buffers of these shapes and dtypes (checked at start-up, so a
+    /// configuration it cannot serve fails there, not in every slot).
+    fn check_buffers(&self, buffers: &OutputBuffers) -> Result<(), ComputeError> {
+        let _ = buffers;
+        Ok(())
+    }
     /// Width of the embedding.
     fn dim(&self) -> usize;
     /// Writes an L2-normalized embedding of `dim()` values into `out`, reading frames with
@@ -616,6 +640,15 @@ impl StageSet {
             clip_b: Box::new(ReferenceEmbedding::new(Stage::ClipB.model(), 512)),
             clip_l: Box::new(ReferenceEmbedding::new(Stage::ClipL.model(), 768)),
         }
+    }
+
+    /// Whether every stage can write buffers of these shapes and dtypes.
+    pub fn check_buffers(&self, buffers: &OutputBuffers) -> Result<(), ComputeError> {
+        self.audio.check_buffers(buffers)?;
+        self.actor.check_buffers(buffers)?;
+        self.video.check_buffers(buffers)?;
+        self.clip_b.check_buffers(buffers)?;
+        self.clip_l.check_buffers(buffers)
     }
 
     /// What runs each stage.

@@ -506,6 +506,7 @@ impl VortexPipeline {
         };
         let stages = StageMap::try_from_fn(|stage| stage_state(&vram, &registry, stage))?;
         let compute = StageSet::choose(&registry, vram.arena(), &config.runtime)?;
+        compute.check_buffers(&b)?;
         let mut host = host;
         host.clip_b = vec![0.0; compute.clip_b.dim()];
         host.clip_l = vec![0.0; compute.clip_l.dim()];

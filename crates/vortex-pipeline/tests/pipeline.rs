@@ -535,3 +535,25 @@ fn a_scratch_region_too_small_for_a_stage_is_refused_at_start() {
         "{err}"
     );
 }
+
+#[test]
+fn buffers_no_stage_can_write_are_refused_at_start_with_advice_config_accepts() {
+    let config = Shipped::new()
+        .with(&[
+            ("models.kokoro.weights", "\"synthetic\""),
+            ("buffers.video_dtype", "\"f16\""),
+        ])
+        .config();
+    let err = VortexPipeline::new(config).unwrap_err().to_string();
+    assert!(err.contains("set buffers.video_dtype = \"u8\""), "{err}");
+    // The advice is a value config.toml accepts.
+    Shipped::new()
+        .with(&[("buffers.video_dtype", "\"u8\"")])
+        .config();
+    // The real audio network needs 24 kHz.
+    let config = Shipped::new()
+        .with(&[("buffers.sample_rate", "16000")])
+        .config();
+    let err = VortexPipeline::new(config).unwrap_err().to_string();
+    assert!(err.contains("set buffers.sample_rate = 24000"), "{err}");
+}

@@ -167,6 +167,25 @@ impl AudioStage for KokoroNetwork {
         Some(self.graph.terminator())
     }
 
+    fn check_buffers(&self, b: &vortex_registry::OutputBuffers) -> Result<(), ComputeError> {
+        if b.audio_dtype != Dtype::F32 {
+            return Err(ComputeError::Dtype {
+                implementation: "kokoro-82m-int8",
+                what: "the audio",
+                key: "audio_dtype",
+                supported: Dtype::F32,
+                found: b.audio_dtype,
+            });
+        }
+        if b.sample_rate != SAMPLE_RATE {
+            return Err(ComputeError::SampleRate {
+                found: b.sample_rate,
+                needed: SAMPLE_RATE,
+            });
+        }
+        Ok(())
+    }
+
     fn run(
         &mut self,
         cx: &mut StageContext<'_>,

@@ -29,7 +29,10 @@ pub use audio::reference_audio;
 pub use embedding::{EmbeddingProjection, read_device_frame, reference_embedding};
 pub use video::reference_video;
 
+use vortex_registry::{Dtype, OutputBuffers};
 use vortex_vram::StaticRegion;
+
+use helpers::check_dtype;
 
 use crate::compute::{
     ActorStage, AudioStage, ComputeError, EmbeddingStage, FrameDrain, FrameReader, FrameSelection,
@@ -41,6 +44,10 @@ use crate::compute::{
 pub struct ReferenceAudio;
 
 impl AudioStage for ReferenceAudio {
+    fn check_buffers(&self, b: &OutputBuffers) -> Result<(), ComputeError> {
+        check_dtype("the audio", "audio_dtype", b.audio_dtype, Dtype::F32)
+    }
+
     fn implementation(&self) -> Implementation {
         Implementation::reference("one tone burst per letter of the script")
     }
@@ -60,6 +67,10 @@ impl AudioStage for ReferenceAudio {
 pub struct ReferenceActor;
 
 impl ActorStage for ReferenceActor {
+    fn check_buffers(&self, b: &OutputBuffers) -> Result<(), ComputeError> {
+        check_dtype("the actor image", "actor_dtype", b.actor_dtype, Dtype::U8)
+    }
+
     fn implementation(&self) -> Implementation {
         Implementation::reference("a procedural portrait from the prompt and seed")
     }
@@ -79,6 +90,10 @@ impl ActorStage for ReferenceActor {
 pub struct ReferenceVideo;
 
 impl VideoStage for ReferenceVideo {
+    fn check_buffers(&self, b: &OutputBuffers) -> Result<(), ComputeError> {
+        check_dtype("the video", "video_dtype", b.video_dtype, Dtype::U8)
+    }
+
     fn implementation(&self) -> Implementation {
         Implementation::reference(
             "the actor image moved and its mouth opened by the audio envelope",
@@ -122,6 +137,10 @@ impl ReferenceEmbedding {
 }
 
 impl EmbeddingStage for ReferenceEmbedding {
+    fn check_buffers(&self, b: &OutputBuffers) -> Result<(), ComputeError> {
+        check_dtype("the video", "video_dtype", b.video_dtype, Dtype::U8)
+    }
+
     fn implementation(&self) -> Implementation {
         Implementation::reference("a fixed random projection of block colour means")
     }
