@@ -145,7 +145,7 @@ fn kokoro(c: &mut Criterion) {
     group.bench_function("vortex", |b| {
         b.iter(|| {
             let speech = network
-                .speak_phonemes(&arena, owner, PHONEMES, "jm_kumo")
+                .speak_phonemes(&arena, owner, PHONEMES, "jm_kumo", usize::MAX)
                 .unwrap();
             assert_eq!(speech.len(), SAMPLES);
         })

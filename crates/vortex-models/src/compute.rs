@@ -249,7 +249,7 @@ pub enum ComputeError {
     },
     /// Speech longer than the slot.
     #[error(
-        "the script takes {speech_seconds:.1} s to say, more than the slot's {slot_seconds} s: shorten the script"
+        "the script takes at least {speech_seconds:.1} s to say, more than the slot's {slot_seconds} s: shorten the script"
     )]
     TooLong {
         /// Seconds of speech.
@@ -290,6 +290,10 @@ pub enum ComputeError {
         /// The activation peak measured.
         activations: u64,
     },
+    /// The stage's compute panicked or never ran (a bug in Vortex; the slot is failed and the
+    /// next one starts clean).
+    #[error("the stage's compute was lost: {0}; this is a bug in Vortex, please report it")]
+    Lost(String),
     /// The slot's deadline passed while the stage worked (it stopped at the next frame).
     #[error("the slot's deadline passed during the stage")]
     DeadlinePassed,
@@ -507,10 +511,11 @@ pub struct StageSet {
     pub clip_l: Box<dyn EmbeddingStage>,
 }
 
-/// A sentence long enough to exercise every part of the graph at a typical size.
-const PROFILE_SCRIPT: &str = "Good evening, and welcome to the news at the top of the hour.";
+/// The profile run's phonemes ("The quick brown fox…", misaki's set), repeated and cut to
+/// the longest piece a slot's run gets, so it measures the largest activations a slot needs.
+const PROFILE_PHONEMES: &str = "ðə kwˈɪk bɹˈWn fˈɑks ʤˈʌmps ˌOvəɹ ðə lˈAzi dˈɑɡ, ";
 
-/// vLLM's profile run: speaks [`PROFILE_SCRIPT`] once and refuses, with the arithmetic, a
+/// vLLM's profile run: speaks a piece of the longest length a slot's runs get and refuses, with the arithmetic, a
 /// budget that cannot hold the model's weights plus the activation peak just measured.
 fn profile_audio(
     network: &mut KokoroNetwork,
@@ -520,13 +525,12 @@ fn profile_audio(
     let model = Stage::Audio.model();
     let owner = arena.tracker().register_owner(model)?;
     let started = std::time::Instant::now();
-    network.speak(
-        arena,
-        owner,
-        PROFILE_SCRIPT,
-        Recipe::DEFAULT_VOICE,
-        Recipe::DEFAULT_LANGUAGE,
-    )?;
+    let longest: String = PROFILE_PHONEMES
+        .repeat(crate::kokoro::network::MAX_PIECE_TOKENS)
+        .chars()
+        .take(crate::kokoro::network::MAX_PIECE_TOKENS)
+        .collect();
+    network.speak_phonemes(arena, owner, &longest, Recipe::DEFAULT_VOICE, usize::MAX)?;
     let usage = arena.tracker().owners();
     let peak = usage
         .iter()
@@ -579,7 +583,9 @@ impl StageSet {
             && let Some(weights) = kokoro.weights()
         {
             let files = crate::kokoro::assets::prepare(&crate::runtime::fetch::cache_dir())
-                .map_err(|e| ComputeError::Runtime(Box::new(RuntimeError::Shape(e.to_string()))))?;
+                .map_err(|e| {
+                    ComputeError::Runtime(Box::new(RuntimeError::Assets(e.to_string())))
+                })?;
             let runtime = Runtime::get(settings.onnxruntime.as_deref())?;
             let threads = match settings.threads {
                 0 => std::thread::available_parallelism().map_or(1, usize::from),

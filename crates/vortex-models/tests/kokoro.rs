@@ -269,6 +269,22 @@ mod network {
             );
             assert_eq!(rig.vram.tracker().allocated(), before);
         }
+        // Speech that outgrows its room stops after the piece that passed it, having run the
+        // graph, and keeps nothing.
+        let err = rig
+            .network
+            .speak_phonemes(
+                &arena,
+                rig.owner,
+                "həlˈO wˈɜɹld. həlˈO wˈɜɹld.",
+                "jm_kumo",
+                1_000,
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("more than the slot"), "{err}");
+        assert_eq!(rig.vram.tracker().allocated(), before);
+        assert_eq!(rig.vram.tracker().purpose_bytes(Purpose::Activations), 0);
     }
 }
 
@@ -355,5 +371,69 @@ mod bad_files {
             "{message}"
         );
         let _ = std::fs::remove_dir_all(&cache);
+    }
+}
+
+/// How the activation peak grows with a piece's token count (a measurement, run by hand:
+/// `cargo test -p vortex-models --test kokoro -- --ignored --nocapture activation_peak`).
+#[test]
+#[ignore]
+fn activation_peak_by_tokens() {
+    use std::sync::Arc;
+    use vortex_models::adapter::{Kokoro, ModelSpec, adapter_for};
+    use vortex_models::kokoro::network::KokoroNetwork;
+    use vortex_models::runtime::Runtime;
+    use vortex_models::stage::Stage;
+    use vortex_models::weights::{Network, WeightSource};
+    use vortex_registry::ModelRegistry;
+    use vortex_vram::{ArenaConfig, HostBackend, HostConfig, Vram, VramConfig};
+    let backend = Arc::new(HostBackend::new(HostConfig::rtx3060_12gb()));
+    let vram = Vram::new(
+        backend,
+        VramConfig::new(ArenaConfig::new(256 << 20, 2 << 30)),
+    )
+    .unwrap();
+    let spec = ModelSpec {
+        budget: 4_000_000_000,
+        weights: WeightSource::Network(Network::Kokoro82mInt8),
+    };
+    let registry =
+        ModelRegistry::load(vram.arena(), vec![adapter_for(Stage::Audio, spec)]).unwrap();
+    let weights = registry.get::<Kokoro>().unwrap().weights().unwrap();
+    let files = assets::prepare(&fetch::cache_dir()).unwrap();
+    let mut network = KokoroNetwork::new(
+        Runtime::get(None).unwrap(),
+        &files,
+        vram.arena(),
+        weights,
+        2,
+    )
+    .unwrap();
+    let owner = vram.owner("kokoro").unwrap();
+    let unit = "ðə kwˈɪk bɹˈWn fˈɑks ʤˈʌmps ˌOvəɹ ðə lˈAzi dˈɑɡ, ";
+    for n in [1usize, 2, 4, 6, 10] {
+        let text: String = unit.repeat(n);
+        let text: String = text.chars().take(510).collect();
+        let arena = vram.arena().clone();
+        let t = std::time::Instant::now();
+        let samples = network
+            .speak_phonemes(&arena, owner, &text, "jm_kumo", usize::MAX)
+            .unwrap()
+            .len();
+        let peak = vram
+            .tracker()
+            .owners()
+            .iter()
+            .find(|o| &*o.owner == "kokoro")
+            .unwrap()
+            .peak
+            - weights.region.size;
+        eprintln!(
+            "{} symbols: {:.1} s of speech in {:.2} s, activation peak so far {:.1} MB",
+            text.chars().count(),
+            samples as f64 / 24_000.0,
+            t.elapsed().as_secs_f64(),
+            peak as f64 / 1e6
+        );
     }
 }

@@ -10,9 +10,47 @@ use tokio::sync::Notify;
 use vortex_models::runtime::Terminator;
 
 struct Slot<T> {
-    value: Mutex<Option<T>>,
+    value: Mutex<Option<Outcome<T>>>,
     done: Condvar,
     ready: Notify,
+}
+
+/// What became of the work.
+pub(crate) enum Outcome<T> {
+    /// It returned this.
+    Done(T),
+    /// It panicked, or was dropped before it ran (the runtime shutting down): say so.
+    Lost(String),
+}
+
+/// Stores the work's outcome exactly once, and wakes both kinds of waiter, whatever happens
+/// to the work (a panic, or the closure dropped unrun).
+struct Finish<T> {
+    slot: Arc<Slot<T>>,
+    stored: bool,
+}
+
+impl<T> Finish<T> {
+    fn store(&mut self, outcome: Outcome<T>) {
+        *self
+            .slot
+            .value
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(outcome);
+        self.stored = true;
+        self.slot.done.notify_all();
+        self.slot.ready.notify_one();
+    }
+}
+
+impl<T> Drop for Finish<T> {
+    fn drop(&mut self) {
+        if !self.stored {
+            self.store(Outcome::Lost(
+                "the work was dropped before it finished".to_owned(),
+            ));
+        }
+    }
 }
 
 /// Work running on the blocking pool.
@@ -33,12 +71,22 @@ where
         done: Condvar::new(),
         ready: Notify::new(),
     });
-    let theirs = Arc::clone(&slot);
+    let mut finish = Finish {
+        slot: Arc::clone(&slot),
+        stored: false,
+    };
     drop(tokio::task::spawn_blocking(move || {
-        let value = work();
-        *theirs.value.lock().unwrap_or_else(PoisonError::into_inner) = Some(value);
-        theirs.done.notify_all();
-        theirs.ready.notify_one();
+        let outcome = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+            Ok(value) => Outcome::Done(value),
+            Err(panic) => Outcome::Lost(
+                panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_owned()),
+            ),
+        };
+        finish.store(outcome);
     }));
     Offloaded {
         slot,
@@ -48,8 +96,8 @@ where
 }
 
 impl<T> Offloaded<T> {
-    /// The work's result, awaited without blocking the runtime.
-    pub(crate) async fn wait(mut self) -> T {
+    /// The work's outcome, awaited without blocking the runtime.
+    pub(crate) async fn wait(mut self) -> Outcome<T> {
         loop {
             let taken = self
                 .slot

@@ -21,7 +21,7 @@ use vortex_vram::{
 };
 
 use crate::config::{Config, DeviceKind};
-use crate::offload::offload;
+use crate::offload::{Outcome, offload};
 use crate::output::{Discard, MediaSink};
 use crate::report::Manifest;
 
@@ -851,7 +851,11 @@ impl Slot<'_> {
         let recipe = self.recipe.clone();
         let (owner, weights, stream) = (state.owner, state.weights, state.queue.stream);
         let mut staging = std::mem::take(&mut state.staging);
-        let (result, staging) = offload(stop, move || {
+        if let Some(stop) = &stop {
+            // A new slot's work: clear a stop left from an earlier, cancelled one.
+            stop.reset();
+        }
+        let outcome = offload(stop, move || {
             let mut cx = StageContext {
                 arena: &arena,
                 owner,
@@ -865,8 +869,13 @@ impl Slot<'_> {
         })
         .wait()
         .await;
-        state.staging = staging;
-        result
+        match outcome {
+            Outcome::Done((result, staging)) => {
+                state.staging = staging;
+                result
+            }
+            Outcome::Lost(why) => Err(ComputeError::Lost(why)),
+        }
     }
 
     /// The actor image and the audio into host memory and to the sink.

@@ -463,8 +463,14 @@ async fn a_deadline_or_a_cancellation_stops_the_network_mid_run_and_keeps_nothin
 
     // A caller that drops the slot mid-run.
     pipeline.set_deadline(Duration::from_secs(60));
+    let started = std::time::Instant::now();
     let cut = tokio::time::timeout(whole / 4, pipeline.generate_slot(&fox)).await;
+    let cancelled_after = started.elapsed();
     assert!(cut.is_err(), "cancelled");
+    assert!(
+        cancelled_after < whole * 3 / 4,
+        "the dropped slot stopped the run and returned after {cancelled_after:?}, not after the whole run ({whole:?})"
+    );
     assert_eq!(pipeline.vram().tracker().allocated(), baseline);
     assert_eq!(
         pipeline

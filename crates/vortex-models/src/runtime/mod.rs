@@ -48,9 +48,12 @@ pub enum RuntimeError {
         /// What ONNX Runtime or the loader said.
         message: String,
     },
-    /// An earlier attempt to start the runtime failed; it is not retried in this process.
-    #[error("ONNX Runtime did not start earlier in this process: {0}")]
+    /// The runtime could not be kept (only if a process-wide slot was poisoned).
+    #[error("ONNX Runtime did not start earlier in this process: {0}; restart the process")]
     Earlier(String),
+    /// A network's files could not be prepared.
+    #[error("{0}")]
+    Assets(String),
     /// ONNX Runtime refused something.
     #[error("{what}: {message}")]
     Ort {
@@ -121,10 +124,9 @@ impl Runtime {
                 .get_or_init(|| Ok(runtime))
                 .as_ref()
                 .map_err(|e| RuntimeError::Earlier(e.clone())),
-            Err(err) => {
-                let _ = RUNTIME.set(Err(err.to_string()));
-                Err(err)
-            }
+            // A failure is not remembered: the next call tries again (pip may have been
+            // unreachable, a library path may have been fixed).
+            Err(err) => Err(err),
         }
     }
 
@@ -222,11 +224,11 @@ impl Runtime {
                 .map_err(ort_err(format!("handing over initializer {}", w.name)))?;
         }
         let session = builder.commit_from_file(graph).map_err(ort_err(what))?;
-        let run_options = Arc::new(RunOptions::new().map_err(ort_err("run options"))?);
-        Ok(Graph {
-            session,
-            run_options,
-        })
+        let stop = Arc::new(Stop {
+            run_options: RunOptions::new().map_err(ort_err("run options"))?,
+            stopped: std::sync::atomic::AtomicBool::new(false),
+        });
+        Ok(Graph { session, stop })
     }
 }
 
@@ -312,26 +314,50 @@ pub enum Output<'a> {
 
 /// Stops a graph's run from another thread.
 #[derive(Clone)]
-pub struct Terminator(Arc<RunOptions>);
+pub struct Terminator(Arc<Stop>);
+
+/// The stop state a graph and its [`Terminator`]s share: ONNX Runtime's terminate flag (which
+/// ends a run at its next node) and a flag of ours that work around the runs (between the
+/// pieces of a long script) checks. Set by [`Terminator::terminate`]; cleared only by
+/// [`Terminator::reset`], before the work of a new slot is handed out, so a stop that comes
+/// between two runs is not lost.
+struct Stop {
+    run_options: RunOptions,
+    stopped: std::sync::atomic::AtomicBool,
+}
 
 impl std::fmt::Debug for Terminator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Terminator").finish_non_exhaustive()
+        f.debug_struct("Terminator")
+            .field("stopped", &self.is_stopped())
+            .finish_non_exhaustive()
     }
 }
 
 impl Terminator {
-    /// Asks the run in progress (and any started before [`Graph::run`] resets the flag) to
-    /// stop at the next node.
+    /// Stops the run in progress at its next node, and every later run until
+    /// [`Terminator::reset`].
     pub fn terminate(&self) {
-        let _ = self.0.terminate();
+        self.0.stopped.store(true, Ordering::SeqCst);
+        let _ = self.0.run_options.terminate();
+    }
+
+    /// Whether a stop was asked for.
+    pub fn is_stopped(&self) -> bool {
+        self.0.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Clears the stop: for the next slot's work, before it is handed out.
+    pub fn reset(&self) {
+        self.0.stopped.store(false, Ordering::SeqCst);
+        let _ = self.0.run_options.unterminate();
     }
 }
 
-/// A session and its run options.
+/// A session and its stop state.
 pub struct Graph {
     session: Session,
-    run_options: Arc<RunOptions>,
+    stop: Arc<Stop>,
 }
 
 impl std::fmt::Debug for Graph {
@@ -343,7 +369,7 @@ impl std::fmt::Debug for Graph {
 impl Graph {
     /// A handle that stops the run in progress.
     pub fn terminator(&self) -> Terminator {
-        Terminator(Arc::clone(&self.run_options))
+        Terminator(Arc::clone(&self.stop))
     }
 
     /// Runs the graph with its activations in `arena`'s scratch region under `owner`.
@@ -355,7 +381,14 @@ impl Graph {
         inputs: &[Input<'_>],
         outputs: &mut [Output<'_>],
     ) -> Result<(), RuntimeError> {
-        let _ = self.run_options.unterminate();
+        if self.stop.stopped.load(Ordering::SeqCst) {
+            return Err(RuntimeError::Terminated);
+        }
+        if !arena.backend().host_addressable() {
+            return Err(RuntimeError::Shape(
+                "this graph runs on the CPU provider and needs host-addressable memory (the host backend)".to_owned(),
+            ));
+        }
         let mut values = Vec::with_capacity(inputs.len());
         for input in inputs {
             let (name, value) = match *input {
@@ -374,12 +407,14 @@ impl Graph {
             };
             values.push((name, value));
         }
-        let routed = Routed::to(arena, owner, self.run_options.ptr().cast_mut());
-        let result = self.session.run_with_options(values, &*self.run_options);
+        let routed = Routed::to(arena, owner, self.stop.run_options.ptr().cast_mut());
+        let result = self
+            .session
+            .run_with_options(values, &self.stop.run_options);
         let refusal = routed.take_refusal();
         let outs = match (result, refusal) {
             (_, Some(refused)) => return Err(RuntimeError::Refused(refused)),
-            (Err(e), None) if e.to_string().contains("terminate flag") => {
+            (Err(_), None) if self.stop.stopped.load(Ordering::SeqCst) => {
                 return Err(RuntimeError::Terminated);
             }
             (Err(e), None) => return Err(ort_err("running the graph")(e)),
