@@ -20,8 +20,9 @@
 //!
 //! Without `--stdin`, espeak-ng reads stdin line by line (`fgets` into 1000 bytes) and
 //! phonemizes each line on its own. Two or more segments are batched that way, one process
-//! for all of them: each segment line is preceded by the line [`SEPARATOR`], whose own output line then
-//! marks where the next segment's output starts. A segment that could not sit on one such
+//! for all of them: each segment line is preceded by a separator line (nonsense words made
+//! afresh per call), whose own output line then marks where the next segment's output
+//! starts. A segment that could not sit on one such
 //! line (it holds a newline, or is 990 bytes or more) gets its own process with `--stdin`,
 //! which reads the whole stream as one text, exactly like the argument form. When the
 //! separator's output does not come back exactly once per segment (a segment says the same
@@ -41,9 +42,40 @@ pub const MAX_TOKENS: usize = 510;
 /// The marks phonemizer cuts the text at and puts back verbatim (its `_DEFAULT_MARKS`).
 pub const PUNCTUATION: &str = ";:,.!?¡¿—…\"«»“”(){}[]";
 
-/// The line that separates segments in one espeak-ng run. Any text works: if a segment
-/// gives the same output, the batch is detected as ambiguous and run segment by segment.
+/// The line that separated segments in one espeak-ng run before it was made unpredictable
+/// (kept for tests that check a text saying it is still phonemized right). Each run now uses
+/// [`separator`]: nonsense words made afresh per call, so a script cannot be written to match
+/// it and force one espeak-ng process per segment.
 pub const SEPARATOR: &str = "vortex segment break";
+
+/// A separator line for one batch: two nonsense words of four syllables each, drawn from the
+/// clock and a counter (unpredictable to a script's author; not a secret).
+fn separator() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    const SYLLABLES: [&str; 16] = [
+        "ta", "vo", "me", "ki", "lo", "nu", "ra", "si", "pe", "do", "gu", "fa", "zo", "bi", "he",
+        "ju",
+    ];
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut state = nanos
+        ^ CALLS
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut word = String::new();
+    for i in 0..8 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        word.push_str(SYLLABLES[(state % 16) as usize]);
+        if i == 3 {
+            word.push(' ');
+        }
+    }
+    word
+}
 
 /// Segments of at least this many bytes are not batched: espeak-ng reads stdin lines into
 /// a 1000-byte buffer and would cut a longer one in two (possibly inside a character).
@@ -369,8 +401,9 @@ fn run_batch(
     language: Language,
 ) -> Result<Option<Vec<String>>, PhonemeError> {
     let mut input = String::new();
+    let separator_line = separator();
     for segment in segments {
-        input.push_str(SEPARATOR);
+        input.push_str(&separator_line);
         input.push('\n');
         input.push_str(segment);
         input.push('\n');
