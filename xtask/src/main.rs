@@ -4,6 +4,9 @@
 //!   defines every `cu*` entry point cust_raw declares, each returning CUDA_ERROR_NO_DEVICE,
 //!   so the `cuda` feature builds, links and runs (taking the no-device path) without CUDA.
 //!   Prints the environment to build with it.
+//! - `cargo xtask cuda-emu [DIR]`: writes an emulating `libcuda.so.1` (see `emu.rs`): device
+//!   memory behind addresses the host cannot dereference, streams, timed events, pointer
+//!   attributes, fault injection, misuse reports. CI runs the cuda-feature tests against it.
 //! - `cargo xtask gpu-bundle [DIR]`: the cuda-feature test executables, the benchmark binaries
 //!   and `vortex` built against the stub, with `run.sh` that runs them where the NVIDIA driver
 //!   is (no Rust toolchain) and writes `report.txt`.
@@ -21,6 +24,7 @@ use anyhow::{Context, Result, bail};
 
 mod bench;
 mod bundle;
+mod emu;
 
 fn main() -> Result<()> {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -32,6 +36,17 @@ fn main() -> Result<()> {
                 .unwrap_or_else(|| workspace_root().join("target/cuda-stub"));
             let lib = cuda_stub(&dir)?;
             eprintln!("stub written: {}", lib.display());
+            println!("CUDA_LIBRARY_PATH={}", dir.display());
+            println!("LD_LIBRARY_PATH={}", dir.join("lib64").display());
+            Ok(())
+        }
+        Some("cuda-emu") => {
+            let dir = args
+                .get(1)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| workspace_root().join("target/cuda-emu"));
+            let lib = emu::cuda_emu(&dir)?;
+            eprintln!("emulator written: {}", lib.display());
             println!("CUDA_LIBRARY_PATH={}", dir.display());
             println!("LD_LIBRARY_PATH={}", dir.join("lib64").display());
             Ok(())
@@ -72,6 +87,7 @@ fn main() -> Result<()> {
                 "usage: cargo xtask <task>\n\n\
                  tasks:\n  \
                  cuda-stub [DIR]  write a stub libcuda (default target/cuda-stub) for building --features cuda without CUDA\n  \
+                 cuda-emu [DIR]   write an emulating libcuda (default target/cuda-emu) to run the cuda-feature tests without a GPU\n  \
                  gpu-bundle [DIR] build the GPU test, bench and vortex executables into DIR (default target/gpu-bundle) with run.sh\n  \
                  bench [--cuda] [--quick] [--slots N] [--no-criterion]\n                  \
                  criterion benchmarks + N end-to-end slots, report in target/vortex-bench/"
@@ -106,7 +122,7 @@ pub(crate) fn run(cmd: &mut Command) -> Result<()> {
 }
 
 /// Finds cust_raw's bindings through `cargo metadata`.
-fn cust_raw_bindings() -> Result<PathBuf> {
+pub(crate) fn cust_raw_bindings() -> Result<PathBuf> {
     let out = cargo()
         .args(["metadata", "--format-version", "1", "--all-features"])
         .output()
@@ -133,7 +149,7 @@ fn cust_raw_bindings() -> Result<PathBuf> {
 }
 
 /// Every `cu*` function declared in the bindings.
-fn declared_functions(bindings: &str) -> BTreeSet<String> {
+pub(crate) fn declared_functions(bindings: &str) -> BTreeSet<String> {
     bindings
         .split("pub fn ")
         .skip(1)

@@ -4,7 +4,7 @@
 //!
 //! - [`backend`]: the [`Backend`] trait, the always-built [`HostBackend`] (a working GPU
 //!   stand-in with lazily backed memory and fault injection) and, with the `cuda` feature, the
-//!   `CudaBackend` over `cust`.
+//!   `CudaBackend` over the CUDA driver API (declared here with integer results; `cust` links it).
 //! - [`Arena`]: one slab reserved at start; a static region (bump, for weights and output
 //!   buffers) and a scratch region (O(1) sub-allocation with RAII [`ScratchBuffer`]s).
 //! - [`VramTracker`]: lock-free accounting by owner and [`Purpose`], current and peak, with the

@@ -1,20 +1,20 @@
-//! The CUDA backend over `cust` 0.3.2 (feature `cuda`).
+//! The CUDA backend (feature `cuda`), over the driver API.
 //!
-//! cust gives init, the device and its primary context; raw allocation, free, memory info,
-//! pointer attributes and synchronization go through `cust::sys` so that no cust buffer type
-//! (whose `cast` double-frees in 0.3.2) is involved. Uploads of 1 MiB or more go through two
+//! Every driver function it calls is declared in [`driver`] with an integer result: cust_raw
+//! types results as an enum of CUDA 11.4's codes, so a newer driver's code outside it (46,
+//! 226, …) would be undefined behaviour, and cust maps codes it does not know (34, 803, 804)
+//! to an unknown error. cust_raw still links libcuda and names the constants passed in. Uploads of 1 MiB or more go through two
 //! pinned staging buffers on a non-blocking stream, so reading the source (a memory-mapped
 //! weights file) overlaps the DMA. A context is current only on the thread
 //! that made it current, so every call makes it current first (`cuCtxSetCurrent` is cheap).
 //! Every driver error is converted here into [`BackendError`]; nothing from cust leaves.
 
-use std::ffi::{CStr, c_char, c_void};
+use std::ffi::{CStr, c_char, c_int, c_void};
 use std::sync::Mutex;
 
-use cust::context::{Context, CurrentContext};
-use cust::device::Device;
-use cust::error::CudaError;
-use cust::sys as cuda;
+use cust::sys as bindings;
+
+use self::driver as cuda;
 
 use super::{Backend, BackendError, DevicePtr, EventId, MemInfo, StreamId};
 
@@ -49,14 +49,21 @@ struct Queues {
 // SAFETY: as for Staging: used under the backend's mutex with its context current.
 unsafe impl Send for Queues {}
 
-/// A CUDA device and its primary context.
+/// A CUDA device and its primary context (retained here, released on drop).
 pub struct CudaBackend {
-    context: Context,
+    context: cuda::CUcontext,
+    device: cuda::CUdevice,
     ordinal: u32,
     name: String,
     staging: Mutex<Option<Staging>>,
     queues: Mutex<Queues>,
 }
+
+// SAFETY: the context handle is only passed to the driver, which allows using a context
+// from any thread; the mutable state is behind the mutexes.
+unsafe impl Send for CudaBackend {}
+// SAFETY: as above.
+unsafe impl Sync for CudaBackend {}
 
 impl std::fmt::Debug for CudaBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -70,25 +77,45 @@ impl std::fmt::Debug for CudaBackend {
 impl CudaBackend {
     /// Initializes the driver and retains the primary context of device `ordinal`.
     pub fn new(ordinal: u32) -> Result<Self, BackendError> {
-        cust::init(cust::CudaFlags::empty()).map_err(|e| from_cust("cuInit", e))?;
-        let count = Device::num_devices().map_err(|e| from_cust("cuDeviceGetCount", e))?;
-        if ordinal >= count {
-            return Err(BackendError::NoDevice {
-                reason: format!(
-                    "device ordinal {ordinal} asked for but the driver sees {count} device(s): use an ordinal below {count}"
-                ),
-            });
+        // SAFETY: each out-pointer is valid for writes; the name buffer holds 256 bytes and
+        // its length is passed.
+        unsafe {
+            check("cuInit", cuda::cuInit(0))?;
+            let mut count: c_int = 0;
+            check("cuDeviceGetCount", cuda::cuDeviceGetCount(&mut count))?;
+            let count = u32::try_from(count).unwrap_or(0);
+            if ordinal >= count {
+                return Err(BackendError::NoDevice {
+                    reason: format!(
+                        "device ordinal {ordinal} asked for but the driver sees {count} device(s): use an ordinal below {count}"
+                    ),
+                });
+            }
+            let mut device: cuda::CUdevice = 0;
+            check(
+                "cuDeviceGet",
+                cuda::cuDeviceGet(&mut device, ordinal as c_int),
+            )?;
+            let mut name = [0 as c_char; 256];
+            check(
+                "cuDeviceGetName",
+                cuda::cuDeviceGetName(name.as_mut_ptr(), name.len() as c_int, device),
+            )?;
+            let name = CStr::from_ptr(name.as_ptr()).to_string_lossy().into_owned();
+            let mut context: cuda::CUcontext = std::ptr::null_mut();
+            check(
+                "cuDevicePrimaryCtxRetain",
+                cuda::cuDevicePrimaryCtxRetain(&mut context, device),
+            )?;
+            Ok(CudaBackend {
+                context,
+                device,
+                ordinal,
+                name,
+                staging: Mutex::new(None),
+                queues: Mutex::new(Queues::default()),
+            })
         }
-        let device = Device::get_device(ordinal).map_err(|e| from_cust("cuDeviceGet", e))?;
-        let name = device.name().map_err(|e| from_cust("cuDeviceGetName", e))?;
-        let context = Context::new(device).map_err(|e| from_cust("cuDevicePrimaryCtxRetain", e))?;
-        Ok(CudaBackend {
-            context,
-            ordinal,
-            name,
-            staging: Mutex::new(None),
-            queues: Mutex::new(Queues::default()),
-        })
     }
 
     fn new_staging() -> Result<Staging, BackendError> {
@@ -242,7 +269,10 @@ impl CudaBackend {
 
     /// Makes this backend's context current on the calling thread.
     pub fn make_current(&self) -> Result<(), BackendError> {
-        CurrentContext::set_current(&self.context).map_err(|e| from_cust("cuCtxSetCurrent", e))
+        // SAFETY: the context was retained in `new` and is released only on drop.
+        check("cuCtxSetCurrent", unsafe {
+            cuda::cuCtxSetCurrent(self.context)
+        })
     }
 }
 
@@ -445,12 +475,12 @@ impl Backend for CudaBackend {
         let result = unsafe {
             cuda::cuPointerGetAttribute(
                 (&mut memory_type as *mut u32).cast::<c_void>(),
-                cuda::CUpointer_attribute::CU_POINTER_ATTRIBUTE_MEMORY_TYPE,
+                bindings::CUpointer_attribute::CU_POINTER_ATTRIBUTE_MEMORY_TYPE as c_int,
                 ptr.0,
             )
         };
         match check("cuPointerGetAttribute", result) {
-            Ok(()) => Ok(memory_type == cuda::CUmemorytype::CU_MEMORYTYPE_DEVICE as u32),
+            Ok(()) => Ok(memory_type == bindings::CUmemorytype::CU_MEMORYTYPE_DEVICE as u32),
             // A pointer the driver does not know (plain host memory) is not resident.
             Err(BackendError::Driver { code: 1, .. }) => Ok(false),
             Err(err) => Err(err),
@@ -490,23 +520,37 @@ impl Drop for CudaBackend {
             .get_mut()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        if let Some(staging) = staging
-            && self.make_current().is_ok()
-        {
-            release_staging(&staging);
+        let queues = std::mem::take(self.queues.get_mut().unwrap_or_else(|e| e.into_inner()));
+        if self.make_current().is_ok() {
+            if let Some(staging) = staging {
+                release_staging(&staging);
+            }
+            // SAFETY: each handle was made by this backend and is destroyed once, here, after
+            // its work is done; the `StreamId`s and `EventId`s naming them die with us.
+            unsafe {
+                for &stream in &queues.streams {
+                    cuda::cuStreamSynchronize(stream);
+                    cuda::cuStreamDestroy_v2(stream);
+                }
+                for &event in &queues.events {
+                    cuda::cuEventDestroy_v2(event);
+                }
+            }
         }
+        // SAFETY: retained once in `new`, released once here.
+        unsafe { cuda::cuDevicePrimaryCtxRelease_v2(self.device) };
     }
 }
 
 /// Converts a raw driver result.
-fn check(call: &'static str, result: cuda::CUresult) -> Result<(), BackendError> {
-    let code = result as u32;
+fn check(call: &'static str, code: c_int) -> Result<(), BackendError> {
     if code == 0 {
         return Ok(());
     }
     let mut name: *const c_char = std::ptr::null();
-    // SAFETY: cuGetErrorName writes a pointer to a static string or leaves it null.
-    unsafe { cuda::cuGetErrorName(result, &mut name) };
+    // SAFETY: cuGetErrorName writes a pointer to a static string, or answers an error for a
+    // code it does not know and leaves it null.
+    unsafe { cuda::cuGetErrorName(code, &mut name) };
     let name = if name.is_null() {
         format!("CUDA error {code}")
     } else {
@@ -515,20 +559,15 @@ fn check(call: &'static str, result: cuda::CUresult) -> Result<(), BackendError>
             .to_string_lossy()
             .into_owned()
     };
-    Err(classify(call, code, name))
-}
-
-fn from_cust(call: &'static str, err: CudaError) -> BackendError {
-    // Not `err.to_string()`: cust's Display asks the driver for the text and fails (a panic
-    // in `to_string`) when the driver cannot answer, as the stub and a broken install do.
-    classify(call, err as u32, format!("{err:?}"))
+    Err(classify(call, code as u32, name))
 }
 
 fn classify(call: &'static str, code: u32, name: String) -> BackendError {
     match code {
-        // NO_DEVICE, NOT_INITIALIZED, DEINITIALIZED, INVALID_DEVICE, SYSTEM_DRIVER_MISMATCH,
-        // COMPAT_NOT_SUPPORTED_ON_DEVICE, STUB_LIBRARY, INSUFFICIENT_DRIVER
-        100 | 3 | 4 | 101 | 803 | 804 | 34 | 35 => BackendError::NoDevice {
+        // NO_DEVICE, NOT_INITIALIZED, DEINITIALIZED, INVALID_DEVICE, STUB_LIBRARY,
+        // DEVICE_UNAVAILABLE (exclusive-process or otherwise unavailable),
+        // SYSTEM_DRIVER_MISMATCH, COMPAT_NOT_SUPPORTED_ON_DEVICE
+        100 | 3 | 4 | 101 | 34 | 46 | 803 | 804 => BackendError::NoDevice {
             reason: format!("{call} returned {name} ({code}); {NO_DEVICE_HELP}"),
         },
         // ECC_UNCORRECTABLE, ILLEGAL_ADDRESS, LAUNCH_FAILED, HARDWARE_STACK_ERROR,
@@ -537,5 +576,95 @@ fn classify(call: &'static str, code: u32, name: String) -> BackendError {
             reason: format!("{call} returned {name} ({code})"),
         },
         _ => BackendError::Driver { call, code, name },
+    }
+}
+
+/// The driver entry points this backend calls, declared as `cuda.h` (CUDA 12) declares them
+/// but with the result as a plain integer: any code a driver returns is a valid value.
+/// Handles are opaque pointers; sizes are `size_t`.
+#[allow(non_snake_case, non_camel_case_types)]
+mod driver {
+    use std::ffi::{c_char, c_int, c_uint, c_void};
+
+    pub type CUresult = c_int;
+    pub type CUdevice = c_int;
+    pub type CUdeviceptr = u64;
+    pub type CUcontext = *mut c_void;
+    pub type CUstream = *mut c_void;
+    pub type CUevent = *mut c_void;
+
+    #[link(name = "cuda")]
+    unsafe extern "C" {
+        pub fn cuInit(flags: c_uint) -> CUresult;
+        pub fn cuGetErrorName(error: CUresult, name: *mut *const c_char) -> CUresult;
+        pub fn cuDeviceGetCount(count: *mut c_int) -> CUresult;
+        pub fn cuDeviceGet(device: *mut CUdevice, ordinal: c_int) -> CUresult;
+        pub fn cuDeviceGetName(name: *mut c_char, len: c_int, device: CUdevice) -> CUresult;
+        pub fn cuDevicePrimaryCtxRetain(context: *mut CUcontext, device: CUdevice) -> CUresult;
+        pub fn cuDevicePrimaryCtxRelease_v2(device: CUdevice) -> CUresult;
+        pub fn cuCtxSetCurrent(context: CUcontext) -> CUresult;
+        pub fn cuCtxSynchronize() -> CUresult;
+        pub fn cuMemGetInfo_v2(free: *mut usize, total: *mut usize) -> CUresult;
+        pub fn cuMemAlloc_v2(ptr: *mut CUdeviceptr, bytes: usize) -> CUresult;
+        pub fn cuMemFree_v2(ptr: CUdeviceptr) -> CUresult;
+        pub fn cuMemAllocHost_v2(ptr: *mut *mut c_void, bytes: usize) -> CUresult;
+        pub fn cuMemFreeHost(ptr: *mut c_void) -> CUresult;
+        pub fn cuMemcpyHtoD_v2(dst: CUdeviceptr, src: *const c_void, bytes: usize) -> CUresult;
+        pub fn cuMemcpyDtoH_v2(dst: *mut c_void, src: CUdeviceptr, bytes: usize) -> CUresult;
+        pub fn cuMemcpyDtoD_v2(dst: CUdeviceptr, src: CUdeviceptr, bytes: usize) -> CUresult;
+        pub fn cuMemsetD8_v2(dst: CUdeviceptr, value: u8, count: usize) -> CUresult;
+        pub fn cuMemcpyHtoDAsync_v2(
+            dst: CUdeviceptr,
+            src: *const c_void,
+            bytes: usize,
+            stream: CUstream,
+        ) -> CUresult;
+        pub fn cuMemcpyDtoDAsync_v2(
+            dst: CUdeviceptr,
+            src: CUdeviceptr,
+            bytes: usize,
+            stream: CUstream,
+        ) -> CUresult;
+        pub fn cuMemsetD8Async(
+            dst: CUdeviceptr,
+            value: u8,
+            count: usize,
+            stream: CUstream,
+        ) -> CUresult;
+        pub fn cuStreamCreate(stream: *mut CUstream, flags: c_uint) -> CUresult;
+        pub fn cuStreamDestroy_v2(stream: CUstream) -> CUresult;
+        pub fn cuStreamSynchronize(stream: CUstream) -> CUresult;
+        pub fn cuEventCreate(event: *mut CUevent, flags: c_uint) -> CUresult;
+        pub fn cuEventDestroy_v2(event: CUevent) -> CUresult;
+        pub fn cuEventRecord(event: CUevent, stream: CUstream) -> CUresult;
+        pub fn cuEventQuery(event: CUevent) -> CUresult;
+        pub fn cuEventSynchronize(event: CUevent) -> CUresult;
+        pub fn cuEventElapsedTime(ms: *mut f32, start: CUevent, end: CUevent) -> CUresult;
+        pub fn cuPointerGetAttribute(
+            data: *mut c_void,
+            attribute: c_int,
+            ptr: CUdeviceptr,
+        ) -> CUresult;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BackendError, classify};
+
+    #[test]
+    fn driver_codes_of_a_stub_or_mismatched_driver_are_no_device_and_35_is_not_one() {
+        for code in [34, 46, 100, 803, 804] {
+            let err = classify("cuInit", code, format!("code {code}"));
+            assert!(
+                matches!(err, BackendError::NoDevice { .. }),
+                "{code}: {err:?}"
+            );
+        }
+        // 35 is the runtime API's cudaErrorInsufficientDriver, not a driver code.
+        assert!(matches!(
+            classify("cuInit", 35, "CUDA error 35".into()),
+            BackendError::Driver { code: 35, .. }
+        ));
     }
 }
