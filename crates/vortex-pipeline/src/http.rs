@@ -172,19 +172,34 @@ pub async fn serve(listener: TcpListener, state: Arc<ServerState>) {
 }
 
 /// Serves `listener` until the task is dropped, holding at most `limits.connections`
-/// connections and closing one that sends or takes nothing for `limits.idle`.
+/// connections, closing one that sends or takes nothing for `limits.idle` or that has not
+/// sent a request's head within `limits.header_timeout`, and answering 431 to a head larger
+/// than `limits.max_header_bytes`.
 pub async fn serve_with(listener: TcpListener, state: Arc<ServerState>, limits: Limits) {
-    let listener = Limited {
+    let mut listener = Limited {
         inner: listener,
         permits: Arc::new(tokio::sync::Semaphore::new(limits.connections.max(1))),
         idle: limits.idle,
     };
-    if let Err(err) = axum::serve(listener, router(state)).await {
-        tracing::error!(target: "vortex_pipeline::http", error = %err, "the server stopped");
+    let router = router(state);
+    loop {
+        let connection = listener.accept().await;
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                // hyper's floor is 8 KiB.
+                .max_buf_size(limits.max_header_bytes.max(8192));
+            let io = hyper_util::rt::TokioIo::new(connection);
+            if let Err(err) = http.serve_connection(io, service).await {
+                tracing::debug!(target: "vortex_pipeline::http", error = %err, "connection ended");
+            }
+        });
     }
 }
 
-/// How many connections the server holds and how long one may stay silent.
+/// What one client may take of the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Connections held at once; more wait in the kernel's queue until one closes.
@@ -192,6 +207,10 @@ pub struct Limits {
     /// A connection that neither sends nor receives a byte for this long is closed (slow or
     /// idle clients cannot hold the server's connections, or its file descriptors).
     pub idle: std::time::Duration,
+    /// A request's head must arrive within this (a client trickling its headers is cut off).
+    pub header_timeout: std::time::Duration,
+    /// Largest request head; a larger one is answered 431 (at least 8 KiB).
+    pub max_header_bytes: usize,
 }
 
 impl Default for Limits {
@@ -199,6 +218,8 @@ impl Default for Limits {
         Limits {
             connections: 256,
             idle: std::time::Duration::from_secs(15),
+            header_timeout: std::time::Duration::from_secs(5),
+            max_header_bytes: 16 << 10,
         }
     }
 }
@@ -210,11 +231,8 @@ struct Limited {
     idle: std::time::Duration,
 }
 
-impl axum::serve::Listener for Limited {
-    type Io = Connection;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Connection, std::net::SocketAddr) {
+impl Limited {
+    async fn accept(&mut self) -> Connection {
         loop {
             let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
                 // The semaphore is never closed; wait rather than spin if it were.
@@ -223,16 +241,14 @@ impl axum::serve::Listener for Limited {
             };
             match self.inner.accept().await {
                 Ok((stream, addr)) => {
+                    let _ = addr;
                     let idle = Box::pin(tokio::time::sleep(self.idle));
-                    return (
-                        Connection {
-                            stream,
-                            _permit: permit,
-                            idle,
-                            limit: self.idle,
-                        },
-                        addr,
-                    );
+                    return Connection {
+                        stream,
+                        _permit: permit,
+                        idle,
+                        limit: self.idle,
+                    };
                 }
                 Err(err) => {
                     // Out of file descriptors, say: back off instead of spinning.
@@ -242,10 +258,6 @@ impl axum::serve::Listener for Limited {
                 }
             }
         }
-    }
-
-    fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
-        self.inner.local_addr()
     }
 }
 

@@ -358,6 +358,7 @@ async fn idle_connections_cannot_starve_the_probes() {
     let limits = Limits {
         connections: 16,
         idle: std::time::Duration::from_millis(300),
+        ..Limits::default()
     };
     let server = tokio::spawn(serve_with(listener, Arc::clone(&state), limits));
     let mut idle = Vec::new();
@@ -388,5 +389,41 @@ async fn idle_connections_cannot_starve_the_probes() {
         closed, 16,
         "the server closed every silent connection it held"
     );
+    server.abort();
+}
+
+/// Hostile heads: one too large is answered 431; one trickled too slowly is cut off; the
+/// probes answer throughout.
+#[tokio::test]
+async fn oversized_and_trickled_request_heads_are_refused() {
+    use vortex_pipeline::http::{Limits, serve_with};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = Arc::new(ServerState::new(Box::new(String::new)));
+    let limits = Limits {
+        header_timeout: std::time::Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let server = tokio::spawn(serve_with(listener, Arc::clone(&state), limits));
+    let huge = format!("X-Filler: {}\r\n", "a".repeat(64 << 10));
+    let (status, _, _) = send(addr, "GET", "/health", &huge, None).await;
+    assert_eq!(status, 431, "a 64 KiB header");
+
+    // Half a request head, then silence: the connection is closed after the head timeout.
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: local")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        slow.read_to_end(&mut rest),
+    )
+    .await
+    .expect("the server cut the trickling client off");
+    assert!(read.is_ok() || rest.is_empty());
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    assert_eq!(request(addr, "GET", "/health").await.0, 200);
     server.abort();
 }
