@@ -80,10 +80,9 @@ fn run_logs_json_lines_and_writes_slot_files() {
             .count(),
         10
     );
+    // The snapshot's figures are fields of the log line, not a JSON document in a string.
     assert!(lines.iter().any(|l| {
-        l["snapshot"]
-            .as_str()
-            .is_some_and(|s| s.contains("after_load"))
+        l["message"] == "vram snapshot" && l["event"] == "after_load" && l["allocated"].is_u64()
     }));
     for name in ["actor.png", "audio.wav", "video.y4m"] {
         let file = out.join("slot-0002").join(name);

@@ -219,20 +219,26 @@ impl VramMonitor {
         if !tracing::enabled!(target: "vortex_vram::snapshot", tracing::Level::INFO) {
             return snapshot;
         }
-        match serde_json::to_string(&snapshot) {
-            Ok(json) => tracing::info!(
-                target: "vortex_vram::snapshot",
-                event,
-                slot,
-                allocated = snapshot.allocated,
-                reserved = snapshot.reserved,
-                snapshot = %json,
-                "vram snapshot"
-            ),
-            Err(err) => {
-                tracing::error!(target: "vortex_vram", error = %err, "snapshot did not serialize")
-            }
-        }
+        // Flat fields, so a JSON log line carries numbers, not a JSON document in a string;
+        // the owners as `name=bytes` pairs.
+        let owners = snapshot
+            .owners
+            .iter()
+            .map(|o| format!("{}={}", o.owner, o.bytes))
+            .collect::<Vec<_>>()
+            .join(" ");
+        tracing::info!(
+            target: "vortex_vram::snapshot",
+            event,
+            slot,
+            allocated = snapshot.allocated,
+            reserved = snapshot.reserved,
+            peak = snapshot.peak,
+            device_used = snapshot.device_used,
+            device_total = snapshot.device_total,
+            owners = %owners,
+            "vram snapshot"
+        );
         snapshot
     }
 
