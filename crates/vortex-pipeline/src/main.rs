@@ -116,9 +116,25 @@ fn log_level() -> Option<tracing::Level> {
 
 fn main() {
     if let Err(err) = real_main() {
-        eprintln!("error: {err:#}");
+        eprintln!("error: {}", chain(&err));
         std::process::exit(1);
     }
+}
+
+/// The error and each cause the text so far does not already say (many of Vortex's errors
+/// include their source in their own message; printing the chain as is said it twice).
+fn chain(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn real_main() -> Result<()> {
