@@ -328,6 +328,11 @@ fn operator_errors_say_what_to_change() {
         stderr.contains("clip_l") && stderr.contains("not a regular file"),
         "{stderr}"
     );
+    assert_eq!(
+        stderr.matches("not a regular file").count(),
+        1,
+        "said once: {stderr}"
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         !stdout.contains("model loaded"),
