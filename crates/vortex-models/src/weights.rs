@@ -127,6 +127,43 @@ fn dtype_of(dtype: Dtype) -> Option<WeightDtype> {
     }
 }
 
+/// The first tensor of a safetensors header whose byte range is not its shape times its
+/// dtype's size, with what is wrong (for an error that names it).
+fn mismatched_tensor(bytes: &[u8]) -> Option<(String, String)> {
+    let len = usize::try_from(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(bytes.get(8..8usize.checked_add(len)?)?).ok()?;
+    let size = |dtype: &str| match dtype {
+        "F64" | "I64" | "U64" => Some(8u64),
+        "F32" | "I32" | "U32" => Some(4),
+        "F16" | "BF16" | "I16" | "U16" => Some(2),
+        "U8" | "I8" | "BOOL" | "F8_E4M3" | "F8_E5M2" => Some(1),
+        _ => None,
+    };
+    for (name, info) in header.iter().filter(|(k, _)| *k != "__metadata__") {
+        let dtype = info["dtype"].as_str()?;
+        let shape: Option<Vec<u64>> = info["shape"]
+            .as_array()?
+            .iter()
+            .map(serde_json::Value::as_u64)
+            .collect();
+        let numel = shape?.iter().try_fold(1u64, |a, &d| a.checked_mul(d))?;
+        let offsets = info["data_offsets"].as_array()?;
+        let (start, end) = (offsets.first()?.as_u64()?, offsets.get(1)?.as_u64()?);
+        let want = numel.checked_mul(size(dtype)?)?;
+        if end < start || end - start != want {
+            return Some((
+                name.clone(),
+                format!(
+                    "its offsets {start}..{end} hold {} bytes, but {dtype} of its shape needs {want}",
+                    end.saturating_sub(start)
+                ),
+            ));
+        }
+    }
+    None
+}
+
 /// A checked, memory-mapped weights file.
 #[derive(Debug)]
 pub struct WeightFile {
@@ -176,7 +213,13 @@ impl WeightFile {
         let (header_len, metadata) = SafeTensors::read_metadata(&map).map_err(|e| match e {
             SafeTensorError::InvalidOffset(name) => tensor(&name, TensorProblem::Offsets),
             SafeTensorError::TensorInvalidInfo | SafeTensorError::MetadataIncompleteBuffer => {
-                format(format!("{e}: the data section does not match the header"))
+                match mismatched_tensor(&map) {
+                    // Name the tensor whose shape, dtype and offsets disagree.
+                    Some((name, detail)) => format(format!(
+                        "tensor `{name}`: {detail}: the data section does not match the header"
+                    )),
+                    None => format(format!("{e}: the data section does not match the header")),
+                }
             }
             other => format(other.to_string()),
         })?;

@@ -274,3 +274,27 @@ fn a_folder_or_a_fifo_as_weights_is_refused_at_once() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_tensor_whose_offsets_disagree_with_its_shape_is_named() {
+    let layout = ClipConfig::TINY.layout(WeightDtype::F16);
+    let first = &layout.tensors[0];
+    // One tensor, F16 of its shape, but with offsets two bytes short of it.
+    let bytes = first.bytes();
+    let header = format!(
+        r#"{{"{}":{{"dtype":"F16","shape":{:?},"data_offsets":[0,{}]}}}}"#,
+        first.name,
+        first.shape,
+        bytes - 2
+    );
+    let mut file = (header.len() as u64).to_le_bytes().to_vec();
+    file.extend_from_slice(header.as_bytes());
+    file.resize(file.len() + bytes as usize - 2, 0);
+    let path =
+        std::env::temp_dir().join(format!("vortex-offsets-{}.safetensors", std::process::id()));
+    std::fs::write(&path, &file).unwrap();
+    let err = WeightFile::open(&path, &layout).unwrap_err().to_string();
+    let _ = std::fs::remove_file(&path);
+    assert!(err.contains(&format!("tensor `{}`", first.name)), "{err}");
+    assert!(err.contains("offsets"), "{err}");
+}
