@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use vortex_models::compute::StageSet;
 use vortex_models::weights::WeightSource;
 use vortex_pipeline::config::{Config, DeviceKind};
-use vortex_pipeline::http::{ServerState, serve};
+use vortex_pipeline::http::{Limits, ServerState, serve_with};
 use vortex_pipeline::output::{Discard, MediaSink, SlotFiles, VideoFormat, plan_svg};
 use vortex_pipeline::pipeline::backend_for;
 use vortex_pipeline::report;
@@ -91,6 +91,12 @@ enum Command {
         /// Where the slots' files go (DIR/slot-NNNN/).
         #[arg(long, value_name = "DIR", default_value = "slots")]
         out: PathBuf,
+        /// Connections held at once (more wait in the kernel's queue).
+        #[arg(long, default_value_t = 256)]
+        max_connections: usize,
+        /// Close a connection silent this long, in seconds.
+        #[arg(long, default_value_t = 15.0)]
+        idle_timeout: f64,
     },
 }
 
@@ -230,8 +236,21 @@ fn real_main() -> Result<()> {
             };
             runtime.block_on(run(config, &recipes, &files))
         }
-        Command::Serve { addr, out } => {
-            runtime.block_on(serve_command(config, &addr, &out, metrics))
+        Command::Serve {
+            addr,
+            out,
+            max_connections,
+            idle_timeout,
+        } => {
+            if !(idle_timeout.is_finite() && idle_timeout > 0.0 && idle_timeout <= 3600.0) {
+                bail!("--idle-timeout {idle_timeout}: give seconds between 0 and 3600");
+            }
+            let limits = Limits {
+                connections: max_connections.max(1),
+                idle: std::time::Duration::from_secs_f64(idle_timeout),
+                ..Limits::default()
+            };
+            runtime.block_on(serve_command(config, &addr, &out, limits, metrics))
         }
     }
 }
@@ -506,6 +525,7 @@ async fn serve_command(
     config: Config,
     addr: &str,
     out: &Path,
+    limits: Limits,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
 ) -> Result<()> {
     let token = std::env::var("VORTEX_TOKEN").ok().filter(|t| !t.is_empty());
@@ -524,7 +544,7 @@ async fn serve_command(
     state.token = token;
     let state = Arc::new(state);
     tracing::info!(target: "vortex", addr = %local, out = %out.display(), "serving /health /ready /metrics /vram, POST /slots and /slots/{{id}}");
-    let server = tokio::spawn(serve(listener, Arc::clone(&state)));
+    let server = tokio::spawn(serve_with(listener, Arc::clone(&state), limits));
     // Load while /health already answers and /ready says "loading".
     let pipeline = tokio::task::spawn_blocking(move || VortexPipeline::new(config)).await??;
     state.loaded(pipeline).await;

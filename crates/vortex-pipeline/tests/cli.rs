@@ -371,3 +371,92 @@ fn operator_errors_say_what_to_change() {
         );
     }
 }
+
+/// `vortex serve` with 64 file descriptors and 100 silent connections: it does not spin on
+/// the failing accepts, and `/health` answers once the silent ones time out.
+#[test]
+fn serve_under_fd_exhaustion_neither_spins_nor_starves_the_probes() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let dir = tempdir("fds");
+    let config = small_config(&dir);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut server = Command::new("bash")
+        .arg("-c")
+        .arg(r#"ulimit -n 64 && exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_vortex"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "serve",
+            "--addr",
+            &addr,
+        ])
+        .args([
+            "--out",
+            dir.join("slots").to_str().unwrap(),
+            "--idle-timeout",
+            "1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let health = |timeout: std::time::Duration| -> Option<String> {
+        let mut stream = TcpStream::connect(&addr).ok()?;
+        stream.set_read_timeout(Some(timeout)).ok()?;
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        Some(response)
+    };
+    let mut up = false;
+    for _ in 0..200 {
+        if health(std::time::Duration::from_secs(1)).is_some_and(|r| r.contains(" 200 ")) {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(up, "vortex serve answered /health");
+    let silent: Vec<TcpStream> = (0..100)
+        .filter_map(|_| TcpStream::connect(&addr).ok())
+        .collect();
+    assert!(
+        silent.len() >= 64,
+        "more connections than the server has descriptors"
+    );
+    let cpu = || -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.id())).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    };
+    let before = cpu();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let ticks = cpu() - before;
+    let started = std::time::Instant::now();
+    let answer = health(std::time::Duration::from_secs(10));
+    let waited = started.elapsed();
+    drop(silent);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        ticks < 100,
+        "the server used {ticks} clock ticks of CPU in 2 s with its descriptors exhausted: it spins"
+    );
+    let answer = answer.expect("/health answered behind 100 silent connections");
+    assert!(answer.contains(" 200 "), "{answer}");
+    eprintln!("/health answered after {waited:?}; server CPU {ticks} ticks in 2 s");
+}
