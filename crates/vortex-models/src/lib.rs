@@ -5,6 +5,7 @@
 //! - [`layout`]: tensor layouts; [`clip`], [`flux`], [`kokoro`] and [`liveportrait`]
 //!   generate theirs from hyperparameters. CLIP, FLUX and Kokoro match their published
 //!   parameter counts exactly; LivePortrait matches its published total (about 130M).
+//! - [`clip_text`]: CLIP's BPE tokenizer, a prompt to the 77 ids the text tower reads.
 //! - [`weights`]: safetensors files checked against a layout, and synthetic weights.
 //! - [`adapter`]: one [`vortex_registry::Model`] type per model ([`adapter::Flux`],
 //!   [`adapter::ClipB`], [`adapter::ClipL`], [`adapter::Kokoro`], [`adapter::LivePortrait`]).
@@ -25,6 +26,7 @@
 
 pub mod adapter;
 pub mod clip;
+pub mod clip_text;
 pub mod compute;
 pub mod cost;
 pub mod flux;
