@@ -37,7 +37,9 @@ pub fn bench(options: &Options) -> Result<()> {
     fs::create_dir_all(&out)?;
     if !options.no_criterion {
         let mut cmd = cargo();
-        cmd.args(["bench", "-p", "vortex-bench"]);
+        // --benches: the criterion targets only (the library's unit-test harness does not take
+        // criterion's options).
+        cmd.args(["bench", "-p", "vortex-bench", "--benches"]);
         if options.quick {
             cmd.args(["--", "--warm-up-time", "1", "--measurement-time", "2"]);
         }
