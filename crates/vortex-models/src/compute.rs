@@ -387,8 +387,8 @@ impl fmt::Display for Implementation {
     }
 }
 
-/// The audio stage: a waveform from the recipe's script.
-pub trait AudioStage: Send + fmt::Debug {
+/// What every stage implementation says about itself and answers, whatever its kind.
+pub trait StageImpl: Send + fmt::Debug {
     /// What runs.
     fn implementation(&self) -> Implementation;
     /// Whether it can write buffers of these shapes and dtypes (checked at start-up, so a
@@ -401,6 +401,10 @@ pub trait AudioStage: Send + fmt::Debug {
     fn stopper(&self) -> Option<Terminator> {
         None
     }
+}
+
+/// The audio stage: a waveform from the recipe's script.
+pub trait AudioStage: StageImpl {
     /// Writes `seconds × sample_rate` samples (the buffers' dtype) into `audio`.
     fn run(
         &mut self,
@@ -411,19 +415,7 @@ pub trait AudioStage: Send + fmt::Debug {
 }
 
 /// The actor stage: an image from the recipe's prompt and seed.
-pub trait ActorStage: Send + fmt::Debug {
-    /// What runs.
-    fn implementation(&self) -> Implementation;
-    /// Whether it can write buffers of these shapes and dtypes (checked at start-up, so a
-    /// configuration it cannot serve fails there, not in every slot).
-    fn check_buffers(&self, buffers: &OutputBuffers) -> Result<(), ComputeError> {
-        let _ = buffers;
-        Ok(())
-    }
-    /// A handle that stops a run in progress from another thread (a network's), if any.
-    fn stopper(&self) -> Option<Terminator> {
-        None
-    }
+pub trait ActorStage: StageImpl {
     /// Writes `image_size² × channels` (the buffers' dtype) into `actor`.
     fn run(
         &mut self,
@@ -443,15 +435,7 @@ pub struct VideoInputs<'a> {
 }
 
 /// The video stage: frames of the actor driven by the audio.
-pub trait VideoStage: Send + fmt::Debug {
-    /// What runs.
-    fn implementation(&self) -> Implementation;
-    /// Whether it can write buffers of these shapes and dtypes (checked at start-up, so a
-    /// configuration it cannot serve fails there, not in every slot).
-    fn check_buffers(&self, buffers: &OutputBuffers) -> Result<(), ComputeError> {
-        let _ = buffers;
-        Ok(())
-    }
+pub trait VideoStage: StageImpl {
     /// Writes every frame into `target`, calling `drain(index, offset)` after each.
     fn run(
         &mut self,
@@ -473,15 +457,7 @@ pub struct FrameSelection {
 }
 
 /// A verification stage: an embedding of the slot's frames.
-pub trait EmbeddingStage: Send + fmt::Debug {
-    /// What runs.
-    fn implementation(&self) -> Implementation;
-    /// Whether it can write buffers of these shapes and dtypes (checked at start-up, so a
-    /// configuration it cannot serve fails there, not in every slot).
-    fn check_buffers(&self, buffers: &OutputBuffers) -> Result<(), ComputeError> {
-        let _ = buffers;
-        Ok(())
-    }
+pub trait EmbeddingStage: StageImpl {
     /// Width of the embedding.
     fn dim(&self) -> usize;
     /// Writes an L2-normalized embedding of `dim()` values into `out`, reading frames with

@@ -11,7 +11,7 @@ use vortex_vram::{Arena, OwnerId, StaticRegion};
 use super::assets::{KokoroFiles, STYLE, VOICE_ROWS};
 use super::phonemes::{self, Language, MAX_TOKENS, Vocab};
 use crate::compute::{
-    AudioStage, ComputeError, Implementation, ImplementationKind, Recipe, StageContext,
+    AudioStage, ComputeError, Implementation, ImplementationKind, Recipe, StageContext, StageImpl,
 };
 use crate::runtime::{Graph, InPlace, Input, Output, Runtime, RuntimeError, Terminator};
 use crate::weights::ResidentWeights;
@@ -181,7 +181,7 @@ impl KokoroNetwork {
     }
 }
 
-impl AudioStage for KokoroNetwork {
+impl StageImpl for KokoroNetwork {
     fn implementation(&self) -> Implementation {
         Implementation {
             kind: ImplementationKind::Network,
@@ -211,7 +211,9 @@ impl AudioStage for KokoroNetwork {
         }
         Ok(())
     }
+}
 
+impl AudioStage for KokoroNetwork {
     fn run(
         &mut self,
         cx: &mut StageContext<'_>,
@@ -219,21 +221,7 @@ impl AudioStage for KokoroNetwork {
         audio: &StaticRegion,
     ) -> Result<(), ComputeError> {
         let b = cx.buffers;
-        if b.audio_dtype != Dtype::F32 {
-            return Err(ComputeError::Dtype {
-                implementation: "kokoro-82m-int8",
-                what: "the audio",
-                key: "audio_dtype",
-                supported: Dtype::F32,
-                found: b.audio_dtype,
-            });
-        }
-        if b.sample_rate != SAMPLE_RATE {
-            return Err(ComputeError::SampleRate {
-                found: b.sample_rate,
-                needed: SAMPLE_RATE,
-            });
-        }
+        self.check_buffers(b)?;
         let capacity = (b.seconds * b.sample_rate) as usize;
         if audio.size < capacity as u64 * 4 {
             return Err(ComputeError::Shape {

@@ -36,14 +36,14 @@ use helpers::check_dtype;
 
 use crate::compute::{
     ActorStage, AudioStage, ComputeError, EmbeddingStage, FrameDrain, FrameReader, FrameSelection,
-    FrameTarget, Implementation, Recipe, StageContext, VideoInputs, VideoStage,
+    FrameTarget, Implementation, Recipe, StageContext, StageImpl, VideoInputs, VideoStage,
 };
 
 /// The audio stage's reference implementation ([`reference_audio`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReferenceAudio;
 
-impl AudioStage for ReferenceAudio {
+impl StageImpl for ReferenceAudio {
     fn check_buffers(&self, b: &OutputBuffers) -> Result<(), ComputeError> {
         check_dtype("the audio", "audio_dtype", b.audio_dtype, Dtype::F32)
     }
@@ -51,7 +51,9 @@ impl AudioStage for ReferenceAudio {
     fn implementation(&self) -> Implementation {
         Implementation::reference("one tone burst per letter of the script")
     }
+}
 
+impl AudioStage for ReferenceAudio {
     fn run(
         &mut self,
         cx: &mut StageContext<'_>,
@@ -66,7 +68,7 @@ impl AudioStage for ReferenceAudio {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReferenceActor;
 
-impl ActorStage for ReferenceActor {
+impl StageImpl for ReferenceActor {
     fn check_buffers(&self, b: &OutputBuffers) -> Result<(), ComputeError> {
         check_dtype("the actor image", "actor_dtype", b.actor_dtype, Dtype::U8)
     }
@@ -74,7 +76,9 @@ impl ActorStage for ReferenceActor {
     fn implementation(&self) -> Implementation {
         Implementation::reference("a procedural portrait from the prompt and seed")
     }
+}
 
+impl ActorStage for ReferenceActor {
     fn run(
         &mut self,
         cx: &mut StageContext<'_>,
@@ -89,7 +93,7 @@ impl ActorStage for ReferenceActor {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReferenceVideo;
 
-impl VideoStage for ReferenceVideo {
+impl StageImpl for ReferenceVideo {
     fn check_buffers(&self, b: &OutputBuffers) -> Result<(), ComputeError> {
         check_dtype("the video", "video_dtype", b.video_dtype, Dtype::U8)
     }
@@ -99,7 +103,9 @@ impl VideoStage for ReferenceVideo {
             "the actor image moved and its mouth opened by the audio envelope",
         )
     }
+}
 
+impl VideoStage for ReferenceVideo {
     fn run(
         &mut self,
         cx: &mut StageContext<'_>,
@@ -136,7 +142,7 @@ impl ReferenceEmbedding {
     }
 }
 
-impl EmbeddingStage for ReferenceEmbedding {
+impl StageImpl for ReferenceEmbedding {
     fn check_buffers(&self, b: &OutputBuffers) -> Result<(), ComputeError> {
         check_dtype("the video", "video_dtype", b.video_dtype, Dtype::U8)
     }
@@ -144,7 +150,9 @@ impl EmbeddingStage for ReferenceEmbedding {
     fn implementation(&self) -> Implementation {
         Implementation::reference("a fixed random projection of block colour means")
     }
+}
 
+impl EmbeddingStage for ReferenceEmbedding {
     fn dim(&self) -> usize {
         self.projection.dim()
     }
