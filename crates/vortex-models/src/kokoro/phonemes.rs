@@ -44,7 +44,7 @@ pub const PUNCTUATION: &str = ";:,.!?¡¿—…\"«»“”(){}[]";
 
 /// The line that separated segments in one espeak-ng run before it was made unpredictable
 /// (kept for tests that check a text saying it is still phonemized right). Each run now uses
-/// [`separator`]: nonsense words made afresh per call, so a script cannot be written to match
+/// `separator()`: nonsense words made afresh per call, so a script cannot be written to match
 /// it and force one espeak-ng process per segment.
 pub const SEPARATOR: &str = "vortex segment break";
 
