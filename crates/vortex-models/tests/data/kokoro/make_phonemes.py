@@ -7,7 +7,7 @@ Pinned: Python 3.11.7, standard library only, and Debian bookworm's `espeak-ng`
 
 Run from anywhere: python3 make_phonemes.py [--any-espeak]
 
-The pipeline is /work/kokoro-prep/phonemize.py (misaki 0.9.4 EspeakFallback driven the way
+The pipeline is the reference phonemizer golden.py also uses (misaki 0.9.4 EspeakFallback driven the way
 misaki drives espeak-ng through phonemizer-fork 3.3.2, plus kokoro-onnx 0.6.1's chunker),
 written out again here so the repository holds it, with three changes:
 - espeak-ng reads each segment on stdin with `--stdin` (the whole stream as one text)
