@@ -48,9 +48,6 @@ pub enum RuntimeError {
         /// What ONNX Runtime or the loader said.
         message: String,
     },
-    /// The runtime could not be kept (only if a process-wide slot was poisoned).
-    #[error("ONNX Runtime did not start earlier in this process: {0}; restart the process")]
-    Earlier(String),
     /// A network's files could not be prepared.
     #[error("{0}")]
     Assets(String),
@@ -105,7 +102,7 @@ unsafe impl Send for Runtime {}
 // SAFETY: as above.
 unsafe impl Sync for Runtime {}
 
-static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
+static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 static STARTING: Mutex<()> = Mutex::new(());
 
 impl Runtime {
@@ -115,19 +112,12 @@ impl Runtime {
     pub fn get(explicit: Option<&Path>) -> Result<&'static Runtime, RuntimeError> {
         let _starting = STARTING.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(started) = RUNTIME.get() {
-            return started
-                .as_ref()
-                .map_err(|e| RuntimeError::Earlier(e.clone()));
+            return Ok(started);
         }
-        match Self::start(explicit) {
-            Ok(runtime) => RUNTIME
-                .get_or_init(|| Ok(runtime))
-                .as_ref()
-                .map_err(|e| RuntimeError::Earlier(e.clone())),
-            // A failure is not remembered: the next call tries again (pip may have been
-            // unreachable, a library path may have been fixed).
-            Err(err) => Err(err),
-        }
+        // A failure is not remembered: the next call tries again (pip may have been
+        // unreachable, a library path may have been fixed).
+        let runtime = Self::start(explicit)?;
+        Ok(RUNTIME.get_or_init(|| runtime))
     }
 
     fn start(explicit: Option<&Path>) -> Result<Runtime, RuntimeError> {
