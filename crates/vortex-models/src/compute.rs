@@ -16,12 +16,13 @@ use serde::{Deserialize, Serialize};
 use vortex_registry::{Dtype, ModelRegistry, OutputBuffers};
 use vortex_vram::{Arena, OwnerId, StaticRegion, StreamId, VramError};
 
-use crate::adapter::Kokoro;
+use crate::adapter::{ClipB, ClipL, Kokoro};
+use crate::clip::network::ClipNetwork;
 use crate::kokoro::network::{KOKORO_DETAIL, KokoroNetwork};
 use crate::reference::{ReferenceActor, ReferenceAudio, ReferenceEmbedding, ReferenceVideo};
-use crate::runtime::{Runtime, RuntimeError, Terminator};
+use crate::runtime::{InPlace, Runtime, RuntimeError, Terminator};
 use crate::stage::{Stage, StageMap};
-use crate::weights::{Network, WeightSource};
+use crate::weights::{Network, ResidentWeights, WeightSource};
 
 /// What a slot is made from. Deserializing one (JSON, TOML, an HTTP body) validates it:
 /// unknown fields are refused and every limit is checked, with the field named
@@ -300,6 +301,41 @@ pub enum ComputeError {
     /// Whoever consumes the frames (an encoder, a file) failed.
     #[error("the frame consumer failed: {0}")]
     Drain(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The prompt could not be encoded for CLIP's text tower.
+    #[error(transparent)]
+    Prompt(Box<crate::clip_text::ClipTextError>),
+    /// A frame the image tower's preprocessing refused.
+    #[error(transparent)]
+    Frame(#[from] crate::clip::image::PrepError),
+    /// Frames to verify that a slot does not have.
+    #[error(
+        "{verified} frames to verify out of {frames}: verify at least 1 and at most the slot's frames (timing.verified_frames)"
+    )]
+    Selection {
+        /// Frames in the slot.
+        frames: u64,
+        /// Frames asked for.
+        verified: u64,
+    },
+    /// A graph whose output is not as wide as its manifest says.
+    #[error(
+        "{} gives embeddings of {found} values but its manifest says projection_dim = {expected}: the graph and clip.json are from different exports; export again",
+        graph.display()
+    )]
+    Width {
+        /// The graph file.
+        graph: std::path::PathBuf,
+        /// Its output width.
+        found: usize,
+        /// The manifest's.
+        expected: usize,
+    },
+    /// Frames that are not RGB.
+    #[error("CLIP reads RGB frames, but buffers.channels is {found}: set buffers.channels = 3")]
+    Channels {
+        /// The configured channels.
+        found: u64,
+    },
     /// An output slice of the wrong length.
     #[error("the {what} output holds {have} values but the implementation writes {need}")]
     OutputLength {
@@ -461,7 +497,8 @@ pub trait EmbeddingStage: StageImpl {
     /// Width of the embedding.
     fn dim(&self) -> usize;
     /// Writes an L2-normalized embedding of `dim()` values into `out`, reading frames with
-    /// `read_frame`.
+    /// `read_frame`, and returns its cosine similarity with the recipe's prompt (`None` when
+    /// the implementation has no text tower or the recipe no prompt).
     fn run(
         &mut self,
         cx: &mut StageContext<'_>,
@@ -469,7 +506,7 @@ pub trait EmbeddingStage: StageImpl {
         selection: FrameSelection,
         read_frame: &mut FrameReader<'_>,
         out: &mut [f32],
-    ) -> Result<(), ComputeError>;
+    ) -> Result<Option<f32>, ComputeError>;
 }
 
 /// One implementation per stage, chosen at start-up.
@@ -491,22 +528,19 @@ pub struct StageSet {
 /// the longest piece a slot's run gets, so it measures the largest activations a slot needs.
 const PROFILE_PHONEMES: &str = "ðə kwˈɪk bɹˈWn fˈɑks ʤˈʌmps ˌOvəɹ ðə lˈAzi dˈɑɡ, ";
 
-/// vLLM's profile run: speaks a piece of the longest length a slot's runs get and refuses, with the arithmetic, a
-/// budget that cannot hold the model's weights plus the activation peak just measured.
-fn profile_audio(
-    network: &mut KokoroNetwork,
+/// vLLM's profile run: `run` does the largest work a slot gives the model's network; then a
+/// budget that cannot hold the model's weights plus the activation peak just measured is
+/// refused, with the arithmetic.
+fn profile(
+    stage: Stage,
     registry: &ModelRegistry,
     arena: &Arena,
+    run: impl FnOnce(OwnerId) -> Result<(), ComputeError>,
 ) -> Result<(), ComputeError> {
-    let model = Stage::Audio.model();
+    let model = stage.model();
     let owner = arena.tracker().register_owner(model)?;
     let started = std::time::Instant::now();
-    let longest: String = PROFILE_PHONEMES
-        .repeat(crate::kokoro::network::MAX_PIECE_TOKENS)
-        .chars()
-        .take(crate::kokoro::network::MAX_PIECE_TOKENS)
-        .collect();
-    network.speak_phonemes(arena, owner, &longest, Recipe::DEFAULT_VOICE, usize::MAX)?;
+    run(owner)?;
     let usage = arena.tracker().owners();
     let peak = usage
         .iter()
@@ -535,6 +569,43 @@ fn profile_audio(
     Ok(())
 }
 
+/// The longest piece of phonemes a slot's run of Kokoro gets.
+fn longest_piece() -> String {
+    PROFILE_PHONEMES
+        .repeat(crate::kokoro::network::MAX_PIECE_TOKENS)
+        .chars()
+        .take(crate::kokoro::network::MAX_PIECE_TOKENS)
+        .collect()
+}
+
+/// Every tensor of `weights` whose name `keep` accepts, as ranges of `arena`'s memory a
+/// session reads in place. `arena` must be host-addressable (the CPU provider reads them).
+pub(crate) fn in_place<'a>(
+    arena: &Arena,
+    weights: &'a ResidentWeights,
+    network: &'static str,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<InPlace<'a>>, ComputeError> {
+    let mut ranges = Vec::with_capacity(weights.layout.tensors.len());
+    for (spec, &offset) in weights.layout.tensors.iter().zip(&weights.offsets) {
+        if !keep(&spec.name) {
+            continue;
+        }
+        let len = spec.bytes() as usize;
+        let data = arena
+            .host_ptr(&weights.region, offset, len)?
+            .ok_or(ComputeError::NotHostAddressable { network })?;
+        ranges.push(InPlace {
+            name: &spec.name,
+            dtype: spec.dtype,
+            shape: &spec.shape,
+            data,
+            len,
+        });
+    }
+    Ok(ranges)
+}
+
 /// How networks run: what [`StageSet::choose`] needs besides the loaded models.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RuntimeSettings {
@@ -542,6 +613,9 @@ pub struct RuntimeSettings {
     pub onnxruntime: Option<std::path::PathBuf>,
     /// Threads of a network's session (`[runtime] threads`); 0 = the machine's cores.
     pub threads: usize,
+    /// Frames a slot's verification embeds at once (`[timing] verified_frames`): the batch of
+    /// CLIP's profile run. 0 = 8.
+    pub verified_frames: u64,
 }
 
 impl StageSet {
@@ -554,6 +628,10 @@ impl StageSet {
         settings: &RuntimeSettings,
     ) -> Result<Self, ComputeError> {
         let mut set = Self::reference();
+        let threads = match settings.threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
         if let Some(kokoro) = registry.get::<Kokoro>()
             && let WeightSource::Network(Network::Kokoro82mInt8) = kokoro.source()
             && let Some(weights) = kokoro.weights()
@@ -563,13 +641,54 @@ impl StageSet {
                     ComputeError::Runtime(Box::new(RuntimeError::Assets(e.to_string())))
                 })?;
             let runtime = Runtime::get(settings.onnxruntime.as_deref())?;
-            let threads = match settings.threads {
-                0 => std::thread::available_parallelism().map_or(1, usize::from),
-                n => n,
-            };
             let mut network = KokoroNetwork::new(runtime, &files, arena, weights, threads)?;
-            profile_audio(&mut network, registry, arena)?;
+            profile(Stage::Audio, registry, arena, |owner| {
+                network
+                    .speak_phonemes(
+                        arena,
+                        owner,
+                        &longest_piece(),
+                        Recipe::DEFAULT_VOICE,
+                        usize::MAX,
+                    )
+                    .map(drop)
+            })?;
             set.audio = Box::new(network);
+        }
+        let clip = |stage: Stage, source: &WeightSource, weights: Option<&ResidentWeights>| {
+            let (WeightSource::Export(export), Some(weights)) = (source, weights) else {
+                return Ok(None);
+            };
+            let runtime = Runtime::get(settings.onnxruntime.as_deref())?;
+            let tokenizer = crate::clip_text::clip_tokenizer(&crate::runtime::fetch::cache_dir())
+                .map_err(|e| ComputeError::Prompt(Box::new(e)))?;
+            let mut network = ClipNetwork::new(
+                runtime,
+                stage.model(),
+                export,
+                arena,
+                weights,
+                tokenizer,
+                threads,
+            )?;
+            let frames = match settings.verified_frames {
+                0 => 8,
+                n => n as usize,
+            };
+            profile(stage, registry, arena, |owner| {
+                network.profile(arena, owner, frames)
+            })?;
+            Ok::<_, ComputeError>(Some(Box::new(network)))
+        };
+        if let Some(m) = registry.get::<ClipB>()
+            && let Some(network) = clip(Stage::ClipB, m.source(), m.weights())?
+        {
+            set.clip_b = network;
+        }
+        if let Some(m) = registry.get::<ClipL>()
+            && let Some(network) = clip(Stage::ClipL, m.source(), m.weights())?
+        {
+            set.clip_l = network;
         }
         set.log();
         Ok(set)
@@ -583,6 +702,14 @@ impl StageSet {
             (WeightSource::Network(Network::Kokoro82mInt8), Stage::Audio) => Implementation {
                 kind: ImplementationKind::Network,
                 detail: KOKORO_DETAIL.to_owned(),
+            },
+            (WeightSource::Export(export), Stage::ClipB | Stage::ClipL) => Implementation {
+                kind: ImplementationKind::Network,
+                detail: format!(
+                    "{} exported in {}, on ONNX Runtime's CPU provider",
+                    export.kind(),
+                    export.dir().display()
+                ),
             },
             _ => implementation,
         })

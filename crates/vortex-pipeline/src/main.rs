@@ -363,6 +363,7 @@ async fn run(config: Config, recipes: &[Recipe], files: &Files<'_>) -> Result<()
     let progress = std::io::stderr().is_terminal();
     let (mut total, mut stages): (Vec<f64>, Vec<StageTimings>) = (Vec::new(), Vec::new());
     let mut failed = 0;
+    let mut scores = Vec::new();
     for (recipe, slot) in recipes.iter().zip(1u64..) {
         let mut sink: Box<dyn MediaSink> = match out {
             Some(dir) => Box::new(SlotFiles::with_format(
@@ -376,6 +377,7 @@ async fn run(config: Config, recipes: &[Recipe], files: &Files<'_>) -> Result<()
             Ok(result) => {
                 total.push(result.generation_time_ms);
                 stages.push(result.stages);
+                scores.push(result.clip_scores);
             }
             Err(err) => {
                 failed += 1;
@@ -399,6 +401,7 @@ async fn run(config: Config, recipes: &[Recipe], files: &Files<'_>) -> Result<()
         failed,
         total,
         stages,
+        scores,
         before,
         reserved,
     };
@@ -417,6 +420,8 @@ struct Tally {
     total: Vec<f64>,
     /// Each good slot's stage times.
     stages: Vec<StageTimings>,
+    /// Each good slot's CLIP scores.
+    scores: Vec<vortex_pipeline::ClipScores>,
     /// Tracked bytes before the first slot.
     before: u64,
     /// Reserved bytes.
@@ -481,6 +486,27 @@ fn summarize(
         "{:<8} {p50:>10.1} {p99:>10.1}   deadline {deadline:.0} ms",
         "slot"
     )?;
+    let verdict = |v: &str| tally.scores.iter().filter(|s| s.verdict() == v).count();
+    let (pass, fail, unscored) = (verdict("pass"), verdict("fail"), verdict("unscored"));
+    let ensembles: Vec<f32> = tally.scores.iter().filter_map(|s| s.ensemble).collect();
+    let mean_ensemble =
+        (!ensembles.is_empty()).then(|| ensembles.iter().sum::<f32>() / ensembles.len() as f32);
+    let threshold = pipeline.config().verify.threshold;
+    match mean_ensemble {
+        Some(mean) => writeln!(
+            err,
+            "CLIP verification: {pass} pass, {fail} fail, {unscored} unscored; mean ensemble score {mean:.3} (threshold {threshold})"
+        )?,
+        None => writeln!(
+            err,
+            "CLIP verification: not scored ({})",
+            if references.iter().any(|r| r.starts_with("clip")) {
+                "the CLIP stages are reference implementations, without a text tower"
+            } else {
+                "no recipe had a prompt"
+            }
+        )?,
+    }
     writeln!(
         err,
         "VRAM tracked before {} and after {} ({} reserved)",
@@ -513,6 +539,14 @@ fn summarize(
             "vram_tracked_after": after,
             "vram_reserved": reserved,
             "reference_implementations": !references.is_empty(),
+            "clip": {
+                "pass": pass,
+                "fail": fail,
+                "unscored": unscored,
+                "mean_ensemble": mean_ensemble,
+                "threshold": threshold,
+                "slots": tally.scores,
+            },
             "implementations": implementations,
         });
         std::fs::write(path, serde_json::to_string_pretty(&document)?)

@@ -114,6 +114,56 @@ pub struct ClipEmbedding<'a> {
     pub clip_l: &'a [f32],
 }
 
+/// How a slot's frames compare with its prompt: each CLIP model's cosine similarity between
+/// the frames' embedding and the prompt's, and the ensemble score that decides.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+pub struct ClipScores {
+    /// ViT-B/32's similarity; `None` when not scored (a reference implementation, which has no
+    /// text tower, or a recipe without a prompt).
+    pub clip_b: Option<f32>,
+    /// ViT-L/14's similarity; `None` when not scored.
+    pub clip_l: Option<f32>,
+    /// The weighted mean of the scored models' similarities (`[verify]` weights, over the
+    /// models that scored); `None` when neither did.
+    pub ensemble: Option<f32>,
+    /// The threshold it is held against (`[verify] threshold`).
+    pub threshold: f32,
+    /// Whether the ensemble reached the threshold; `None` when not scored.
+    pub passed: Option<bool>,
+}
+
+impl ClipScores {
+    /// The scores of two similarities under `verify`.
+    pub fn new(clip_b: Option<f32>, clip_l: Option<f32>, verify: &crate::config::Verify) -> Self {
+        let scored = [
+            (clip_b, verify.clip_b_weight),
+            (clip_l, verify.clip_l_weight),
+        ];
+        let (sum, weight) = scored
+            .iter()
+            .filter_map(|&(s, w)| s.map(|s| (f64::from(s) * w, w)))
+            .fold((0.0, 0.0), |(a, b), (x, w)| (a + x, b + w));
+        let ensemble = (weight > 0.0).then(|| (sum / weight) as f32);
+        let threshold = verify.threshold as f32;
+        ClipScores {
+            clip_b,
+            clip_l,
+            ensemble,
+            threshold,
+            passed: ensemble.map(|e| e >= threshold),
+        }
+    }
+
+    /// `"pass"`, `"fail"` or `"unscored"`.
+    pub fn verdict(&self) -> &'static str {
+        match self.passed {
+            Some(true) => "pass",
+            Some(false) => "fail",
+            None => "unscored",
+        }
+    }
+}
+
 /// A finished slot. It borrows the pipeline's host buffers, so the borrow checker stops the
 /// next slot from overwriting a result still in use; copy what must outlive the next slot.
 #[derive(Debug, Clone, Copy)]
@@ -128,6 +178,8 @@ pub struct GenerationResult<'a> {
     pub audio_waveform: &'a [f32],
     /// The verification embeddings.
     pub clip_embedding: ClipEmbedding<'a>,
+    /// How the frames compare with the prompt.
+    pub clip_scores: ClipScores,
     /// Wall time of the slot in milliseconds.
     pub generation_time_ms: f64,
     /// Wall time of each stage.
@@ -144,6 +196,7 @@ impl GenerationResult<'_> {
             audio_waveform: self.audio_waveform.to_vec(),
             clip_b: self.clip_embedding.clip_b.to_vec(),
             clip_l: self.clip_embedding.clip_l.to_vec(),
+            clip_scores: self.clip_scores,
             generation_time_ms: self.generation_time_ms,
             stages: self.stages,
         }
@@ -165,6 +218,8 @@ pub struct Generation {
     pub clip_b: Vec<f32>,
     /// ViT-L/14's verification embedding.
     pub clip_l: Vec<f32>,
+    /// How the frames compare with the prompt.
+    pub clip_scores: ClipScores,
     /// Wall time of the slot in milliseconds.
     pub generation_time_ms: f64,
     /// Wall time of each stage.
@@ -187,6 +242,8 @@ struct HostBuffers {
     audio_bytes: Vec<u8>,
     clip_b: Vec<f32>,
     clip_l: Vec<f32>,
+    /// The last slot's scores.
+    scores: ClipScores,
 }
 
 /// What the pipeline keeps for one stage: its model's owner and resident weights, its
@@ -196,6 +253,8 @@ struct StageState {
     weights: StaticRegion,
     queue: StageQueue,
     staging: Vec<u8>,
+    /// The frames a network's verification reads, copied out for the blocking pool.
+    frames: Vec<u8>,
 }
 
 impl StageState {
@@ -226,14 +285,15 @@ pub struct VortexPipeline {
     slots: u64,
 }
 
-/// The stage implementations. The first phase's run off the async runtime's threads
-/// ([`crate::offload`]), so they are shared with the blocking pool; the others run inline.
+/// The stage implementations. Networks run off the async runtime's threads
+/// ([`crate::offload`]), so those stages are shared with the blocking pool; the video runs
+/// inline (no network yet).
 struct Compute {
     audio: Arc<Mutex<Box<dyn AudioStage>>>,
     actor: Arc<Mutex<Box<dyn ActorStage>>>,
     video: Box<dyn VideoStage>,
-    clip_b: Box<dyn EmbeddingStage>,
-    clip_l: Box<dyn EmbeddingStage>,
+    clip_b: Arc<Mutex<Box<dyn EmbeddingStage>>>,
+    clip_l: Arc<Mutex<Box<dyn EmbeddingStage>>>,
 }
 
 impl From<StageSet> for Compute {
@@ -242,8 +302,8 @@ impl From<StageSet> for Compute {
             audio: Arc::new(Mutex::new(set.audio)),
             actor: Arc::new(Mutex::new(set.actor)),
             video: set.video,
-            clip_b: set.clip_b,
-            clip_l: set.clip_l,
+            clip_b: Arc::new(Mutex::new(set.clip_b)),
+            clip_l: Arc::new(Mutex::new(set.clip_l)),
         }
     }
 }
@@ -466,6 +526,7 @@ fn stage_state(
             end: backend.create_event()?,
         },
         staging: Vec::new(),
+        frames: Vec::new(),
     })
 }
 
@@ -503,6 +564,7 @@ impl VortexPipeline {
             audio_bytes: Vec::new(),
             clip_b: Vec::new(),
             clip_l: Vec::new(),
+            scores: ClipScores::default(),
         };
         let stages = StageMap::try_from_fn(|stage| stage_state(&vram, &registry, stage))?;
         let compute = StageSet::choose(&registry, vram.arena(), &config.runtime)?;
@@ -573,6 +635,11 @@ impl VortexPipeline {
     /// Changes the slot deadline from the next slot on.
     pub fn set_deadline(&mut self, deadline: Duration) {
         self.config.timing.deadline = deadline;
+    }
+
+    /// The scores of the last slot that finished its verification.
+    pub fn clip_scores(&self) -> ClipScores {
+        self.host.scores
     }
 
     /// Generates one slot. See [`GenerationResult`] for how long its data lives. Dropping the
@@ -684,6 +751,7 @@ impl VortexPipeline {
         let generation_time_ms = elapsed.as_secs_f64() * 1e3;
         let stages = timings;
         slot_done(slot_id, generation_time_ms, &stages, after);
+        clip_verdict(slot_id, &self.host.scores);
         Ok(GenerationResult {
             slot_id,
             actor_image: &self.host.actor,
@@ -693,6 +761,7 @@ impl VortexPipeline {
                 clip_b: &self.host.clip_b,
                 clip_l: &self.host.clip_l,
             },
+            clip_scores: self.host.scores,
             generation_time_ms,
             stages,
         })
@@ -740,13 +809,15 @@ impl VortexPipeline {
         took[Stage::Video] = slot
             .video(s_video, &mut *compute.video, &mut host.video, sink)
             .await?;
-        (took[Stage::ClipB], took[Stage::ClipL]) = slot
+        let ((b, score_b), (l, score_l)) = slot
             .verify(
-                (s_clip_b, &mut *compute.clip_b, &mut host.clip_b),
-                (s_clip_l, &mut *compute.clip_l, &mut host.clip_l),
+                (s_clip_b, &compute.clip_b, &mut host.clip_b),
+                (s_clip_l, &compute.clip_l, &mut host.clip_l),
                 &host.video,
             )
             .await?;
+        (took[Stage::ClipB], took[Stage::ClipL]) = (b, l);
+        host.scores = ClipScores::new(score_b, score_l, &config.verify);
         Ok(took)
     }
 }
@@ -832,15 +903,16 @@ impl Slot<'_> {
     /// copies of what the stage needs (the staging memory goes there and back); a reference
     /// implementation's here, where it takes microseconds at small shapes (the slot overhead
     /// benchmark) and the host backend's emulated latency follows anyway.
-    async fn offloaded<F>(
+    async fn offloaded<T, F>(
         &self,
         stage: Stage,
         state: &mut StageState,
         stop: Option<Terminator>,
         compute: F,
-    ) -> Result<(), ComputeError>
+    ) -> Result<T, ComputeError>
     where
-        F: FnOnce(&mut StageContext<'_>, &Recipe) -> Result<(), ComputeError> + Send + 'static,
+        T: Send + 'static,
+        F: FnOnce(&mut StageContext<'_>, &Recipe) -> Result<T, ComputeError> + Send + 'static,
     {
         if self.implementations[stage].is_reference() {
             let mut cx = state.context(self.arena, self.buffers);
@@ -948,56 +1020,117 @@ impl Slot<'_> {
         Ok(self.finish(Stage::Video, t1).await)
     }
 
-    /// Phase three: both verifications, concurrently, on frames from host memory.
+    /// Phase three: both verifications, concurrently, on frames from host memory. Each gives
+    /// its time and its similarity with the prompt.
     async fn verify(
         &self,
-        (s_b, clip_b, out_b): (&mut StageState, &mut dyn EmbeddingStage, &mut [f32]),
-        (s_l, clip_l, out_l): (&mut StageState, &mut dyn EmbeddingStage, &mut [f32]),
+        b: (&mut StageState, &SharedEmbedding, &mut Vec<f32>),
+        l: (&mut StageState, &SharedEmbedding, &mut Vec<f32>),
         host_video: &[u8],
-    ) -> Result<(Duration, Duration), ComputeError> {
+    ) -> Result<((Duration, Option<f32>), (Duration, Option<f32>)), ComputeError> {
         let t2 = Instant::now();
         tokio::try_join!(
-            self.embed(Stage::ClipB, (s_b, clip_b, out_b), host_video, t2),
-            self.embed(Stage::ClipL, (s_l, clip_l, out_l), host_video, t2)
+            self.embed(Stage::ClipB, b, host_video, t2),
+            self.embed(Stage::ClipL, l, host_video, t2)
         )
     }
 
-    /// One verification: an embedding of the selected frames, read from host memory.
+    /// One verification: an embedding of the selected frames, read from host memory (a
+    /// reference implementation, inline) or copied out for the blocking pool (a network).
     async fn embed(
         &self,
         stage: Stage,
-        (state, embed, out): (&mut StageState, &mut dyn EmbeddingStage, &mut [f32]),
+        (state, embed, out): (&mut StageState, &SharedEmbedding, &mut Vec<f32>),
         host_video: &[u8],
         start: Instant,
-    ) -> Result<Duration, ComputeError> {
+    ) -> Result<(Duration, Option<f32>), ComputeError> {
         let frame_bytes = self.buffers.frame_bytes() as usize;
         let selection = FrameSelection {
             frames: self.buffers.frames(),
             verified: self.verified,
         };
-        let deadline_at = self.deadline_at;
-        let mut read = |index: u64, into: &mut [u8]| {
-            if Instant::now() >= deadline_at {
-                return Err(ComputeError::DeadlinePassed);
-            }
+        let frame = |index: u64| {
             let at = index as usize * frame_bytes;
-            let frame = host_video
+            host_video
                 .get(at..at + frame_bytes)
-                .filter(|f| f.len() == into.len())
                 .ok_or(ComputeError::Shape {
                     what: "verified frame",
-                    have: into.len() as u64,
-                    need: frame_bytes as u64,
-                })?;
-            into.copy_from_slice(frame);
-            Ok(())
+                    have: host_video.len() as u64,
+                    need: (at + frame_bytes) as u64,
+                })
         };
         sweep(self.arena, state).await?;
-        let mut cx = state.context(self.arena, self.buffers);
-        embed.run(&mut cx, self.recipe, selection, &mut read, out)?;
-        Ok(self.finish(stage, start).await)
+        if self.implementations[stage].is_reference() {
+            let deadline_at = self.deadline_at;
+            let mut read = |index: u64, into: &mut [u8]| {
+                if Instant::now() >= deadline_at {
+                    return Err(ComputeError::DeadlinePassed);
+                }
+                let frame = frame(index)?;
+                if frame.len() != into.len() {
+                    return Err(ComputeError::Shape {
+                        what: "verified frame",
+                        have: into.len() as u64,
+                        need: frame_bytes as u64,
+                    });
+                }
+                into.copy_from_slice(frame);
+                Ok(())
+            };
+            let mut cx = state.context(self.arena, self.buffers);
+            let similarity = lock(embed).run(&mut cx, self.recipe, selection, &mut read, out)?;
+            return Ok((self.finish(stage, start).await, similarity));
+        }
+        // The indices the stage reads (as it picks them: evenly spaced), and their frames.
+        let indices: Vec<u64> = (0..selection.verified)
+            .map(|k| k * selection.frames / selection.verified)
+            .collect();
+        let mut frames = std::mem::take(&mut state.frames);
+        frames.clear();
+        for &index in &indices {
+            frames.extend_from_slice(frame(index)?);
+        }
+        let (dim, stop) = {
+            let stage = lock(embed);
+            (stage.dim(), stage.stopper())
+        };
+        let shared = Arc::clone(embed);
+        let mut owned = std::mem::take(out);
+        let (similarity, frames, owned) = self
+            .offloaded(stage, state, stop, move |cx, recipe| {
+                let mut read = |index: u64, into: &mut [u8]| {
+                    let k = indices
+                        .binary_search(&index)
+                        .map_err(|_| ComputeError::Shape {
+                            what: "verified frame (not one of the frames copied out)",
+                            have: 0,
+                            need: index,
+                        })?;
+                    let frame = frames
+                        .get(k * frame_bytes..(k + 1) * frame_bytes)
+                        .filter(|f| f.len() == into.len())
+                        .ok_or(ComputeError::Shape {
+                            what: "verified frame",
+                            have: into.len() as u64,
+                            need: frame_bytes as u64,
+                        })?;
+                    into.copy_from_slice(frame);
+                    Ok(())
+                };
+                let similarity = lock(&shared).run(cx, recipe, selection, &mut read, &mut owned);
+                // The buffers come back whatever happened, for the next slot.
+                Ok((similarity, frames, owned))
+            })
+            .await
+            .unwrap_or_else(|lost| (Err(lost), Vec::new(), vec![0.0; dim]));
+        state.frames = frames;
+        *out = owned;
+        Ok((self.finish(stage, start).await, similarity?))
     }
 }
+
+/// An embedding stage shared with the blocking pool.
+type SharedEmbedding = Arc<Mutex<Box<dyn EmbeddingStage>>>;
 
 /// A slot refused before it starts because the device was lost earlier.
 #[cold]
@@ -1025,6 +1158,44 @@ fn slot_done(slot_id: u64, generation_time_ms: f64, stages: &StageTimings, alloc
         allocated,
         "slot done"
     );
+}
+
+/// Logs a slot's CLIP scores and counts its verdict.
+fn clip_verdict(slot_id: u64, scores: &ClipScores) {
+    metrics::counter!(names::CLIP_VERDICTS_TOTAL, "verdict" => scores.verdict()).increment(1);
+    for (model, score) in [
+        ("clip_b", scores.clip_b),
+        ("clip_l", scores.clip_l),
+        ("ensemble", scores.ensemble),
+    ] {
+        if let Some(score) = score {
+            metrics::gauge!(names::CLIP_SCORE, "model" => model).set(f64::from(score));
+        }
+    }
+    let verdict = scores.verdict();
+    if scores.passed == Some(false) {
+        tracing::warn!(
+            target: "vortex_pipeline",
+            slot_id,
+            clip_b = scores.clip_b,
+            clip_l = scores.clip_l,
+            ensemble = scores.ensemble,
+            threshold = scores.threshold,
+            verdict,
+            "CLIP verification: the frames do not match the prompt well enough"
+        );
+    } else {
+        tracing::info!(
+            target: "vortex_pipeline",
+            slot_id,
+            clip_b = scores.clip_b,
+            clip_l = scores.clip_l,
+            ensemble = scores.ensemble,
+            threshold = scores.threshold,
+            verdict,
+            "CLIP verification"
+        );
+    }
 }
 
 fn stage_done(slot_id: u64, stage: Stage, implementation: &Implementation, took: Duration) {

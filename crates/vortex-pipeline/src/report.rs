@@ -13,7 +13,7 @@ use vortex_vram::{
     Arena, ArenaStats, DeviceHealth, UsageReport, VramMonitor, VramSnapshot, VramTracker,
 };
 
-use crate::pipeline::{GenerationResult, VortexPipeline};
+use crate::pipeline::{ClipScores, GenerationResult, VortexPipeline};
 
 /// What runs a stage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -54,6 +54,8 @@ pub struct SlotDoc {
     pub implementations: StageMap<ImplementationDoc>,
     /// Whether any stage ran a reference implementation (not model inference).
     pub reference_implementation: bool,
+    /// How the frames compare with the prompt (CLIP).
+    pub clip_scores: ClipScores,
 }
 
 impl SlotDoc {
@@ -71,6 +73,7 @@ impl SlotDoc {
             stages_ms: result.stages.map(|_, d| d.as_secs_f64() * 1e3),
             implementations,
             reference_implementation,
+            clip_scores: result.clip_scores,
         }
     }
 }
@@ -243,8 +246,9 @@ pub struct Manifest {
     pub vram_tracked_before: u64,
     /// Bytes tracked after the slot (equal to before: a slot keeps nothing).
     pub vram_tracked_after: u64,
-    /// Verification scores: none yet (the CLIP stages are reference implementations).
-    pub verification: Option<serde_json::Value>,
+    /// How the frames compare with the prompt (CLIP): each model's similarity, the ensemble
+    /// score, the threshold and the verdict (`null` where not scored).
+    pub verification: ClipScores,
 }
 
 impl Manifest {
@@ -269,7 +273,7 @@ impl Manifest {
             implementations,
             vram_tracked_before: before,
             vram_tracked_after: after,
-            verification: None,
+            verification: pipeline.clip_scores(),
         }
     }
 }

@@ -329,7 +329,7 @@ fn operator_errors_say_what_to_change() {
     assert!(stderr.contains("models.clip_b.weights"), "{stderr}");
 
     // A weights path that is a folder, on the last model loaded: refused before any model
-    // loads, saying what to give instead.
+    // loads, saying what to give instead (a CLIP model reads a folder as an export).
     std::fs::create_dir_all(dir.join("a-folder")).unwrap();
     let config = Shipped::new()
         .with(&[
@@ -341,7 +341,22 @@ fn operator_errors_say_what_to_change() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(
-        stderr.contains("clip_l") && stderr.contains("not a regular file"),
+        stderr.contains("models.clip_l.weights")
+            && stderr.contains("clip.json")
+            && stderr.contains("export_clip.py"),
+        "{stderr}"
+    );
+    let config = Shipped::new()
+        .with(&[
+            ("models.kokoro.weights", "\"synthetic\""),
+            ("models.liveportrait.weights", "\"a-folder\""),
+        ])
+        .write_into(&dir);
+    let output = vortex(&["--config", config.to_str().unwrap(), "run"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("liveportrait") && stderr.contains("not a regular file"),
         "{stderr}"
     );
     assert_eq!(

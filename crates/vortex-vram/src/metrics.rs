@@ -20,6 +20,12 @@ pub const SLOT_DURATION_SECONDS: &str = "icn_vortex_slot_duration_seconds";
 pub const STAGE_DURATION_SECONDS: &str = "icn_vortex_stage_duration_seconds";
 /// Counter with label `outcome`: slots finished, by outcome.
 pub const SLOTS_TOTAL: &str = "icn_vortex_slots_total";
+/// Gauge with label `model` (`clip_b`, `clip_l`, `ensemble`): the last scored slot's CLIP
+/// similarity between its frames and its prompt (a cosine, from -1 to 1; unitless, hence
+/// `_ratio`).
+pub const CLIP_SCORE: &str = "icn_vortex_clip_score_ratio";
+/// Counter with label `verdict` (`pass`, `fail`, `unscored`): slots by CLIP verification.
+pub const CLIP_VERDICTS_TOTAL: &str = "icn_vortex_clip_verdicts_total";
 
 /// Describes every Vortex metric to the installed recorder, with its unit. Call once, after
 /// installing the recorder.
@@ -62,4 +68,14 @@ pub fn describe() {
         "wall time of one stage of a slot"
     );
     describe_counter!(SLOTS_TOTAL, Unit::Count, "slots finished, by outcome");
+    describe_gauge!(
+        CLIP_SCORE,
+        Unit::Count,
+        "the last scored slot's CLIP similarity between its frames and its prompt"
+    );
+    describe_counter!(
+        CLIP_VERDICTS_TOTAL,
+        Unit::Count,
+        "slots by CLIP verification verdict"
+    );
 }

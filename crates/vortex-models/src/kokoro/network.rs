@@ -12,8 +12,9 @@ use super::assets::{KokoroFiles, STYLE, VOICE_ROWS};
 use super::phonemes::{self, Language, MAX_TOKENS, Vocab};
 use crate::compute::{
     AudioStage, ComputeError, Implementation, ImplementationKind, Recipe, StageContext, StageImpl,
+    in_place,
 };
-use crate::runtime::{Graph, InPlace, Input, Output, Runtime, RuntimeError, Terminator};
+use crate::runtime::{Graph, Input, Output, Runtime, RuntimeError, Terminator};
 use crate::weights::ResidentWeights;
 
 /// How the network describes itself.
@@ -55,23 +56,8 @@ impl KokoroNetwork {
         weights: &ResidentWeights,
         threads: usize,
     ) -> Result<Self, ComputeError> {
-        let mut in_place = Vec::with_capacity(weights.layout.tensors.len());
-        for (spec, &offset) in weights.layout.tensors.iter().zip(&weights.offsets) {
-            let len = spec.bytes() as usize;
-            let data = arena.host_ptr(&weights.region, offset, len)?.ok_or(
-                ComputeError::NotHostAddressable {
-                    network: super::assets::NETWORK,
-                },
-            )?;
-            in_place.push(InPlace {
-                name: &spec.name,
-                dtype: spec.dtype,
-                shape: &spec.shape,
-                data,
-                len,
-            });
-        }
-        // SAFETY: every range lies in the model's static region (checked by `host_ptr`),
+        let in_place = in_place(arena, weights, super::assets::NETWORK, |_| true)?;
+        // SAFETY: every range lies in the model's static region (checked by `in_place`),
         // which is never freed while a handle on the arena lives; `_arena` is one, and it
         // drops after `graph` (field order).
         let graph = unsafe { runtime.graph(&files.graph, &in_place, threads) }?;

@@ -164,7 +164,7 @@ impl EmbeddingStage for ReferenceEmbedding {
         selection: FrameSelection,
         read_frame: &mut FrameReader<'_>,
         out: &mut [f32],
-    ) -> Result<(), ComputeError> {
+    ) -> Result<Option<f32>, ComputeError> {
         if out.len() != self.dim() {
             return Err(ComputeError::OutputLength {
                 what: "embedding",
@@ -180,6 +180,8 @@ impl EmbeddingStage for ReferenceEmbedding {
             read_frame,
             cx.staging,
             out,
-        )
+        )?;
+        // No text tower: nothing to compare the prompt with.
+        Ok(None)
     }
 }

@@ -357,6 +357,12 @@ impl std::fmt::Debug for Graph {
 }
 
 impl Graph {
+    /// Shares `other`'s stop state: a [`Terminator`] of either stops both (a stage running
+    /// two graphs one after the other).
+    pub fn share_stop(&mut self, other: &Graph) {
+        self.stop = Arc::clone(&other.stop);
+    }
+
     /// A handle that stops the run in progress.
     pub fn terminator(&self) -> Terminator {
         Terminator(Arc::clone(&self.stop))
@@ -402,6 +408,11 @@ impl Graph {
             .session
             .run_with_options(values, &self.stop.run_options);
         let refusal = routed.take_refusal();
+        if refusal.is_some() && !self.stop.stopped.load(Ordering::SeqCst) {
+            // The refusal ended the run through the terminate flag; the next run starts
+            // clean (a stop asked for by a `Terminator` stays until its reset).
+            let _ = self.stop.run_options.unterminate();
+        }
         let outs = match (result, refusal) {
             (_, Some(refused)) => return Err(RuntimeError::Refused(refused)),
             (Err(_), None) if self.stop.stopped.load(Ordering::SeqCst) => {

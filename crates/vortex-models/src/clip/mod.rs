@@ -2,7 +2,15 @@
 //! (`openai/clip-vit-base-patch32`, `openai/clip-vit-large-patch14`, Hugging Face
 //! `CLIPModel` tensor names), generated from each model's hyperparameters. Vortex verifies
 //! frames with the image tower, so the adapters load its tensors (`vision_model.*` and
-//! `visual_projection.weight`) and report the full checkpoint beside them.
+//! `visual_projection.weight`) and report the full checkpoint beside them; a CLIP export
+//! ([`crate::export`]) loads both towers, which [`network`] runs on ONNX Runtime.
+//!
+//! - [`image`]: a frame to what the image tower reads (CLIP's resize, crop and
+//!   normalization).
+//! - [`network`]: the verification stage on the exported towers.
+
+pub mod image;
+pub mod network;
 
 use crate::layout::{Layout, WeightDtype};
 

@@ -1,0 +1,180 @@
+//! CLIP for real in the pipeline: both verification stages on the tiny export
+//! (`vortex-models/tests/data/clip/tiny/`, seeded weights), scored against the prompt,
+//! reported in the result and the manifest, nothing kept between slots.
+
+mod common;
+
+use std::path::Path;
+
+use common::Shipped;
+use vortex_pipeline::config::Config;
+use vortex_pipeline::{Recipe, Stage, VortexPipeline};
+use vortex_vram::Purpose;
+
+fn tiny_export() -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vortex-models/tests/data/clip/tiny");
+    format!("{:?}", dir.canonicalize().unwrap().to_str().unwrap())
+}
+
+fn config(threshold: &str) -> Config {
+    let export = tiny_export();
+    Shipped::new()
+        .with(&[
+            ("models.kokoro.weights", "\"synthetic\""),
+            ("models.clip_b.weights", &export),
+            ("models.clip_l.weights", &export),
+            ("buffers.image_size", "64"),
+            ("buffers.seconds", "2"),
+            ("buffers.sample_rate", "800"),
+            ("buffers.fps", "4"),
+            ("buffers.staging_frames", "3"),
+            ("timing.verified_frames", "4"),
+            ("timing.cost_profile", "\"zero\""),
+            ("runtime.threads", "2"),
+            ("verify.threshold", threshold),
+        ])
+        .config()
+}
+
+fn recipe(slot_id: u64, prompt: &str) -> Recipe {
+    Recipe {
+        slot_id,
+        seed: 7,
+        prompt: prompt.to_owned(),
+        script: "good evening".to_owned(),
+        ..Recipe::default()
+    }
+}
+
+#[tokio::test]
+async fn both_clip_stages_score_the_frames_against_the_prompt() {
+    let mut pipeline = VortexPipeline::new(config("-1.0")).unwrap();
+    for stage in [Stage::ClipB, Stage::ClipL] {
+        let implementation = &pipeline.implementations()[stage];
+        assert!(!implementation.is_reference(), "{implementation}");
+        assert!(implementation.detail.contains("CLIP"), "{implementation}");
+    }
+    let baseline = pipeline.vram().tracker().allocated();
+
+    let first = pipeline
+        .generate_slot(&recipe(1, "a presenter at a desk"))
+        .await
+        .unwrap()
+        .to_owned_result();
+    let scores = first.clip_scores;
+    let (b, l) = (scores.clip_b.unwrap(), scores.clip_l.unwrap());
+    assert!(
+        (-1.0..=1.0).contains(&b) && (-1.0..=1.0).contains(&l),
+        "{scores:?}"
+    );
+    // The same export under both names: the same similarity, and so the same ensemble.
+    assert_eq!(b, l);
+    assert!((scores.ensemble.unwrap() - b).abs() < 1e-6, "{scores:?}");
+    assert_eq!(scores.passed, Some(true), "threshold -1 passes everything");
+    assert_eq!(scores.verdict(), "pass");
+    // The embedding is normalized and 8 wide (the tiny export's projection).
+    assert_eq!(first.clip_b.len(), 8);
+    let norm: f32 = first.clip_b.iter().map(|v| v * v).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-5, "{norm}");
+    assert_eq!(pipeline.vram().tracker().allocated(), baseline);
+    assert_eq!(
+        pipeline
+            .vram()
+            .tracker()
+            .purpose_bytes(Purpose::Activations),
+        0
+    );
+
+    // The same recipe again: the same scores (nothing carried over but the prompt's cached
+    // embedding, which is the same).
+    let again = pipeline
+        .generate_slot(&recipe(2, "a presenter at a desk"))
+        .await
+        .unwrap()
+        .to_owned_result();
+    assert_eq!(again.clip_scores, scores);
+    assert_eq!(again.clip_b, first.clip_b);
+
+    // Another prompt (another actor image, so other frames) scores differently.
+    let other = pipeline
+        .generate_slot(&recipe(3, "a bowl of fruit on a table"))
+        .await
+        .unwrap()
+        .to_owned_result();
+    assert_ne!(other.clip_scores.clip_b, scores.clip_b);
+
+    // No prompt: embedded, not scored, and the slot still succeeds.
+    let unscored = pipeline
+        .generate_slot(&recipe(4, ""))
+        .await
+        .unwrap()
+        .clip_scores;
+    assert_eq!(unscored.clip_b, None);
+    assert_eq!(unscored.ensemble, None);
+    assert_eq!(unscored.verdict(), "unscored");
+
+    // A prompt over 77 tokens is cut (and logged), not refused.
+    let long = "a presenter at a desk ".repeat(30);
+    let cut = pipeline
+        .generate_slot(&recipe(5, &long))
+        .await
+        .unwrap()
+        .clip_scores;
+    assert!(cut.clip_b.is_some());
+    assert_eq!(pipeline.vram().tracker().allocated(), baseline);
+}
+
+#[tokio::test]
+async fn a_score_below_the_threshold_fails_verification_and_the_manifest_says_so() {
+    let mut pipeline = VortexPipeline::new(config("1.0")).unwrap();
+    let dir = std::env::temp_dir().join(format!("vortex-clip-manifest-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let buffers = pipeline.config().buffers;
+    let mut sink = vortex_pipeline::SlotFiles::with_format(
+        &dir.join("slot-0001"),
+        &buffers,
+        vortex_pipeline::VideoFormat::Y4m,
+    );
+    let result = pipeline
+        .generate_slot_into(&recipe(1, "a presenter"), &mut sink)
+        .await
+        .unwrap();
+    assert_eq!(result.clip_scores.passed, Some(false));
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("slot-0001/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let verification = &manifest["verification"];
+    assert_eq!(verification["passed"], false, "{verification}");
+    assert_eq!(verification["threshold"], 1.0, "{verification}");
+    assert!(verification["clip_b"].is_number(), "{verification}");
+    assert!(verification["ensemble"].is_number(), "{verification}");
+    assert_eq!(manifest["implementations"]["clip_l"]["kind"], "network");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_verify_table_that_cannot_decide_is_refused() {
+    let export = tiny_export();
+    for (key, value, expected) in [
+        ("verify.threshold", "1.5", "from -1 to 1"),
+        ("verify.clip_b_weight", "-1", "from 0 to 1000"),
+    ] {
+        let text = Shipped::new()
+            .with(&[("models.clip_b.weights", export.as_str()), (key, value)])
+            .text()
+            .to_owned();
+        let err = Config::parse(&text, &common::shipped_path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key) && err.contains(expected), "{err}");
+    }
+    let text = Shipped::new()
+        .with(&[("verify.clip_b_weight", "0"), ("verify.clip_l_weight", "0")])
+        .text()
+        .to_owned();
+    let err = Config::parse(&text, &common::shipped_path())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("both weights are 0"), "{err}");
+}
