@@ -32,6 +32,16 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// Resident set of this process, bytes.
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
 fn exports() -> Vec<PathBuf> {
     match std::env::var("VORTEX_CLIP_EXPORTS") {
         Ok(dirs) if !dirs.trim().is_empty() => dirs.split(',').map(PathBuf::from).collect(),
@@ -92,6 +102,7 @@ fn clip(c: &mut Criterion) {
         let registry =
             ModelRegistry::load(vram.arena(), vec![adapter_for(Stage::ClipB, spec)]).unwrap();
         let resident = registry.get::<ClipB>().unwrap().weights().unwrap();
+        let (untracked, rss_before) = (runtime.untracked_bytes().0, rss());
         let mut network = ClipNetwork::new(
             runtime,
             "clip_b",
@@ -102,6 +113,14 @@ fn clip(c: &mut Criterion) {
             2,
         )
         .unwrap();
+        let (untracked_after, rss_after) = (runtime.untracked_bytes().0, rss());
+        eprintln!(
+            "{name}: weights {weights} B in the arena; the sessions' creation allocated {} B through the runtime's allocator outside it ({:.2}% of the weights) and grew the resident set by {} B ({:.1}%)",
+            untracked_after.saturating_sub(untracked),
+            100.0 * untracked_after.saturating_sub(untracked) as f64 / weights as f64,
+            rss_after.saturating_sub(rss_before),
+            100.0 * rss_after.saturating_sub(rss_before) as f64 / weights as f64,
+        );
         let owner = vram.owner("clip_b").unwrap();
         let size = manifest.vision.image_size as usize;
         let pixels: Vec<f32> = (0..BATCH * 3 * size * size)

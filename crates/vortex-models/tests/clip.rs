@@ -42,6 +42,21 @@ fn the_tiny_export_opens_and_its_layout_is_every_clip_tensor() {
     vortex_models::weights::WeightFile::open(&export.weights(), &layout).unwrap();
 }
 
+#[test]
+fn weights_that_do_not_match_the_manifest_are_refused_naming_the_tensor() {
+    let dir = edited_export("width", |m| m["projection_dim"] = 9.into());
+    let export = Export::open(&dir).unwrap();
+    let err = vortex_models::weights::WeightFile::open(&export.weights(), &export.layout())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("text_projection.weight") || err.contains("visual_projection.weight"),
+        "{err}"
+    );
+    assert!(err.contains("expected [9, "), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 /// An edit of a manifest.
 type Edit = Box<dyn FnOnce(&mut serde_json::Value)>;
 

@@ -7,12 +7,18 @@
 
 use std::sync::Arc;
 
+use vortex_models::adapter::{ModelSpec, adapter_for, resident_weights};
+use vortex_models::clip::network::ClipNetwork;
+use vortex_models::clip_text::clip_tokenizer;
 use vortex_models::compute::{
     ComputeError, FrameSelection, FrameTarget, Implementation, Recipe, StageContext, StageSet,
     VideoInputs,
 };
+use vortex_models::export::Export;
+use vortex_models::runtime::{Runtime, fetch};
 use vortex_models::stage::Stage;
-use vortex_registry::{Dtype, OutputBuffers, Placement};
+use vortex_models::weights::WeightSource;
+use vortex_registry::{Dtype, ModelRegistry, OutputBuffers, Placement};
 use vortex_vram::{
     ArenaConfig, HostBackend, HostConfig, OwnerId, Purpose, StaticRegion, StreamId, Vram,
     VramConfig,
@@ -30,9 +36,42 @@ const BUFFERS: OutputBuffers = OutputBuffers {
     video_placement: Placement::Device,
 };
 
-/// Every stage set to check, by name.
+/// Every stage set to check, by name: the reference one, and the CLIP network on the tiny
+/// export (`tests/data/clip/tiny/`) under both CLIP stages.
 fn implementations() -> Vec<(&'static str, StageSet)> {
-    vec![("reference", StageSet::reference())]
+    let mut clip = StageSet::reference();
+    clip.clip_b = Box::new(clip_network(Stage::ClipB));
+    clip.clip_l = Box::new(clip_network(Stage::ClipL));
+    vec![("reference", StageSet::reference()), ("clip network", clip)]
+}
+
+/// The CLIP network over the tiny export, its weights in an arena of its own (kept alive by
+/// the network).
+fn clip_network(stage: Stage) -> ClipNetwork {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/clip/tiny");
+    let export = Export::open(&dir).unwrap();
+    let backend = Arc::new(HostBackend::new(HostConfig::rtx3060_12gb()));
+    let vram = Vram::new(
+        backend,
+        VramConfig::new(ArenaConfig::new(16 << 20, 1 << 20)),
+    )
+    .unwrap();
+    let spec = ModelSpec {
+        budget: 16 << 20,
+        weights: WeightSource::Export(export.clone()),
+    };
+    let registry = ModelRegistry::load(vram.arena(), vec![adapter_for(stage, spec)]).unwrap();
+    let weights = resident_weights(&registry, stage).unwrap();
+    ClipNetwork::new(
+        Runtime::get(None).unwrap(),
+        stage.model(),
+        &export,
+        vram.arena(),
+        weights,
+        clip_tokenizer(&fetch::cache_dir()).unwrap(),
+        1,
+    )
+    .unwrap()
 }
 
 struct Rig {
@@ -186,8 +225,10 @@ fn every_implementation_reports_what_it_is() {
             }
             let _ = kind;
         }
-        assert_eq!(set.clip_b.dim(), 512, "{name}: CLIP ViT-B/32 embeds in 512");
-        assert_eq!(set.clip_l.dim(), 768, "{name}: CLIP ViT-L/14 embeds in 768");
+        if set.clip_b.implementation().is_reference() {
+            assert_eq!(set.clip_b.dim(), 512, "{name}: CLIP ViT-B/32 embeds in 512");
+            assert_eq!(set.clip_l.dim(), 768, "{name}: CLIP ViT-L/14 embeds in 768");
+        }
     }
 }
 
@@ -211,7 +252,11 @@ fn every_implementation_fills_its_buffers_deterministically_and_keeps_no_memory(
         );
         assert!(samples.iter().any(|&s| s != 0.0), "{name}: some sound");
         assert_eq!(video.len() as u64, BUFFERS.video_bytes(), "{name}");
-        assert_eq!((clip_b.len(), clip_l.len()), (512 * 4, 768 * 4), "{name}");
+        assert_eq!(
+            (clip_b.len(), clip_l.len()),
+            (set.clip_b.dim() * 4, set.clip_l.dim() * 4),
+            "{name}"
+        );
         // Determinism: the same recipe gives the same bytes, on a fresh rig too.
         assert_eq!(
             slot(&mut set, &mut rig, &recipe(7)),
