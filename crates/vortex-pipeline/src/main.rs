@@ -502,6 +502,8 @@ fn summarize(
             "CLIP verification: not scored ({})",
             if references.iter().any(|r| r.starts_with("clip")) {
                 "the CLIP stages are reference implementations, without a text tower"
+            } else if tally.scores.is_empty() {
+                "no slot finished"
             } else {
                 "no recipe had a prompt"
             }

@@ -1094,6 +1094,9 @@ impl Slot<'_> {
             let stage = lock(embed);
             (stage.dim(), stage.stopper())
         };
+        // A slot dropped while its verification ran (a missed deadline) took the output with
+        // it: make a new one.
+        out.resize(dim, 0.0);
         let shared = Arc::clone(embed);
         let mut owned = std::mem::take(out);
         let (similarity, frames, owned) = self

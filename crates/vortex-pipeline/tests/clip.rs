@@ -178,3 +178,32 @@ fn a_verify_table_that_cannot_decide_is_refused() {
         .to_string();
     assert!(err.contains("both weights are 0"), "{err}");
 }
+
+/// A slot dropped at any point — during the verification on the blocking pool included —
+/// leaves the next slot whole: the same scores as a clean one, nothing kept.
+#[tokio::test]
+async fn a_slot_dropped_at_any_point_leaves_the_next_one_whole() {
+    let mut pipeline = VortexPipeline::new(config("-1.0")).unwrap();
+    let baseline = pipeline.vram().tracker().allocated();
+    let clean = pipeline
+        .generate_slot(&recipe(1, "a presenter"))
+        .await
+        .unwrap()
+        .clip_scores;
+    let mut cut = std::time::Duration::ZERO;
+    let mut finished = false;
+    for attempt in 2..400 {
+        let slot = recipe(attempt, "a presenter");
+        finished = tokio::time::timeout(cut, pipeline.generate_slot(&slot))
+            .await
+            .is_ok();
+        let next = pipeline.generate_slot(&slot).await.unwrap().clip_scores;
+        assert_eq!(next, clean, "after a slot dropped at {cut:?}");
+        assert_eq!(pipeline.vram().tracker().allocated(), baseline);
+        if finished {
+            break;
+        }
+        cut += std::time::Duration::from_micros(250);
+    }
+    assert!(finished, "some cut let the slot finish");
+}
