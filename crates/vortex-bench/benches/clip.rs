@@ -84,7 +84,10 @@ fn clip(c: &mut Criterion) {
                 continue;
             }
         };
-        let ExportedNetwork::Clip(manifest) = export.network();
+        let ExportedNetwork::Clip(manifest) = export.network() else {
+            eprintln!("skipping {}: not a CLIP export", dir.display());
+            continue;
+        };
         let name = dir
             .file_name()
             .map_or("clip".into(), |n| n.to_string_lossy().into_owned());

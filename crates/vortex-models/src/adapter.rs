@@ -168,21 +168,21 @@ kind!(
 );
 
 /// The adapter of `stage`'s model. A network source brings its own layout (the int8 export's
-/// initializers, not the official checkpoint's tensors); an export its manifest's (both
-/// towers of a CLIP export, in f32).
+/// initializers, not the official checkpoint's tensors); an export its own (both towers of a
+/// CLIP export, in f32; what a FLUX export's graphs read).
 pub fn adapter_for(stage: Stage, spec: ModelSpec) -> Box<dyn Model> {
-    let layout = match &spec.weights {
-        WeightSource::Network(network) => Some(network.layout()),
-        WeightSource::Export(export) => Some(export.layout()),
+    let layouts = match &spec.weights {
+        WeightSource::Network(network) => Some((network.layout(), network.layout())),
+        WeightSource::Export(export) => Some((export.layout(), export.resident_layout())),
         WeightSource::File(_) | WeightSource::Synthetic { .. } => None,
     };
-    if let Some(layout) = layout {
+    if let Some((checkpoint, resident)) = layouts {
         return match stage {
-            Stage::Audio => Box::new(Kokoro::with_layouts(spec, layout.clone(), layout)),
-            Stage::Actor => Box::new(Flux::with_layouts(spec, layout.clone(), layout)),
-            Stage::Video => Box::new(LivePortrait::with_layouts(spec, layout.clone(), layout)),
-            Stage::ClipB => Box::new(ClipB::with_layouts(spec, layout.clone(), layout)),
-            Stage::ClipL => Box::new(ClipL::with_layouts(spec, layout.clone(), layout)),
+            Stage::Audio => Box::new(Kokoro::with_layouts(spec, checkpoint, resident)),
+            Stage::Actor => Box::new(Flux::with_layouts(spec, checkpoint, resident)),
+            Stage::Video => Box::new(LivePortrait::with_layouts(spec, checkpoint, resident)),
+            Stage::ClipB => Box::new(ClipB::with_layouts(spec, checkpoint, resident)),
+            Stage::ClipL => Box::new(ClipL::with_layouts(spec, checkpoint, resident)),
         };
     }
     match stage {

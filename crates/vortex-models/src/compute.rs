@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 use vortex_registry::{Dtype, ModelRegistry, OutputBuffers};
 use vortex_vram::{Arena, OwnerId, StaticRegion, StreamId, VramError};
 
-use crate::adapter::{ClipB, ClipL, Kokoro};
+use crate::adapter::{ClipB, ClipL, Flux, Kokoro};
 use crate::clip::network::ClipNetwork;
+use crate::flux::network::FluxNetwork;
 use crate::kokoro::network::{KOKORO_DETAIL, KokoroNetwork};
 use crate::reference::{ReferenceActor, ReferenceAudio, ReferenceEmbedding, ReferenceVideo};
 use crate::runtime::{InPlace, Runtime, RuntimeError, Terminator};
@@ -330,6 +331,24 @@ pub enum ComputeError {
         /// The manifest's.
         expected: usize,
     },
+    /// An export of another network than the stage runs.
+    #[error("{} holds a {found} export, but this stage runs {wanted}: point it at a {wanted} export", dir.display())]
+    WrongExport {
+        /// The export.
+        dir: std::path::PathBuf,
+        /// What it holds.
+        found: &'static str,
+        /// What the stage runs.
+        wanted: &'static str,
+    },
+    /// An image side FLUX cannot draw.
+    #[error(
+        "FLUX draws images whose side is a multiple of 16, but buffers.image_size is {found}: set it to one (512)"
+    )]
+    ImageSize {
+        /// The configured side.
+        found: u64,
+    },
     /// Frames that are not RGB.
     #[error("CLIP reads RGB frames, but buffers.channels is {found}: set buffers.channels = 3")]
     Channels {
@@ -616,6 +635,8 @@ pub struct RuntimeSettings {
     /// Frames a slot's verification embeds at once (`[timing] verified_frames`): the batch of
     /// CLIP's profile run. 0 = 8.
     pub verified_frames: u64,
+    /// The actor image's side (`[buffers] image_size`): what FLUX's profile run draws. 0 = 512.
+    pub actor_size: u64,
 }
 
 impl StageSet {
@@ -680,6 +701,26 @@ impl StageSet {
             })?;
             Ok::<_, ComputeError>(Some(Box::new(network)))
         };
+        if let Some(flux) = registry.get::<Flux>()
+            && let WeightSource::Export(export) = flux.source()
+            && let Some(weights) = flux.weights()
+        {
+            let runtime = Runtime::get(settings.onnxruntime.as_deref())?;
+            let tokenizer = crate::clip_text::clip_tokenizer(&crate::runtime::fetch::cache_dir())
+                .map_err(|e| ComputeError::Prompt(Box::new(e)))?;
+            let mut network =
+                FluxNetwork::new(runtime, export, arena, weights, tokenizer, threads)?;
+            let size = match settings.actor_size {
+                0 => 512,
+                n => n as usize,
+            };
+            profile(Stage::Actor, registry, arena, |owner| {
+                network
+                    .generate(arena, owner, "a portrait", 0, size, &mut |_, _| {})
+                    .map(drop)
+            })?;
+            set.actor = Box::new(network);
+        }
         if let Some(m) = registry.get::<ClipB>()
             && let Some(network) = clip(Stage::ClipB, m.source(), m.weights())?
         {
@@ -703,14 +744,16 @@ impl StageSet {
                 kind: ImplementationKind::Network,
                 detail: KOKORO_DETAIL.to_owned(),
             },
-            (WeightSource::Export(export), Stage::ClipB | Stage::ClipL) => Implementation {
-                kind: ImplementationKind::Network,
-                detail: format!(
-                    "{} exported in {}, on ONNX Runtime's CPU provider",
-                    export.kind(),
-                    export.dir().display()
-                ),
-            },
+            (WeightSource::Export(export), Stage::ClipB | Stage::ClipL | Stage::Actor) => {
+                Implementation {
+                    kind: ImplementationKind::Network,
+                    detail: format!(
+                        "{} exported in {}, on ONNX Runtime's CPU provider",
+                        export.kind(),
+                        export.dir().display()
+                    ),
+                }
+            }
             _ => implementation,
         })
     }

@@ -4,9 +4,15 @@
 //! directory; the weights load into the model's static region like any checkpoint and the
 //! graphs read them there.
 //!
-//! - CLIP: `clip.json`, written by `crates/vortex-models/data/clip/export_clip.py`.
+//! - CLIP: `clip.json`, written by `crates/vortex-models/data/clip/export_clip.py`; its layout
+//!   comes from the manifest's hyperparameters.
+//! - FLUX.1: `flux.json`, written by `crates/vortex-models/data/flux/export_flux.py`; its
+//!   layout is the weights file's header (diffusers' and transformers' names), less the
+//!   tensors no graph reads (the VAE's encoder).
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -17,8 +23,16 @@ use crate::layout::{Layout, WeightDtype};
 pub const CLIP_MANIFEST: &str = "clip.json";
 /// The script that writes a CLIP export.
 pub const CLIP_SCRIPT: &str = "crates/vortex-models/data/clip/export_clip.py";
+/// The FLUX manifest's file name.
+pub const FLUX_MANIFEST: &str = "flux.json";
+/// The script that writes a FLUX export.
+pub const FLUX_SCRIPT: &str = "crates/vortex-models/data/flux/export_flux.py";
+/// Both scripts, for a directory that is neither.
+const SCRIPTS: &str = "crates/vortex-models/data/clip/export_clip.py (CLIP) or crates/vortex-models/data/flux/export_flux.py (FLUX)";
 /// How a CLIP export's layout names the checkpoint in errors.
 const CLIP_CHECKPOINT: &str = "CLIP as export_clip.py writes it (Hugging Face CLIPModel names)";
+/// How a FLUX export's layout names the checkpoint in errors.
+const FLUX_CHECKPOINT: &str = "FLUX.1 as export_flux.py writes it (diffusers/transformers names)";
 
 /// An export directory that could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,7 +50,11 @@ pub struct ExportError {
 #[derive(Debug, Clone)]
 pub struct Export {
     dir: PathBuf,
-    network: std::sync::Arc<ExportedNetwork>,
+    network: Arc<ExportedNetwork>,
+    /// Every tensor of the weights file.
+    layout: Arc<Layout>,
+    /// The tensors the graphs read (what is loaded).
+    resident: Arc<Layout>,
 }
 
 /// Two exports are the same when they are the same directory.
@@ -53,6 +71,215 @@ impl Eq for Export {}
 pub enum ExportedNetwork {
     /// CLIP's two towers.
     Clip(ClipManifest),
+    /// FLUX.1's text encoders, transformer and VAE decoder.
+    Flux(FluxManifest),
+}
+
+/// `flux.json` (the parts Vortex reads).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct FluxManifest {
+    /// `"flux"`.
+    pub kind: String,
+    /// `1`.
+    pub format: u32,
+    /// The weights' dtype (`"f32"`).
+    pub dtype: String,
+    /// Where the weights came from.
+    pub source: String,
+    /// The weights file.
+    pub weights: String,
+    /// The four graphs.
+    pub graphs: FluxGraphs,
+    /// How prompts become ids.
+    pub tokenizers: FluxTokenizers,
+    /// The sampling schedule.
+    pub scheduler: FluxScheduler,
+    /// Latent shapes and the VAE's scaling.
+    pub latents: FluxLatents,
+    /// Tensors of the weights file no graph reads (not loaded).
+    #[serde(default)]
+    pub unread_parameters: Option<FluxUnread>,
+}
+
+/// The four graphs of a FLUX export.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct FluxGraphs {
+    /// CLIP-L's text tower: `input_ids [1, 77]` → `pooler_output [1, 768]`.
+    pub clip_text: FluxGraph,
+    /// T5's encoder: `input_ids [1, L]` → `last_hidden_state [1, L, 4096]`.
+    pub t5: FluxGraph,
+    /// The transformer, one step.
+    pub transformer: FluxGraph,
+    /// The VAE's decoder: unscaled latents → image in [-1, 1].
+    pub vae_decoder: FluxGraph,
+}
+
+/// One graph of a FLUX export.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct FluxGraph {
+    /// The graph file.
+    pub file: String,
+    /// The component whose tensors it reads (`transformer`: names `transformer.*`).
+    pub component: String,
+}
+
+/// How a FLUX export's prompts become ids.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct FluxTokenizers {
+    /// T5's.
+    pub t5: T5Ids,
+}
+
+/// T5's ids.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct T5Ids {
+    /// `"byt5"`: UTF-8 bytes + 3 (the tiny fixture's; a checkpoint's SentencePiece
+    /// `tokenizer.json` is not read yet).
+    pub kind: String,
+    /// Ids a prompt is padded or cut to.
+    pub max_length: usize,
+    /// Padding id.
+    pub pad: i64,
+    /// `</s>`.
+    pub eos: i64,
+}
+
+/// The sampling schedule.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct FluxScheduler {
+    /// σ of each step and the final 0 (schnell: 1, 0.75, 0.5, 0.25, 0).
+    pub sigmas: Vec<f32>,
+}
+
+/// Latent shapes and the VAE's scaling.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct FluxLatents {
+    /// Pixels per latent (8).
+    pub vae_scale_factor: u64,
+    /// Latent channels (16).
+    pub latent_channels: u64,
+    /// Latents are divided by this before decoding…
+    pub scaling_factor: f32,
+    /// …and this is added.
+    pub shift_factor: f32,
+}
+
+/// Tensors no graph reads.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct FluxUnread {
+    /// Their name prefixes.
+    pub prefixes: Vec<String>,
+}
+
+impl FluxManifest {
+    fn check(&self) -> Result<(), String> {
+        if self.kind != "flux" || self.format != 1 {
+            return Err(format!(
+                "kind {:?} format {} is not a FLUX export Vortex reads (kind \"flux\", format 1)",
+                self.kind, self.format
+            ));
+        }
+        if self.dtype != "f32" {
+            return Err(format!(
+                "dtype {:?}: the graphs run on ONNX Runtime's CPU provider in f32; export with --dtype f32",
+                self.dtype
+            ));
+        }
+        let t5 = &self.tokenizers.t5;
+        if t5.kind != "byt5" {
+            return Err(format!(
+                "tokenizers.t5.kind {:?}: Vortex reads byt5 ids only so far (a checkpoint's SentencePiece tokenizer.json is not read yet)",
+                t5.kind
+            ));
+        }
+        if !(2..=512).contains(&t5.max_length) {
+            return Err(format!(
+                "tokenizers.t5.max_length {}: use 2 to 512",
+                t5.max_length
+            ));
+        }
+        let sigmas = &self.scheduler.sigmas;
+        if sigmas.len() < 2
+            || sigmas.len() > 101
+            || sigmas.iter().any(|s| !s.is_finite())
+            || sigmas.windows(2).any(|w| w[1] >= w[0])
+        {
+            return Err(format!(
+                "scheduler.sigmas {sigmas:?}: give 2 to 101 finite values, falling"
+            ));
+        }
+        let l = &self.latents;
+        if l.vae_scale_factor != 8 || l.latent_channels != 16 {
+            return Err(format!(
+                "latents: vae_scale_factor {} and latent_channels {}: FLUX's packing needs 8 and 16",
+                l.vae_scale_factor, l.latent_channels
+            ));
+        }
+        if !(l.scaling_factor.is_finite() && l.scaling_factor > 0.0 && l.shift_factor.is_finite()) {
+            return Err(
+                "latents.scaling_factor must be positive and shift_factor finite".to_owned(),
+            );
+        }
+        Ok(())
+    }
+
+    fn files(&self) -> [&str; 5] {
+        [
+            &self.graphs.clip_text.file,
+            &self.graphs.t5.file,
+            &self.graphs.transformer.file,
+            &self.graphs.vae_decoder.file,
+            &self.weights,
+        ]
+    }
+}
+
+/// The layout a safetensors file's header describes, in file order. Reads the header only.
+fn header_layout(path: &Path, checkpoint: &'static str) -> Result<Layout, String> {
+    let mut file = std::fs::File::open(path).map_err(|e| format!("cannot read it ({e})"))?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len)
+        .map_err(|e| format!("no safetensors header ({e})"))?;
+    let len = u64::from_le_bytes(len);
+    if len > 100 << 20 {
+        return Err(format!("a header of {len} bytes: not a safetensors file"));
+    }
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header)
+        .map_err(|e| format!("a cut header ({e})"))?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| format!("a header that is not JSON ({e})"))?;
+    let mut tensors = Vec::new();
+    for (name, info) in header.iter().filter(|(k, _)| *k != "__metadata__") {
+        let bad = || format!("tensor `{name}`: a header entry without dtype, shape and offsets");
+        let dtype = match info["dtype"].as_str().ok_or_else(bad)? {
+            "F32" => WeightDtype::F32,
+            "F16" => WeightDtype::F16,
+            "BF16" => WeightDtype::BF16,
+            "U8" => WeightDtype::U8,
+            "I8" => WeightDtype::I8,
+            "I64" => WeightDtype::I64,
+            other => {
+                return Err(format!(
+                    "tensor `{name}`: dtype {other} is not one Vortex loads"
+                ));
+            }
+        };
+        let shape = info["shape"]
+            .as_array()
+            .ok_or_else(bad)?
+            .iter()
+            .map(|d| d.as_u64().ok_or_else(bad))
+            .collect::<Result<Vec<u64>, String>>()?;
+        let start = info["data_offsets"][0].as_u64().ok_or_else(bad)?;
+        tensors.push((start, name.clone(), dtype, shape));
+    }
+    tensors.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let mut layout = Layout::new(checkpoint);
+    for (_, name, dtype, shape) in tensors {
+        layout.push(name, dtype, &shape);
+    }
+    Ok(layout)
 }
 
 /// `clip.json`.
@@ -193,44 +420,89 @@ impl Export {
     /// Reads and checks the export in `dir`: the manifest parses and is consistent, and every
     /// file it names is a plain file in `dir`.
     pub fn open(dir: &Path) -> Result<Export, ExportError> {
-        let err = |problem: String| ExportError {
+        let err = |problem: String, script: &'static str| ExportError {
             dir: dir.to_owned(),
             problem,
-            script: CLIP_SCRIPT,
+            script,
         };
-        let path = dir.join(CLIP_MANIFEST);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            err(format!(
-                "cannot read {CLIP_MANIFEST} ({e}): the directory is not an export Vortex knows"
-            ))
+        let (name, script) = if dir.join(FLUX_MANIFEST).is_file() {
+            (FLUX_MANIFEST, FLUX_SCRIPT)
+        } else {
+            (CLIP_MANIFEST, CLIP_SCRIPT)
+        };
+        let text = std::fs::read_to_string(dir.join(name)).map_err(|e| {
+            err(
+                format!(
+                    "cannot read {CLIP_MANIFEST} or {FLUX_MANIFEST} ({e}): the directory is not an export Vortex knows"
+                ),
+                SCRIPTS,
+            )
         })?;
-        let manifest: ClipManifest = serde_json::from_str(&text)
-            .map_err(|e| err(format!("{CLIP_MANIFEST} is not a CLIP manifest: {e}")))?;
-        manifest
-            .check()
-            .map_err(|p| err(format!("{CLIP_MANIFEST}: {p}")))?;
-        for name in [
-            &manifest.graphs.vision,
-            &manifest.graphs.text,
-            &manifest.weights,
-        ] {
-            let plain = !name.is_empty()
-                && Path::new(name)
+        let network = if name == FLUX_MANIFEST {
+            let manifest: FluxManifest = serde_json::from_str(&text)
+                .map_err(|e| err(format!("{name} is not a FLUX manifest: {e}"), script))?;
+            manifest
+                .check()
+                .map_err(|p| err(format!("{name}: {p}"), script))?;
+            ExportedNetwork::Flux(manifest)
+        } else {
+            let manifest: ClipManifest = serde_json::from_str(&text)
+                .map_err(|e| err(format!("{name} is not a CLIP manifest: {e}"), script))?;
+            manifest
+                .check()
+                .map_err(|p| err(format!("{name}: {p}"), script))?;
+            ExportedNetwork::Clip(manifest)
+        };
+        let files: Vec<&str> = match &network {
+            ExportedNetwork::Clip(m) => vec![&m.graphs.vision, &m.graphs.text, &m.weights],
+            ExportedNetwork::Flux(m) => m.files().to_vec(),
+        };
+        for file in files {
+            let plain = !file.is_empty()
+                && Path::new(file)
                     .components()
                     .all(|c| matches!(c, std::path::Component::Normal(_)))
-                && Path::new(name).components().count() == 1;
+                && Path::new(file).components().count() == 1;
             if !plain {
-                return Err(err(format!(
-                    "{CLIP_MANIFEST} names {name:?}: files must be plain names inside the directory"
-                )));
+                return Err(err(
+                    format!(
+                        "{name} names {file:?}: files must be plain names inside the directory"
+                    ),
+                    script,
+                ));
             }
-            if !dir.join(name).is_file() {
-                return Err(err(format!("{name} is missing")));
+            if !dir.join(file).is_file() {
+                return Err(err(format!("{file} is missing"), script));
             }
         }
+        let (layout, resident) = match &network {
+            ExportedNetwork::Clip(m) => {
+                let layout = m.config().layout(WeightDtype::F32);
+                (layout.clone(), layout)
+            }
+            ExportedNetwork::Flux(m) => {
+                let layout = header_layout(&dir.join(&m.weights), FLUX_CHECKPOINT)
+                    .map_err(|p| err(format!("{}: {p}", m.weights), script))?;
+                let unread = m
+                    .unread_parameters
+                    .as_ref()
+                    .map_or(&[][..], |u| u.prefixes.as_slice());
+                let mut resident = Layout::new(FLUX_CHECKPOINT);
+                for t in layout
+                    .tensors
+                    .iter()
+                    .filter(|t| !unread.iter().any(|p| t.name.starts_with(p.as_str())))
+                {
+                    resident.push(t.name.clone(), t.dtype, &t.shape);
+                }
+                (layout, resident)
+            }
+        };
         Ok(Export {
             dir: dir.to_owned(),
-            network: std::sync::Arc::new(ExportedNetwork::Clip(manifest)),
+            network: Arc::new(network),
+            layout: Arc::new(layout),
+            resident: Arc::new(resident),
         })
     }
 
@@ -248,6 +520,7 @@ impl Export {
     pub fn weights(&self) -> PathBuf {
         match &*self.network {
             ExportedNetwork::Clip(m) => self.dir.join(&m.weights),
+            ExportedNetwork::Flux(m) => self.dir.join(&m.weights),
         }
     }
 
@@ -256,17 +529,21 @@ impl Export {
         self.dir.join(name)
     }
 
-    /// The layout of its weights file: every tensor the graphs read.
+    /// The layout of its weights file: every tensor in it.
     pub fn layout(&self) -> Layout {
-        match &*self.network {
-            ExportedNetwork::Clip(m) => m.config().layout(WeightDtype::F32),
-        }
+        (*self.layout).clone()
+    }
+
+    /// The tensors the graphs read: what is loaded.
+    pub fn resident_layout(&self) -> Layout {
+        (*self.resident).clone()
     }
 
     /// What it is, for errors and logs.
     pub fn kind(&self) -> &'static str {
         match &*self.network {
             ExportedNetwork::Clip(_) => "CLIP",
+            ExportedNetwork::Flux(_) => "FLUX",
         }
     }
 }

@@ -408,6 +408,7 @@ impl Config {
         };
         let mut runtime = v.runtime(&raw.runtime, base)?;
         runtime.verified_frames = verified_frames;
+        runtime.actor_size = buffers.image_size;
         let verify = v.verify(&raw.verify)?;
         Ok(Config {
             verify,
@@ -526,18 +527,27 @@ impl Validator<'_> {
                 "" => {
                     return Err(self.err(
                         &format!("{key}.weights"),
-                        "empty: write \"synthetic\", the path of a .safetensors file, or (clip_b, clip_l) a directory export_clip.py wrote"
+                        "empty: write \"synthetic\", the path of a .safetensors file, or (clip_b, clip_l, flux) a directory an export script wrote"
                             .to_owned(),
                     ));
                 }
-                // A folder under a CLIP model is an export (anything else reads a file).
-                path if matches!(stage, Stage::ClipB | Stage::ClipL)
+                // A folder under CLIP or FLUX is an export (anything else reads a file).
+                path if matches!(stage, Stage::ClipB | Stage::ClipL | Stage::Actor)
                     && base.join(path).is_dir() =>
                 {
-                    WeightSource::Export(
-                        Export::open(&base.join(path))
-                            .map_err(|e| self.err(&format!("{key}.weights"), e.to_string()))?,
-                    )
+                    let export = Export::open(&base.join(path))
+                        .map_err(|e| self.err(&format!("{key}.weights"), e.to_string()))?;
+                    let wanted = if stage == Stage::Actor { "FLUX" } else { "CLIP" };
+                    if export.kind() != wanted {
+                        return Err(self.err(
+                            &format!("{key}.weights"),
+                            format!(
+                                "{path:?} is a {} export, but {name} runs {wanted}: point it at a {wanted} export",
+                                export.kind()
+                            ),
+                        ));
+                    }
+                    WeightSource::Export(export)
                 }
                 path => WeightSource::File(base.join(path)),
             };
@@ -574,6 +584,7 @@ impl Validator<'_> {
                 }
             },
             verified_frames: 0,
+            actor_size: 0,
         })
     }
 

@@ -57,7 +57,13 @@ impl ClipNetwork {
         threads: usize,
     ) -> Result<Self, ComputeError> {
         let network = "a CLIP export";
-        let ExportedNetwork::Clip(manifest) = export.network();
+        let ExportedNetwork::Clip(manifest) = export.network() else {
+            return Err(ComputeError::WrongExport {
+                dir: export.dir().to_owned(),
+                found: export.kind(),
+                wanted: "CLIP",
+            });
+        };
         let vision_file = export.file(&manifest.graphs.vision);
         let text_file = export.file(&manifest.graphs.text);
         let vision_weights = in_place(arena, weights, network, |n| {

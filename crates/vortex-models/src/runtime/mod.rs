@@ -189,14 +189,33 @@ impl Runtime {
         weights: &[InPlace<'_>],
         threads: usize,
     ) -> Result<Graph, RuntimeError> {
+        // SAFETY: the caller's promise, passed on.
+        unsafe { self.graph_with(graph, weights, threads, Optimization::All) }
+    }
+
+    /// [`Runtime::graph`] with the graph optimizations chosen.
+    ///
+    /// # Safety
+    /// As [`Runtime::graph`].
+    pub unsafe fn graph_with(
+        &'static self,
+        graph: &Path,
+        weights: &[InPlace<'_>],
+        threads: usize,
+        optimization: Optimization,
+    ) -> Result<Graph, RuntimeError> {
         let what = format!("creating a session for {}", graph.display());
+        let level = match optimization {
+            Optimization::All => GraphOptimizationLevel::All,
+            Optimization::NoTransposePushing => GraphOptimizationLevel::Level1,
+        };
         let mut builder = Session::builder(&self.env)
             .map_err(ort_err(what.as_str()))?
             .with_intra_threads(threads.max(1))
             .map_err(ort_err(what.as_str()))?
             .with_inter_threads(1)
             .map_err(ort_err(what.as_str()))?
-            .with_optimization_level(GraphOptimizationLevel::All)
+            .with_optimization_level(level)
             .map_err(ort_err(what.as_str()))?
             // Prepacking would copy the int8 weights into packed form: they must be read
             // where they are.
@@ -206,6 +225,14 @@ impl Runtime {
             .map_err(ort_err(what.as_str()))?
             .with_config_entry("session.intra_op.allow_spinning", "0")
             .map_err(ort_err(what.as_str()))?;
+        if optimization == Optimization::NoTransposePushing {
+            builder = builder
+                .with_config_entry(
+                    "optimization.disable_specified_optimizers",
+                    "TransposeOptimizer",
+                )
+                .map_err(ort_err(what.as_str()))?;
+        }
         for w in weights {
             // SAFETY: the caller keeps the range valid while the graph lives.
             let value = unsafe { value_over(w) }?;
@@ -220,6 +247,19 @@ impl Runtime {
         });
         Ok(Graph { session, stop })
     }
+}
+
+/// Which graph optimizations a session runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Optimization {
+    /// Every level (ONNX Runtime's `ORT_ENABLE_ALL`).
+    All,
+    /// The basic level without ONNX Runtime's transpose optimizer. That optimizer pushes a
+    /// Transpose through an elementwise op by reshaping the op's initializer in place, under
+    /// its own name; an initializer handed over in place (`AddInitializer`) then replaces the
+    /// reshaped one and the op fails to broadcast (ONNX Runtime 1.31, found on the FLUX VAE
+    /// decoder's channels-last GroupNorm; the later levels rewrite it the same way).
+    NoTransposePushing,
 }
 
 /// A tensor the session reads where it is.

@@ -1,6 +1,7 @@
-//! CLIP for real in the pipeline: both verification stages on the tiny export
-//! (`vortex-models/tests/data/clip/tiny/`, seeded weights), scored against the prompt,
-//! reported in the result and the manifest, nothing kept between slots.
+//! Exported networks in the pipeline: both CLIP verification stages on the tiny CLIP export
+//! (`vortex-models/tests/data/clip/tiny/`, seeded weights), scored against the prompt and
+//! reported in the result and the manifest; the actor stage on the tiny FLUX export; nothing
+//! kept between slots.
 
 mod common;
 
@@ -206,4 +207,61 @@ async fn a_slot_dropped_at_any_point_leaves_the_next_one_whole() {
         cut += std::time::Duration::from_micros(250);
     }
     assert!(finished, "some cut let the slot finish");
+}
+
+/// FLUX's tiny export as the actor stage: the actor image comes from the network, the same
+/// recipe gives the same image, a prompt-less recipe is refused saying why, nothing is kept.
+#[tokio::test]
+async fn the_actor_stage_draws_with_flux_when_its_export_is_there() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vortex-models/tests/data/flux/tiny");
+    let export = format!("{:?}", dir.canonicalize().unwrap().to_str().unwrap());
+    let config = Shipped::new()
+        .with(&[
+            ("models.kokoro.weights", "\"synthetic\""),
+            ("models.flux.weights", &export),
+            ("buffers.image_size", "64"),
+            ("buffers.seconds", "2"),
+            ("buffers.sample_rate", "800"),
+            ("buffers.fps", "4"),
+            ("buffers.staging_frames", "3"),
+            ("timing.verified_frames", "4"),
+            ("timing.cost_profile", "\"zero\""),
+            ("runtime.threads", "2"),
+        ])
+        .config();
+    let mut pipeline = VortexPipeline::new(config).unwrap();
+    let actor = &pipeline.implementations()[Stage::Actor];
+    assert!(
+        !actor.is_reference() && actor.detail.contains("FLUX"),
+        "{actor}"
+    );
+    let baseline = pipeline.vram().tracker().allocated();
+    let first = pipeline
+        .generate_slot(&recipe(1, "a presenter"))
+        .await
+        .unwrap()
+        .to_owned_result();
+    assert_eq!(first.actor_image.len(), 64 * 64 * 3);
+    let again = pipeline
+        .generate_slot(&recipe(2, "a presenter"))
+        .await
+        .unwrap()
+        .to_owned_result();
+    assert_eq!(again.actor_image, first.actor_image, "same prompt and seed");
+    let other = pipeline
+        .generate_slot(&Recipe {
+            seed: 8,
+            ..recipe(3, "a presenter")
+        })
+        .await
+        .unwrap()
+        .to_owned_result();
+    assert_ne!(other.actor_image, first.actor_image, "the seed matters");
+    let err = pipeline
+        .generate_slot(&recipe(4, ""))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("prompt is empty"), "{err}");
+    assert_eq!(pipeline.vram().tracker().allocated(), baseline);
 }

@@ -7,6 +7,10 @@
 //! stored as `{name}` (U8, two 4-bit codes per byte, shape `[out, in / 2]`),
 //! `{name}.absmax` (U8, one 8-bit scale per block of 64) and `{name}.nested_absmax` (F32, one
 //! per 256 scales). Everything else (biases, norms, embedders, the final layer) stays bf16.
+//!
+//! [`network`] runs a FLUX export (`data/flux/export_flux.py`) as the actor stage.
+
+pub mod network;
 
 use crate::layout::{Layout, WeightDtype};
 

@@ -1,0 +1,372 @@
+//! The actor stage on a FLUX.1 export: the prompt through CLIP-L's text tower (pooled) and
+//! T5's encoder, seeded noise, schnell's Euler steps through the transformer, the VAE's decoder,
+//! an RGB image into the actor buffer — as diffusers' `FluxPipeline` does it
+//! (`tests/data/flux/make_golden.py` is the reference, step for step). Every graph reads its
+//! weights in place from the model's static region and runs with its activations in the
+//! arena's scratch.
+
+use vortex_registry::Dtype;
+use vortex_vram::{Arena, OwnerId, StaticRegion};
+
+use crate::clip_text::ClipTokenizer;
+use crate::compute::{
+    ActorStage, ComputeError, Implementation, ImplementationKind, Recipe, StageContext, StageImpl,
+    in_place,
+};
+use crate::export::{Export, ExportedNetwork, FluxManifest};
+use crate::runtime::{Graph, Input, Optimization, Output, Runtime, Terminator};
+use crate::weights::ResidentWeights;
+
+/// The stage on one FLUX export.
+#[derive(Debug)]
+pub struct FluxNetwork {
+    detail: String,
+    manifest: FluxManifest,
+    clip_text: Graph,
+    t5: Graph,
+    transformer: Graph,
+    vae_decoder: Graph,
+    tokenizer: ClipTokenizer,
+    /// Keeps the slab (and so the weights the sessions read) alive as long as they are.
+    _arena: Arena,
+}
+
+/// What a prompt becomes before the denoising.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conditioning {
+    /// CLIP's 77 ids.
+    pub clip_ids: Vec<i64>,
+    /// T5's ids.
+    pub t5_ids: Vec<i64>,
+    /// CLIP's pooled embedding.
+    pub pooled: Vec<f32>,
+    /// T5's hidden states, `t5_ids.len() × width`.
+    pub prompt_embeds: Vec<f32>,
+}
+
+/// splitmix64, the noise generator's source (the golden script's, bit for bit).
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// The seed's noise in the unpacked latent order `[16, h, w]`: pairs of standard normals by
+/// Box-Muller in f64 (`r cos θ`, then `r sin θ`), each rounded to f32.
+pub fn noise(seed: u64, values: usize) -> Vec<f32> {
+    let mut rng = SplitMix64(seed);
+    let unit = 2f64.powi(-53);
+    let mut out = Vec::with_capacity(values + 1);
+    while out.len() < values {
+        let (a, b) = (rng.next(), rng.next());
+        let u1 = ((a >> 11) + 1) as f64 * unit;
+        let u2 = (b >> 11) as f64 * unit;
+        let r = (-2.0 * u1.ln()).sqrt();
+        let theta = 2.0 * std::f64::consts::PI * u2;
+        out.push((r * theta.cos()) as f32);
+        out.push((r * theta.sin()) as f32);
+    }
+    out.truncate(values);
+    out
+}
+
+/// `[c, h, w]` → `[(h/2)(w/2), 4c]`: 2×2 patches, channels first within a patch.
+pub fn pack(latents: &[f32], c: usize, h: usize, w: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(latents.len());
+    for i in 0..h / 2 {
+        for j in 0..w / 2 {
+            for ch in 0..c {
+                for di in 0..2 {
+                    for dj in 0..2 {
+                        out.push(latents[(ch * h + 2 * i + di) * w + 2 * j + dj]);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The inverse of [`pack`].
+pub fn unpack(packed: &[f32], c: usize, h: usize, w: usize) -> Vec<f32> {
+    let mut out = vec![0.0; packed.len()];
+    let mut k = 0;
+    for i in 0..h / 2 {
+        for j in 0..w / 2 {
+            for ch in 0..c {
+                for di in 0..2 {
+                    for dj in 0..2 {
+                        out[(ch * h + 2 * i + di) * w + 2 * j + dj] = packed[k];
+                        k += 1;
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+impl FluxNetwork {
+    /// Sessions over `weights` (the export's tensors, resident in `arena`, whose memory must be
+    /// host-addressable: the graphs run on ONNX Runtime's CPU provider).
+    pub fn new(
+        runtime: &'static Runtime,
+        export: &Export,
+        arena: &Arena,
+        weights: &ResidentWeights,
+        tokenizer: ClipTokenizer,
+        threads: usize,
+    ) -> Result<Self, ComputeError> {
+        let ExportedNetwork::Flux(manifest) = export.network() else {
+            return Err(ComputeError::WrongExport {
+                dir: export.dir().to_owned(),
+                found: export.kind(),
+                wanted: "FLUX",
+            });
+        };
+        let network = "a FLUX export";
+        let graph = |g: &crate::export::FluxGraph, optimization| -> Result<Graph, ComputeError> {
+            let prefix = format!("{}.", g.component);
+            let tensors = in_place(arena, weights, network, |n| n.starts_with(&prefix))?;
+            let file = export.file(&g.file);
+            // SAFETY: every range lies in the model's static region (checked by `in_place`),
+            // which is never freed while a handle on the arena lives; `_arena` is one, and it
+            // drops after the graphs (field order).
+            Ok(unsafe { runtime.graph_with(&file, &tensors, threads, optimization) }?)
+        };
+        let clip_text = graph(&manifest.graphs.clip_text, Optimization::All)?;
+        let mut t5 = graph(&manifest.graphs.t5, Optimization::All)?;
+        let mut transformer = graph(&manifest.graphs.transformer, Optimization::All)?;
+        // Its GroupNorms scale on a channels-last view, which the transpose optimizer would
+        // rewrite against the weights handed over in place (see `Optimization`).
+        let mut vae_decoder = graph(
+            &manifest.graphs.vae_decoder,
+            Optimization::NoTransposePushing,
+        )?;
+        // One stop for all four: a cancelled slot stops whichever runs.
+        t5.share_stop(&clip_text);
+        transformer.share_stop(&clip_text);
+        vae_decoder.share_stop(&clip_text);
+        Ok(FluxNetwork {
+            detail: format!(
+                "FLUX.1 ({} steps; from {}) exported by export_flux.py, on ONNX Runtime's CPU provider",
+                manifest.scheduler.sigmas.len() - 1,
+                manifest.source
+            ),
+            manifest: manifest.clone(),
+            clip_text,
+            t5,
+            transformer,
+            vae_decoder,
+            tokenizer,
+            _arena: arena.clone(),
+        })
+    }
+
+    /// T5's ids of `prompt`: UTF-8 bytes + 3 (ByT5), cut to `max_length − 1`, `</s>`, padded.
+    pub fn t5_ids(&self, prompt: &str) -> Vec<i64> {
+        let t5 = &self.manifest.tokenizers.t5;
+        let mut ids: Vec<i64> = prompt
+            .bytes()
+            .take(t5.max_length - 1)
+            .map(|b| i64::from(b) + 3)
+            .collect();
+        ids.push(t5.eos);
+        ids.resize(t5.max_length, t5.pad);
+        ids
+    }
+
+    /// The prompt through both text encoders.
+    pub fn condition(
+        &mut self,
+        arena: &Arena,
+        owner: OwnerId,
+        prompt: &str,
+    ) -> Result<Conditioning, ComputeError> {
+        let encoded = self
+            .tokenizer
+            .encode(prompt)
+            .map_err(|e| ComputeError::Prompt(Box::new(e)))?;
+        let clip_ids = encoded.ids().to_vec();
+        let t5_ids = self.t5_ids(prompt);
+        let mut pooled = Vec::new();
+        self.clip_text.run(
+            arena,
+            owner,
+            &[Input::I64("input_ids", &[1, clip_ids.len()], &clip_ids)],
+            &mut [Output::F32("pooler_output", &mut pooled)],
+        )?;
+        let mut prompt_embeds = Vec::new();
+        self.t5.run(
+            arena,
+            owner,
+            &[Input::I64("input_ids", &[1, t5_ids.len()], &t5_ids)],
+            &mut [Output::F32("last_hidden_state", &mut prompt_embeds)],
+        )?;
+        Ok(Conditioning {
+            clip_ids,
+            t5_ids,
+            pooled,
+            prompt_embeds,
+        })
+    }
+
+    /// A `size`×`size` RGB image (row-major, 3 bytes a pixel) of `prompt` from `seed`;
+    /// `on_step(i, latents)` sees the packed latents after each step.
+    pub fn generate(
+        &mut self,
+        arena: &Arena,
+        owner: OwnerId,
+        prompt: &str,
+        seed: u64,
+        size: usize,
+        on_step: &mut dyn FnMut(usize, &[f32]),
+    ) -> Result<Vec<u8>, ComputeError> {
+        let cond = self.condition(arena, owner, prompt)?;
+        let (c, h, w) = (16, size / 8, size / 8);
+        let tokens = (h / 2) * (w / 2);
+        let text = cond.t5_ids.len();
+        let mut x = pack(&noise(seed, c * h * w), c, h, w);
+        let img_ids: Vec<f32> = (0..h / 2)
+            .flat_map(|i| (0..w / 2).flat_map(move |j| [0.0, i as f32, j as f32]))
+            .collect();
+        let txt_ids = vec![0.0f32; text * 3];
+        let width = cond.prompt_embeds.len() / text.max(1);
+        let mut v = Vec::new();
+        let sigmas = self.manifest.scheduler.sigmas.clone();
+        for (i, pair) in sigmas.windows(2).enumerate() {
+            let timestep = [pair[0]];
+            self.transformer.run(
+                arena,
+                owner,
+                &[
+                    Input::F32("hidden_states", &[1, tokens, 4 * c], &x),
+                    Input::F32(
+                        "encoder_hidden_states",
+                        &[1, text, width],
+                        &cond.prompt_embeds,
+                    ),
+                    Input::F32("pooled_projections", &[1, cond.pooled.len()], &cond.pooled),
+                    Input::F32("timestep", &[1], &timestep),
+                    Input::F32("img_ids", &[tokens, 3], &img_ids),
+                    Input::F32("txt_ids", &[text, 3], &txt_ids),
+                ],
+                &mut [Output::F32("noise_pred", &mut v)],
+            )?;
+            if v.len() != x.len() {
+                return Err(ComputeError::Width {
+                    graph: self.manifest.graphs.transformer.file.clone().into(),
+                    found: v.len(),
+                    expected: x.len(),
+                });
+            }
+            // Two roundings, as the scheduler's f32 tensors make them (no fused multiply-add).
+            let dt = pair[1] - pair[0];
+            for (x, v) in x.iter_mut().zip(&v) {
+                let step = dt * v;
+                *x += step;
+            }
+            on_step(i, &x);
+        }
+        let latents = self.manifest.latents.clone();
+        let z: Vec<f32> = unpack(&x, c, h, w)
+            .into_iter()
+            .map(|v| v / latents.scaling_factor + latents.shift_factor)
+            .collect();
+        let mut image = Vec::new();
+        self.vae_decoder.run(
+            arena,
+            owner,
+            &[Input::F32("latents", &[1, c, h, w], &z)],
+            &mut [Output::F32("image", &mut image)],
+        )?;
+        let plane = size * size;
+        if image.len() != 3 * plane {
+            return Err(ComputeError::Width {
+                graph: self.manifest.graphs.vae_decoder.file.clone().into(),
+                found: image.len(),
+                expected: 3 * plane,
+            });
+        }
+        let mut rgb = vec![0u8; 3 * plane];
+        for (p, px) in rgb.chunks_exact_mut(3).enumerate() {
+            for (ch, out) in px.iter_mut().enumerate() {
+                let v = (image[ch * plane + p] * 0.5 + 0.5).clamp(0.0, 1.0) * 255.0;
+                *out = v.round_ties_even() as u8;
+            }
+        }
+        Ok(rgb)
+    }
+}
+
+impl StageImpl for FluxNetwork {
+    fn implementation(&self) -> Implementation {
+        Implementation {
+            kind: ImplementationKind::Network,
+            detail: self.detail.clone(),
+        }
+    }
+
+    fn check_buffers(&self, buffers: &vortex_registry::OutputBuffers) -> Result<(), ComputeError> {
+        if buffers.actor_dtype != Dtype::U8 {
+            return Err(ComputeError::Dtype {
+                implementation: "FLUX",
+                what: "the actor image",
+                key: "actor_dtype",
+                supported: Dtype::U8,
+                found: buffers.actor_dtype,
+            });
+        }
+        if buffers.channels != 3 {
+            return Err(ComputeError::Channels {
+                found: buffers.channels,
+            });
+        }
+        if !buffers.image_size.is_multiple_of(16) || buffers.image_size == 0 {
+            return Err(ComputeError::ImageSize {
+                found: buffers.image_size,
+            });
+        }
+        Ok(())
+    }
+
+    fn stopper(&self) -> Option<Terminator> {
+        Some(self.clip_text.terminator())
+    }
+}
+
+impl ActorStage for FluxNetwork {
+    fn run(
+        &mut self,
+        cx: &mut StageContext<'_>,
+        recipe: &Recipe,
+        actor: &StaticRegion,
+    ) -> Result<(), ComputeError> {
+        self.check_buffers(cx.buffers)?;
+        let need = cx.buffers.actor_bytes();
+        if actor.requested < need {
+            return Err(ComputeError::Shape {
+                what: "actor",
+                have: actor.requested,
+                need,
+            });
+        }
+        let size = cx.buffers.image_size as usize;
+        let image = self.generate(
+            cx.arena,
+            cx.owner,
+            &recipe.prompt,
+            recipe.seed,
+            size,
+            &mut |_, _| {},
+        )?;
+        cx.arena.upload(actor, 0, &image)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,184 @@
+//! FLUX.1 for real at a tiny config: the export in `tests/data/flux/tiny/` (written by
+//! `data/flux/export_flux.py --config tiny`) run by the actor stage's network against
+//! diffusers' `FluxPipeline` (`tests/data/flux/make_golden.py`): the ids, both encoders, the
+//! seed's noise, the latents after each of schnell's 4 steps, and the decoded image.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+use vortex_models::adapter::{Flux, ModelSpec, adapter_for};
+use vortex_models::clip_text::clip_tokenizer;
+use vortex_models::export::Export;
+use vortex_models::flux::network::{FluxNetwork, noise, pack, unpack};
+use vortex_models::runtime::{Runtime, fetch};
+use vortex_models::stage::Stage;
+use vortex_models::weights::WeightSource;
+use vortex_registry::ModelRegistry;
+use vortex_vram::{ArenaConfig, HostBackend, HostConfig, OwnerId, Purpose, Vram, VramConfig};
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/flux")
+}
+
+fn golden() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir().join("tiny_golden.json")).unwrap()).unwrap()
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+fn ints(v: &Value) -> Vec<i64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+struct Rig {
+    vram: Vram,
+    registry: ModelRegistry,
+    owner: OwnerId,
+    network: FluxNetwork,
+}
+
+fn rig() -> Rig {
+    let export = Export::open(&dir().join("tiny")).unwrap();
+    let backend = Arc::new(HostBackend::new(HostConfig::rtx3060_12gb()));
+    let vram = Vram::new(
+        backend,
+        VramConfig::new(ArenaConfig::new(16 << 20, 64 << 20)),
+    )
+    .unwrap();
+    let spec = ModelSpec {
+        budget: 16 << 20,
+        weights: WeightSource::Export(export.clone()),
+    };
+    let registry =
+        ModelRegistry::load(vram.arena(), vec![adapter_for(Stage::Actor, spec)]).unwrap();
+    let weights = registry.get::<Flux>().unwrap().weights().unwrap();
+    let network = FluxNetwork::new(
+        Runtime::get(None).unwrap(),
+        &export,
+        vram.arena(),
+        weights,
+        clip_tokenizer(&fetch::cache_dir()).unwrap(),
+        2,
+    )
+    .unwrap();
+    let owner = vram.owner("flux").unwrap();
+    Rig {
+        vram,
+        registry,
+        owner,
+        network,
+    }
+}
+
+#[test]
+fn the_export_loads_what_its_graphs_read_and_leaves_the_vae_encoder() {
+    let export = Export::open(&dir().join("tiny")).unwrap();
+    let all = export.layout();
+    let resident = export.resident_layout();
+    assert!(all.get("vae.encoder.conv_in.weight").is_some());
+    assert!(resident.get("vae.encoder.conv_in.weight").is_none());
+    assert!(resident.get("vae.decoder.conv_in.weight").is_some());
+    assert_eq!(all.tensors.len() - resident.tensors.len(), 72);
+    vortex_models::weights::WeightFile::open(&export.weights(), &all).unwrap();
+}
+
+#[test]
+fn the_seeds_noise_and_the_packing_are_the_pipelines() {
+    let golden = golden();
+    let seed = golden["seed"].as_u64().unwrap();
+    let l = &golden["latents"];
+    let (c, h, w) = (
+        l["latent_channels"].as_u64().unwrap() as usize,
+        l["latent_height"].as_u64().unwrap() as usize,
+        l["latent_width"].as_u64().unwrap() as usize,
+    );
+    let packed = pack(&noise(seed, c * h * w), c, h, w);
+    let want = floats(&golden["cases"][0]["initial_latents_packed"]);
+    assert_eq!(packed, want, "bit for bit");
+    assert_eq!(unpack(&packed, c, h, w), noise(seed, c * h * w));
+}
+
+#[test]
+fn the_actor_image_is_diffusers_flux_pipelines_step_for_step() {
+    let golden = golden();
+    let mut rig = rig();
+    let arena = rig.vram.arena().clone();
+    let before = rig.vram.tracker().allocated();
+    let seed = golden["seed"].as_u64().unwrap();
+    let size = golden["image_size"][0].as_u64().unwrap() as usize;
+    for case in golden["cases"].as_array().unwrap() {
+        let prompt = case["prompt"].as_str().unwrap();
+        let cond = rig.network.condition(&arena, rig.owner, prompt).unwrap();
+        assert_eq!(cond.clip_ids, ints(&case["clip_input_ids"]), "{prompt}");
+        assert_eq!(cond.t5_ids, ints(&case["t5_input_ids"]), "{prompt}");
+        let d = max_diff(&cond.pooled, &floats(&case["pooled_projections"]));
+        assert!(d < 1e-5, "{prompt}: pooled {d}");
+        let d = max_diff(&cond.prompt_embeds, &floats(&case["prompt_embeds"]));
+        assert!(d < 1e-4, "{prompt}: T5 {d}");
+        let steps: Vec<Vec<f32>> = case["latents_after_step"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(floats)
+            .collect();
+        let mut seen = 0;
+        let image = rig
+            .network
+            .generate(&arena, rig.owner, prompt, seed, size, &mut |i, x| {
+                let d = max_diff(x, &steps[i]);
+                assert!(d < 1e-4, "{prompt}: step {i}: {d}");
+                seen += 1;
+            })
+            .unwrap();
+        assert_eq!(seen, 4, "schnell's 4 steps");
+        let want: Vec<u8> = ints(&case["image_u8"]).iter().map(|&v| v as u8).collect();
+        assert_eq!(image.len(), want.len());
+        let off: Vec<i32> = image
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (i32::from(*a) - i32::from(*b)).abs())
+            .filter(|&d| d > 0)
+            .collect();
+        assert!(
+            off.iter().all(|&d| d <= 1) && off.len() <= 4,
+            "{prompt}: {} values differ, by at most {:?}",
+            off.len(),
+            off.iter().max()
+        );
+        // The same recipe gives the same image.
+        let again = rig
+            .network
+            .generate(&arena, rig.owner, prompt, seed, size, &mut |_, _| {})
+            .unwrap();
+        assert_eq!(again, image);
+    }
+    assert_eq!(rig.vram.tracker().allocated(), before);
+    assert_eq!(rig.vram.tracker().purpose_bytes(Purpose::Activations), 0);
+    // An empty prompt is refused saying what to write.
+    let err = rig
+        .network
+        .generate(&arena, rig.owner, "  ", 1, size, &mut |_, _| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("prompt is empty"), "{err}");
+    let _ = &rig.registry;
+}
