@@ -16,10 +16,11 @@ use serde::{Deserialize, Serialize};
 use vortex_registry::{Dtype, ModelRegistry, OutputBuffers};
 use vortex_vram::{Arena, OwnerId, StaticRegion, StreamId, VramError};
 
-use crate::adapter::{ClipB, ClipL, Flux, Kokoro};
+use crate::adapter::{ClipB, ClipL, Flux, Kokoro, LivePortrait};
 use crate::clip::network::ClipNetwork;
 use crate::flux::network::FluxNetwork;
 use crate::kokoro::network::{KOKORO_DETAIL, KokoroNetwork};
+use crate::liveportrait::network::{Drive, LivePortraitNetwork};
 use crate::reference::{ReferenceActor, ReferenceAudio, ReferenceEmbedding, ReferenceVideo};
 use crate::runtime::{InPlace, Runtime, RuntimeError, Terminator};
 use crate::stage::{Stage, StageMap};
@@ -340,6 +341,17 @@ pub enum ComputeError {
         found: &'static str,
         /// What the stage runs.
         wanted: &'static str,
+    },
+    /// Frames of another side than the network draws.
+    #[error(
+        "LivePortrait draws frames of {needed}×{needed} from a {}×{} source, but buffers.image_size is {found}: set it to {needed}",
+        needed / 2, needed / 2
+    )]
+    FrameSize {
+        /// The configured side.
+        found: u64,
+        /// What the network draws.
+        needed: u64,
     },
     /// An image side FLUX cannot draw.
     #[error(
@@ -720,6 +732,26 @@ impl StageSet {
                     .map(drop)
             })?;
             set.actor = Box::new(network);
+        }
+        if let Some(lp) = registry.get::<LivePortrait>()
+            && let WeightSource::Export(export) = lp.source()
+            && let Some(weights) = lp.weights()
+        {
+            let runtime = Runtime::get(settings.onnxruntime.as_deref())?;
+            let mut network = LivePortraitNetwork::new(runtime, export, arena, weights, threads)?;
+            let side = network.frame_size() / 2;
+            profile(Stage::Video, registry, arena, |owner| {
+                let image = vec![0.5f32; 3 * side * side];
+                let src = network.prepare(arena, owner, &image)?;
+                let drive = Drive {
+                    lip: 0.3,
+                    head: [1.0, 1.0, 1.0],
+                    blink: 0.5,
+                };
+                let x_d = network.driving_keypoints(arena, owner, &src, drive)?;
+                network.render(arena, owner, &src, &x_d).map(drop)
+            })?;
+            set.video = Box::new(network);
         }
         if let Some(m) = registry.get::<ClipB>()
             && let Some(network) = clip(Stage::ClipB, m.source(), m.weights())?

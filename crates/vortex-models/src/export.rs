@@ -27,8 +27,16 @@ pub const CLIP_SCRIPT: &str = "crates/vortex-models/data/clip/export_clip.py";
 pub const FLUX_MANIFEST: &str = "flux.json";
 /// The script that writes a FLUX export.
 pub const FLUX_SCRIPT: &str = "crates/vortex-models/data/flux/export_flux.py";
-/// Both scripts, for a directory that is neither.
-const SCRIPTS: &str = "crates/vortex-models/data/clip/export_clip.py (CLIP) or crates/vortex-models/data/flux/export_flux.py (FLUX)";
+/// The LivePortrait manifest's file name.
+pub const LIVEPORTRAIT_MANIFEST: &str = "liveportrait.json";
+/// The script that writes a LivePortrait export.
+pub const LIVEPORTRAIT_SCRIPT: &str =
+    "crates/vortex-models/data/liveportrait/export_liveportrait.py";
+/// Every script, for a directory that is no export.
+const SCRIPTS: &str = "crates/vortex-models/data/clip/export_clip.py (CLIP), crates/vortex-models/data/flux/export_flux.py (FLUX) or crates/vortex-models/data/liveportrait/export_liveportrait.py (LivePortrait)";
+/// How a LivePortrait export's layout names the checkpoint in errors.
+const LIVEPORTRAIT_CHECKPOINT: &str =
+    "LivePortrait as export_liveportrait.py writes it (official checkpoint names)";
 /// How a CLIP export's layout names the checkpoint in errors.
 const CLIP_CHECKPOINT: &str = "CLIP as export_clip.py writes it (Hugging Face CLIPModel names)";
 /// How a FLUX export's layout names the checkpoint in errors.
@@ -73,6 +81,106 @@ pub enum ExportedNetwork {
     Clip(ClipManifest),
     /// FLUX.1's text encoders, transformer and VAE decoder.
     Flux(FluxManifest),
+    /// LivePortrait's networks.
+    LivePortrait(LivePortraitManifest),
+}
+
+/// `liveportrait.json` (the parts Vortex reads).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct LivePortraitManifest {
+    /// `"liveportrait"`.
+    pub kind: String,
+    /// `"vortex-liveportrait-1"`.
+    pub format: String,
+    /// Hyperparameters.
+    pub config: LivePortraitConfigDoc,
+    /// The weights file.
+    pub weights: LivePortraitWeights,
+    /// The six graphs, by name.
+    pub graphs: std::collections::BTreeMap<String, LivePortraitGraph>,
+}
+
+/// The hyperparameters Vortex reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct LivePortraitConfigDoc {
+    /// Side of the source image the extractors read (frames are twice it).
+    pub image_size: u64,
+    /// Implicit keypoints.
+    pub num_kp: u64,
+    /// Head-pose bins.
+    pub num_bins: u64,
+}
+
+/// The weights file of a LivePortrait export.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct LivePortraitWeights {
+    /// Its name.
+    pub file: String,
+    /// Tensors no graph reads (batch-norm step counters).
+    #[serde(default)]
+    pub unused_by_graphs: Vec<String>,
+}
+
+/// One graph of a LivePortrait export.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct LivePortraitGraph {
+    /// The graph file.
+    pub file: String,
+    /// Its inputs (fixed shapes: the export's batch of 1).
+    pub inputs: Vec<GraphInput>,
+    /// The weights it reads, by name.
+    pub external_initializers: Vec<String>,
+}
+
+/// A graph input: its name and shape.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct GraphInput {
+    /// Name.
+    pub name: String,
+    /// Shape.
+    pub shape: Vec<usize>,
+}
+
+impl LivePortraitManifest {
+    /// The graphs the stage runs.
+    pub const GRAPHS: [&'static str; 6] = [
+        "appearance_feature_extractor",
+        "motion_extractor",
+        "warping_spade",
+        "stitching",
+        "retarget_lip",
+        "retarget_eye",
+    ];
+
+    fn check(&self) -> Result<(), String> {
+        if self.kind != "liveportrait" || self.format != "vortex-liveportrait-1" {
+            return Err(format!(
+                "kind {:?} format {:?} is not a LivePortrait export Vortex reads",
+                self.kind, self.format
+            ));
+        }
+        let c = &self.config;
+        if c.image_size == 0
+            || c.image_size > 2048
+            || c.num_kp == 0
+            || c.num_kp > 256
+            || c.num_bins < 2
+        {
+            return Err(format!(
+                "config: image_size {}, num_kp {}, num_bins {} are not a LivePortrait's",
+                c.image_size, c.num_kp, c.num_bins
+            ));
+        }
+        if let Some(missing) = Self::GRAPHS.iter().find(|g| !self.graphs.contains_key(**g)) {
+            return Err(format!("graphs has no {missing}"));
+        }
+        Ok(())
+    }
+
+    /// A graph's entry (present: checked when opened).
+    pub fn graph(&self, name: &str) -> &LivePortraitGraph {
+        &self.graphs[name]
+    }
 }
 
 /// `flux.json` (the parts Vortex reads).
@@ -427,6 +535,8 @@ impl Export {
         };
         let (name, script) = if dir.join(FLUX_MANIFEST).is_file() {
             (FLUX_MANIFEST, FLUX_SCRIPT)
+        } else if dir.join(LIVEPORTRAIT_MANIFEST).is_file() {
+            (LIVEPORTRAIT_MANIFEST, LIVEPORTRAIT_SCRIPT)
         } else {
             (CLIP_MANIFEST, CLIP_SCRIPT)
         };
@@ -438,7 +548,18 @@ impl Export {
                 SCRIPTS,
             )
         })?;
-        let network = if name == FLUX_MANIFEST {
+        let network = if name == LIVEPORTRAIT_MANIFEST {
+            let manifest: LivePortraitManifest = serde_json::from_str(&text).map_err(|e| {
+                err(
+                    format!("{name} is not a LivePortrait manifest: {e}"),
+                    script,
+                )
+            })?;
+            manifest
+                .check()
+                .map_err(|p| err(format!("{name}: {p}"), script))?;
+            ExportedNetwork::LivePortrait(manifest)
+        } else if name == FLUX_MANIFEST {
             let manifest: FluxManifest = serde_json::from_str(&text)
                 .map_err(|e| err(format!("{name} is not a FLUX manifest: {e}"), script))?;
             manifest
@@ -456,6 +577,12 @@ impl Export {
         let files: Vec<&str> = match &network {
             ExportedNetwork::Clip(m) => vec![&m.graphs.vision, &m.graphs.text, &m.weights],
             ExportedNetwork::Flux(m) => m.files().to_vec(),
+            ExportedNetwork::LivePortrait(m) => m
+                .graphs
+                .values()
+                .map(|g| g.file.as_str())
+                .chain([m.weights.file.as_str()])
+                .collect(),
         };
         for file in files {
             let plain = !file.is_empty()
@@ -497,6 +624,19 @@ impl Export {
                 }
                 (layout, resident)
             }
+            ExportedNetwork::LivePortrait(m) => {
+                let layout = header_layout(&dir.join(&m.weights.file), LIVEPORTRAIT_CHECKPOINT)
+                    .map_err(|p| err(format!("{}: {p}", m.weights.file), script))?;
+                let mut resident = Layout::new(LIVEPORTRAIT_CHECKPOINT);
+                for t in layout
+                    .tensors
+                    .iter()
+                    .filter(|t| !m.weights.unused_by_graphs.contains(&t.name))
+                {
+                    resident.push(t.name.clone(), t.dtype, &t.shape);
+                }
+                (layout, resident)
+            }
         };
         Ok(Export {
             dir: dir.to_owned(),
@@ -521,6 +661,7 @@ impl Export {
         match &*self.network {
             ExportedNetwork::Clip(m) => self.dir.join(&m.weights),
             ExportedNetwork::Flux(m) => self.dir.join(&m.weights),
+            ExportedNetwork::LivePortrait(m) => self.dir.join(&m.weights.file),
         }
     }
 
@@ -544,6 +685,7 @@ impl Export {
         match &*self.network {
             ExportedNetwork::Clip(_) => "CLIP",
             ExportedNetwork::Flux(_) => "FLUX",
+            ExportedNetwork::LivePortrait(_) => "LivePortrait",
         }
     }
 }

@@ -527,17 +527,21 @@ impl Validator<'_> {
                 "" => {
                     return Err(self.err(
                         &format!("{key}.weights"),
-                        "empty: write \"synthetic\", the path of a .safetensors file, or (clip_b, clip_l, flux) a directory an export script wrote"
+                        "empty: write \"synthetic\", the path of a .safetensors file, or (clip_b, clip_l, flux, liveportrait) a directory an export script wrote"
                             .to_owned(),
                     ));
                 }
-                // A folder under CLIP or FLUX is an export (anything else reads a file).
-                path if matches!(stage, Stage::ClipB | Stage::ClipL | Stage::Actor)
+                // A folder under CLIP, FLUX or LivePortrait is an export (anything else reads a file).
+                path if matches!(stage, Stage::ClipB | Stage::ClipL | Stage::Actor | Stage::Video)
                     && base.join(path).is_dir() =>
                 {
                     let export = Export::open(&base.join(path))
                         .map_err(|e| self.err(&format!("{key}.weights"), e.to_string()))?;
-                    let wanted = if stage == Stage::Actor { "FLUX" } else { "CLIP" };
+                    let wanted = match stage {
+                        Stage::Actor => "FLUX",
+                        Stage::Video => "LivePortrait",
+                        _ => "CLIP",
+                    };
                     if export.kind() != wanted {
                         return Err(self.err(
                             &format!("{key}.weights"),

@@ -347,16 +347,13 @@ fn operator_errors_say_what_to_change() {
         "{stderr}"
     );
     let config = Shipped::new()
-        .with(&[
-            ("models.kokoro.weights", "\"synthetic\""),
-            ("models.liveportrait.weights", "\"a-folder\""),
-        ])
+        .with(&[("models.kokoro.weights", "\"a-folder\"")])
         .write_into(&dir);
     let output = vortex(&["--config", config.to_str().unwrap(), "run"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(
-        stderr.contains("liveportrait") && stderr.contains("not a regular file"),
+        stderr.contains("kokoro") && stderr.contains("not a regular file"),
         "{stderr}"
     );
     assert_eq!(

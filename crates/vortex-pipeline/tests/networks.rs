@@ -265,3 +265,66 @@ async fn the_actor_stage_draws_with_flux_when_its_export_is_there() {
     assert!(err.contains("prompt is empty"), "{err}");
     assert_eq!(pipeline.vram().tracker().allocated(), baseline);
 }
+
+/// LivePortrait's tiny export as the video stage: every frame drawn by the network from the
+/// actor image, moving over the slot, the same recipe giving the same video, nothing kept.
+#[tokio::test]
+async fn the_video_stage_animates_the_actor_with_liveportrait_when_its_export_is_there() {
+    let dir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../vortex-models/tests/data/liveportrait/tiny");
+    let export = format!("{:?}", dir.canonicalize().unwrap().to_str().unwrap());
+    let config = |size: &str| {
+        Shipped::new()
+            .with(&[
+                ("models.liveportrait.weights", &export),
+                ("buffers.image_size", size),
+                ("buffers.seconds", "2"),
+                ("buffers.fps", "4"),
+                ("buffers.staging_frames", "3"),
+                ("timing.verified_frames", "2"),
+                ("timing.cost_profile", "\"zero\""),
+                ("runtime.threads", "2"),
+            ])
+            .config()
+    };
+    // Frames the network cannot draw are refused at start, saying which side it draws.
+    let err = VortexPipeline::new(config("64")).unwrap_err().to_string();
+    assert!(err.contains("set it to 128"), "{err}");
+
+    let mut pipeline = VortexPipeline::new(config("128")).unwrap();
+    let video = &pipeline.implementations()[Stage::Video];
+    assert!(
+        !video.is_reference() && video.detail.contains("LivePortrait"),
+        "{video}"
+    );
+    let baseline = pipeline.vram().tracker().allocated();
+    let slot = Recipe {
+        slot_id: 1,
+        seed: 3,
+        prompt: "a presenter".to_owned(),
+        script: "Good evening.".to_owned(),
+        ..Recipe::default()
+    };
+    let first = pipeline
+        .generate_slot(&slot)
+        .await
+        .unwrap()
+        .to_owned_result();
+    let frame = 128 * 128 * 3;
+    assert_eq!(first.video_frames.len(), 8 * frame);
+    let frames: Vec<&[u8]> = first.video_frames.chunks_exact(frame).collect();
+    assert!(
+        frames.windows(2).any(|w| w[0] != w[1]),
+        "the actor moves over the slot"
+    );
+    let again = pipeline
+        .generate_slot(&slot)
+        .await
+        .unwrap()
+        .to_owned_result();
+    assert_eq!(
+        again.video_frames, first.video_frames,
+        "same recipe, same video"
+    );
+    assert_eq!(pipeline.vram().tracker().allocated(), baseline);
+}

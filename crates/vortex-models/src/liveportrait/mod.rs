@@ -6,6 +6,11 @@
 //! stitching/retargeting MLPs (S). The five published `.pth` files are prefixed here by their
 //! network's name. Batch-norm layers carry their running statistics and an I64 step counter,
 //! as PyTorch state dicts do; dtype applies to everything else.
+//!
+//! [`network`] runs a LivePortrait export (`data/liveportrait/export_liveportrait.py`) as
+//! the video stage.
+
+pub mod network;
 
 use crate::layout::{Layout, WeightDtype};
 
