@@ -1,0 +1,104 @@
+//! LivePortrait's frame rate: one frame of warping + SPADE (the per-frame cost of the video
+//! stage), Vortex (the exported graph on ONNX Runtime through `ort`, weights in place in the
+//! arena, activations from scratch) against Python onnxruntime on the same graph file with the
+//! same session settings, measured in the same run.
+//!
+//! Export: the directory in `VORTEX_LIVEPORTRAIT_EXPORT` (write a full-size one with
+//! `data/liveportrait/export_liveportrait.py --config official --out DIR`; random weights are
+//! fine for speed), else the tiny test fixture.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use vortex_bench::python::{self, Worker};
+use vortex_models::adapter::{LivePortrait, ModelSpec, adapter_for};
+use vortex_models::export::Export;
+use vortex_models::liveportrait::network::{Drive, LivePortraitNetwork};
+use vortex_models::runtime::Runtime;
+use vortex_models::stage::Stage;
+use vortex_models::weights::{WeightSource, resident_bytes};
+use vortex_registry::ModelRegistry;
+use vortex_vram::{ArenaConfig, HostBackend, HostConfig, Vram, VramConfig};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn liveportrait(c: &mut Criterion) {
+    let dir = std::env::var("VORTEX_LIVEPORTRAIT_EXPORT").map_or_else(
+        |_| workspace().join("crates/vortex-models/tests/data/liveportrait/tiny"),
+        PathBuf::from,
+    );
+    let runtime = match Runtime::get(None) {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("skipping the LivePortrait benchmark: no ONNX Runtime ({err})");
+            return;
+        }
+    };
+    let export = match Export::open(&dir) {
+        Ok(export) => export,
+        Err(err) => {
+            eprintln!("skipping the LivePortrait benchmark: {err}");
+            return;
+        }
+    };
+    let weights = resident_bytes(&export.resident_layout());
+    let backend = Arc::new(HostBackend::new(HostConfig::rtx3060_12gb()));
+    let vram = Vram::new(
+        backend,
+        VramConfig::new(ArenaConfig::new(weights + (64 << 20), 4 << 30)),
+    )
+    .unwrap();
+    let spec = ModelSpec {
+        budget: weights + (4 << 30),
+        weights: WeightSource::Export(export.clone()),
+    };
+    let registry =
+        ModelRegistry::load(vram.arena(), vec![adapter_for(Stage::Video, spec)]).unwrap();
+    let resident = registry.get::<LivePortrait>().unwrap().weights().unwrap();
+    let mut network =
+        LivePortraitNetwork::new(runtime, &export, vram.arena(), resident, 2).unwrap();
+    let arena = vram.arena().clone();
+    let owner = vram.owner("liveportrait").unwrap();
+    let side = network.frame_size() / 2;
+    let image: Vec<f32> = (0..3 * side * side)
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+        .collect();
+    let src = network.prepare(&arena, owner, &image).unwrap();
+    let drive = Drive {
+        lip: 0.3,
+        head: [1.0, -2.0, 0.5],
+        blink: 0.0,
+    };
+    let x_d = network
+        .driving_keypoints(&arena, owner, &src, drive)
+        .unwrap();
+    let name = dir
+        .file_name()
+        .map_or("liveportrait".into(), |n| n.to_string_lossy().into_owned());
+    let mut group = c.benchmark_group(format!("liveportrait/{name}/frame"));
+    group.sample_size(10);
+    group.bench_function("vortex", |b| {
+        b.iter(|| {
+            network.render(&arena, owner, &src, &x_d).unwrap();
+        })
+    });
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/liveportrait_worker.py");
+    match python::onnxruntime_site(&workspace())
+        .and_then(|site| Worker::start(&script, &[dir.as_os_str()], Some(&site)))
+    {
+        Ok(mut worker) => {
+            eprintln!("baseline: Python onnxruntime {}", worker.banner);
+            group.bench_function("python_onnxruntime", |b| {
+                b.iter(|| assert_eq!(worker.run(), 1))
+            });
+        }
+        Err(why) => eprintln!("no Python baseline: {why}"),
+    }
+    group.finish();
+}
+
+criterion_group!(benches, liveportrait);
+criterion_main!(benches);
