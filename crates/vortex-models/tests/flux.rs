@@ -182,3 +182,56 @@ fn the_actor_image_is_diffusers_flux_pipelines_step_for_step() {
     assert!(err.contains("prompt is empty"), "{err}");
     let _ = &rig.registry;
 }
+
+/// A copy of an export with one file replaced by `bytes`.
+fn broken_copy(from: &Path, name: &str, file: &str, bytes: &[u8]) -> PathBuf {
+    let to = std::env::temp_dir().join(format!("vortex-broken-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&to);
+    std::fs::create_dir_all(&to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+    std::fs::write(to.join(file), bytes).unwrap();
+    to
+}
+
+#[test]
+fn a_bad_graph_file_is_refused_at_start_naming_it_and_nothing_is_kept() {
+    let tiny = dir().join("tiny");
+    let graph = std::fs::read(tiny.join("transformer.onnx")).unwrap();
+    for (name, bytes) in [
+        ("cut", &graph[..graph.len() / 2]),
+        ("garbage", &b"not a graph at all"[..]),
+    ] {
+        let broken = broken_copy(&tiny, name, "transformer.onnx", bytes);
+        let export = Export::open(&broken).unwrap();
+        let backend = Arc::new(HostBackend::new(HostConfig::rtx3060_12gb()));
+        let vram = Vram::new(
+            backend,
+            VramConfig::new(ArenaConfig::new(16 << 20, 16 << 20)),
+        )
+        .unwrap();
+        let spec = ModelSpec {
+            budget: 16 << 20,
+            weights: WeightSource::Export(export.clone()),
+        };
+        let registry =
+            ModelRegistry::load(vram.arena(), vec![adapter_for(Stage::Actor, spec)]).unwrap();
+        let weights = registry.get::<Flux>().unwrap().weights().unwrap();
+        let before = vram.tracker().allocated();
+        let err = FluxNetwork::new(
+            Runtime::get(None).unwrap(),
+            &export,
+            vram.arena(),
+            weights,
+            clip_tokenizer(&fetch::cache_dir()).unwrap(),
+            1,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("transformer.onnx"), "{name}: {err}");
+        assert_eq!(vram.tracker().allocated(), before, "{name}");
+        std::fs::remove_dir_all(broken).unwrap();
+    }
+}
