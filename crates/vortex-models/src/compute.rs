@@ -443,6 +443,14 @@ impl Implementation {
         }
     }
 
+    /// A network, described by `detail`.
+    pub fn network(detail: &str) -> Self {
+        Implementation {
+            kind: ImplementationKind::Network,
+            detail: detail.to_owned(),
+        }
+    }
+
     /// Whether this is a reference implementation.
     pub fn is_reference(&self) -> bool {
         self.kind == ImplementationKind::Reference
@@ -610,6 +618,52 @@ fn longest_piece() -> String {
         .collect()
 }
 
+/// A buffer of dtype `found` that `implementation` writes (or reads) as `supported` only.
+pub(crate) fn check_dtype(
+    implementation: &'static str,
+    what: &'static str,
+    key: &'static str,
+    found: Dtype,
+    supported: Dtype,
+) -> Result<(), ComputeError> {
+    if found == supported {
+        return Ok(());
+    }
+    Err(ComputeError::Dtype {
+        implementation,
+        what,
+        key,
+        supported,
+        found,
+    })
+}
+
+/// A region smaller than the `need` bytes its shape takes.
+pub(crate) fn check_size(
+    what: &'static str,
+    region: &StaticRegion,
+    need: u64,
+) -> Result<(), ComputeError> {
+    if region.size < need {
+        return Err(ComputeError::Shape {
+            what,
+            have: region.size,
+            need,
+        });
+    }
+    Ok(())
+}
+
+/// Frames that are not RGB (3 channels), for a network that reads or draws RGB.
+pub(crate) fn check_rgb(buffers: &OutputBuffers) -> Result<(), ComputeError> {
+    if buffers.channels != 3 {
+        return Err(ComputeError::Channels {
+            found: buffers.channels,
+        });
+    }
+    Ok(())
+}
+
 /// Every tensor of `weights` whose name `keep` accepts, as ranges of `arena`'s memory a
 /// session reads in place. `arena` must be host-addressable (the CPU provider reads them).
 pub(crate) fn in_place<'a>(
@@ -773,20 +827,15 @@ impl StageSet {
     pub fn planned(sources: &StageMap<WeightSource>) -> StageMap<Implementation> {
         let reference = Self::reference().implementations();
         reference.map(|stage, implementation| match (&sources[stage], stage) {
-            (WeightSource::Network(Network::Kokoro82mInt8), Stage::Audio) => Implementation {
-                kind: ImplementationKind::Network,
-                detail: KOKORO_DETAIL.to_owned(),
-            },
-            (WeightSource::Export(export), Stage::ClipB | Stage::ClipL | Stage::Actor) => {
-                Implementation {
-                    kind: ImplementationKind::Network,
-                    detail: format!(
-                        "{} exported in {}, on ONNX Runtime's CPU provider",
-                        export.kind(),
-                        export.dir().display()
-                    ),
-                }
+            (WeightSource::Network(Network::Kokoro82mInt8), Stage::Audio) => {
+                Implementation::network(KOKORO_DETAIL)
             }
+            // The configuration only takes an export under the stage that runs its kind.
+            (WeightSource::Export(export), _) => Implementation::network(&format!(
+                "{} exported in {}, on ONNX Runtime's CPU provider",
+                export.kind(),
+                export.dir().display()
+            )),
             _ => implementation,
         })
     }

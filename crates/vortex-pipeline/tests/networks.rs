@@ -328,3 +328,32 @@ async fn the_video_stage_animates_the_actor_with_liveportrait_when_its_export_is
     );
     assert_eq!(pipeline.vram().tracker().allocated(), baseline);
 }
+
+/// `vortex plan` says which stages run networks before anything loads: every exported one.
+#[test]
+fn the_plan_names_every_exported_stage_a_network() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vortex-models/tests/data");
+    let export = |name: &str| {
+        let dir = data.join(name).join("tiny").canonicalize().unwrap();
+        format!("{:?}", dir.to_str().unwrap())
+    };
+    let (clip, flux, lp) = (export("clip"), export("flux"), export("liveportrait"));
+    let config = Shipped::new()
+        .with(&[
+            ("models.kokoro.weights", "\"synthetic\""),
+            ("models.flux.weights", &flux),
+            ("models.liveportrait.weights", &lp),
+            ("models.clip_b.weights", &clip),
+            ("models.clip_l.weights", &clip),
+        ])
+        .config();
+    let planned = vortex_models::compute::StageSet::planned(&config.weight_sources());
+    assert!(planned[Stage::Audio].is_reference());
+    for stage in [Stage::Actor, Stage::Video, Stage::ClipB, Stage::ClipL] {
+        let i = &planned[stage];
+        assert!(
+            !i.is_reference() && i.detail.contains("exported in"),
+            "{stage}: {i}"
+        );
+    }
+}

@@ -12,8 +12,8 @@ use vortex_vram::{Arena, OwnerId};
 use super::image::ImagePrep;
 use crate::clip_text::{self, ClipTokenizer};
 use crate::compute::{
-    ComputeError, EmbeddingStage, FrameReader, FrameSelection, Implementation, ImplementationKind,
-    Recipe, StageContext, StageImpl, in_place,
+    ComputeError, EmbeddingStage, FrameReader, FrameSelection, Implementation, Recipe,
+    StageContext, StageImpl, check_dtype, check_rgb, in_place,
 };
 use crate::export::{Export, ExportedNetwork};
 use crate::runtime::{Graph, Input, Output, Runtime, Terminator};
@@ -249,28 +249,18 @@ fn normalize(v: &mut [f32]) {
 
 impl StageImpl for ClipNetwork {
     fn implementation(&self) -> Implementation {
-        Implementation {
-            kind: ImplementationKind::Network,
-            detail: self.detail.clone(),
-        }
+        Implementation::network(&self.detail)
     }
 
     fn check_buffers(&self, buffers: &vortex_registry::OutputBuffers) -> Result<(), ComputeError> {
-        if buffers.video_dtype != Dtype::U8 {
-            return Err(ComputeError::Dtype {
-                implementation: "CLIP",
-                what: "the video",
-                key: "video_dtype",
-                supported: Dtype::U8,
-                found: buffers.video_dtype,
-            });
-        }
-        if buffers.channels != 3 {
-            return Err(ComputeError::Channels {
-                found: buffers.channels,
-            });
-        }
-        Ok(())
+        check_dtype(
+            "CLIP",
+            "the video",
+            "video_dtype",
+            buffers.video_dtype,
+            Dtype::U8,
+        )?;
+        check_rgb(buffers)
     }
 
     fn stopper(&self) -> Option<Terminator> {

@@ -10,8 +10,8 @@ use vortex_vram::{Arena, OwnerId, StaticRegion};
 
 use crate::clip_text::ClipTokenizer;
 use crate::compute::{
-    ActorStage, ComputeError, Implementation, ImplementationKind, Recipe, StageContext, StageImpl,
-    in_place,
+    ActorStage, ComputeError, Implementation, Recipe, StageContext, StageImpl, check_dtype,
+    check_rgb, check_size, in_place,
 };
 use crate::export::{Export, ExportedNetwork, FluxManifest};
 use crate::runtime::{Graph, Input, Optimization, Output, Runtime, Terminator};
@@ -307,27 +307,18 @@ impl FluxNetwork {
 
 impl StageImpl for FluxNetwork {
     fn implementation(&self) -> Implementation {
-        Implementation {
-            kind: ImplementationKind::Network,
-            detail: self.detail.clone(),
-        }
+        Implementation::network(&self.detail)
     }
 
     fn check_buffers(&self, buffers: &vortex_registry::OutputBuffers) -> Result<(), ComputeError> {
-        if buffers.actor_dtype != Dtype::U8 {
-            return Err(ComputeError::Dtype {
-                implementation: "FLUX",
-                what: "the actor image",
-                key: "actor_dtype",
-                supported: Dtype::U8,
-                found: buffers.actor_dtype,
-            });
-        }
-        if buffers.channels != 3 {
-            return Err(ComputeError::Channels {
-                found: buffers.channels,
-            });
-        }
+        check_dtype(
+            "FLUX",
+            "the actor image",
+            "actor_dtype",
+            buffers.actor_dtype,
+            Dtype::U8,
+        )?;
+        check_rgb(buffers)?;
         if !buffers.image_size.is_multiple_of(16) || buffers.image_size == 0 {
             return Err(ComputeError::ImageSize {
                 found: buffers.image_size,
@@ -349,14 +340,7 @@ impl ActorStage for FluxNetwork {
         actor: &StaticRegion,
     ) -> Result<(), ComputeError> {
         self.check_buffers(cx.buffers)?;
-        let need = cx.buffers.actor_bytes();
-        if actor.requested < need {
-            return Err(ComputeError::Shape {
-                what: "actor",
-                have: actor.requested,
-                need,
-            });
-        }
+        check_size("actor", actor, cx.buffers.actor_bytes())?;
         let size = cx.buffers.image_size as usize;
         let image = self.generate(
             cx.arena,

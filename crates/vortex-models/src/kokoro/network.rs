@@ -11,7 +11,7 @@ use vortex_vram::{Arena, OwnerId, StaticRegion};
 use super::assets::{KokoroFiles, STYLE, VOICE_ROWS};
 use super::phonemes::{self, Language, MAX_TOKENS, Vocab};
 use crate::compute::{
-    AudioStage, ComputeError, Implementation, ImplementationKind, Recipe, StageContext, StageImpl,
+    AudioStage, ComputeError, Implementation, Recipe, StageContext, StageImpl, check_dtype,
     in_place,
 };
 use crate::runtime::{Graph, Input, Output, Runtime, RuntimeError, Terminator};
@@ -169,10 +169,7 @@ impl KokoroNetwork {
 
 impl StageImpl for KokoroNetwork {
     fn implementation(&self) -> Implementation {
-        Implementation {
-            kind: ImplementationKind::Network,
-            detail: KOKORO_DETAIL.to_owned(),
-        }
+        Implementation::network(KOKORO_DETAIL)
     }
 
     fn stopper(&self) -> Option<Terminator> {
@@ -180,15 +177,13 @@ impl StageImpl for KokoroNetwork {
     }
 
     fn check_buffers(&self, b: &vortex_registry::OutputBuffers) -> Result<(), ComputeError> {
-        if b.audio_dtype != Dtype::F32 {
-            return Err(ComputeError::Dtype {
-                implementation: "kokoro-82m-int8",
-                what: "the audio",
-                key: "audio_dtype",
-                supported: Dtype::F32,
-                found: b.audio_dtype,
-            });
-        }
+        check_dtype(
+            "kokoro-82m-int8",
+            "the audio",
+            "audio_dtype",
+            b.audio_dtype,
+            Dtype::F32,
+        )?;
         if b.sample_rate != SAMPLE_RATE {
             return Err(ComputeError::SampleRate {
                 found: b.sample_rate,

@@ -11,8 +11,8 @@ use vortex_registry::Dtype;
 use vortex_vram::{Arena, OwnerId};
 
 use crate::compute::{
-    ComputeError, FrameDrain, FrameTarget, Implementation, ImplementationKind, Recipe,
-    StageContext, StageImpl, VideoInputs, VideoStage, in_place,
+    ComputeError, FrameDrain, FrameTarget, Implementation, Recipe, StageContext, StageImpl,
+    VideoInputs, VideoStage, check_dtype, check_rgb, in_place,
 };
 use crate::export::{Export, ExportedNetwork, LivePortraitManifest};
 use crate::runtime::{Graph, Input, Output, Runtime, Terminator};
@@ -452,10 +452,7 @@ impl LivePortraitNetwork {
 
 impl StageImpl for LivePortraitNetwork {
     fn implementation(&self) -> Implementation {
-        Implementation {
-            kind: ImplementationKind::Network,
-            detail: self.detail.clone(),
-        }
+        Implementation::network(&self.detail)
     }
 
     fn check_buffers(&self, buffers: &vortex_registry::OutputBuffers) -> Result<(), ComputeError> {
@@ -469,21 +466,9 @@ impl StageImpl for LivePortraitNetwork {
             ("the audio", "audio_dtype", buffers.audio_dtype, Dtype::F32),
             ("the video", "video_dtype", buffers.video_dtype, Dtype::U8),
         ] {
-            if dtype != supported {
-                return Err(ComputeError::Dtype {
-                    implementation: "LivePortrait",
-                    what,
-                    key,
-                    supported,
-                    found: dtype,
-                });
-            }
+            check_dtype("LivePortrait", what, key, dtype, supported)?;
         }
-        if buffers.channels != 3 {
-            return Err(ComputeError::Channels {
-                found: buffers.channels,
-            });
-        }
+        check_rgb(buffers)?;
         if buffers.image_size as usize != self.frame_size() {
             return Err(ComputeError::FrameSize {
                 found: buffers.image_size,

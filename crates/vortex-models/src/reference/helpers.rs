@@ -1,43 +1,20 @@
 //! What the reference implementations share: a seedable generator, buffer checks, staging.
 
 use vortex_registry::Dtype;
-use vortex_vram::StaticRegion;
 
 use crate::compute::ComputeError;
 
+/// [`crate::compute::check_dtype`] for the reference implementations.
 pub(crate) fn check_dtype(
     what: &'static str,
     key: &'static str,
     found: Dtype,
     supported: Dtype,
 ) -> Result<(), ComputeError> {
-    if found == supported {
-        Ok(())
-    } else {
-        Err(ComputeError::Dtype {
-            implementation: "reference",
-            what,
-            key,
-            supported,
-            found,
-        })
-    }
+    crate::compute::check_dtype("reference", what, key, found, supported)
 }
 
-pub(crate) fn check_size(
-    what: &'static str,
-    region: &StaticRegion,
-    need: u64,
-) -> Result<(), ComputeError> {
-    if region.size < need {
-        return Err(ComputeError::Shape {
-            what,
-            have: region.size,
-            need,
-        });
-    }
-    Ok(())
-}
+pub(crate) use crate::compute::check_size;
 
 /// A small, fast, seedable generator (xorshift64*).
 #[derive(Debug, Clone)]
