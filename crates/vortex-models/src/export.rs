@@ -10,7 +10,6 @@
 //!   layout is the weights file's header (diffusers' and transformers' names), less the
 //!   tensors no graph reads (the VAE's encoder).
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -342,54 +341,6 @@ impl FluxManifest {
     }
 }
 
-/// The layout a safetensors file's header describes, in file order. Reads the header only.
-fn header_layout(path: &Path, checkpoint: &'static str) -> Result<Layout, String> {
-    let mut file = std::fs::File::open(path).map_err(|e| format!("cannot read it ({e})"))?;
-    let mut len = [0u8; 8];
-    file.read_exact(&mut len)
-        .map_err(|e| format!("no safetensors header ({e})"))?;
-    let len = u64::from_le_bytes(len);
-    if len > 100 << 20 {
-        return Err(format!("a header of {len} bytes: not a safetensors file"));
-    }
-    let mut header = vec![0u8; len as usize];
-    file.read_exact(&mut header)
-        .map_err(|e| format!("a cut header ({e})"))?;
-    let header: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&header).map_err(|e| format!("a header that is not JSON ({e})"))?;
-    let mut tensors = Vec::new();
-    for (name, info) in header.iter().filter(|(k, _)| *k != "__metadata__") {
-        let bad = || format!("tensor `{name}`: a header entry without dtype, shape and offsets");
-        let dtype = match info["dtype"].as_str().ok_or_else(bad)? {
-            "F32" => WeightDtype::F32,
-            "F16" => WeightDtype::F16,
-            "BF16" => WeightDtype::BF16,
-            "U8" => WeightDtype::U8,
-            "I8" => WeightDtype::I8,
-            "I64" => WeightDtype::I64,
-            other => {
-                return Err(format!(
-                    "tensor `{name}`: dtype {other} is not one Vortex loads"
-                ));
-            }
-        };
-        let shape = info["shape"]
-            .as_array()
-            .ok_or_else(bad)?
-            .iter()
-            .map(|d| d.as_u64().ok_or_else(bad))
-            .collect::<Result<Vec<u64>, String>>()?;
-        let start = info["data_offsets"][0].as_u64().ok_or_else(bad)?;
-        tensors.push((start, name.clone(), dtype, shape));
-    }
-    tensors.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-    let mut layout = Layout::new(checkpoint);
-    for (_, name, dtype, shape) in tensors {
-        layout.push(name, dtype, &shape);
-    }
-    Ok(layout)
-}
-
 /// `clip.json`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ClipManifest {
@@ -608,8 +559,8 @@ impl Export {
                 (layout.clone(), layout)
             }
             ExportedNetwork::Flux(m) => {
-                let layout = header_layout(&dir.join(&m.weights), FLUX_CHECKPOINT)
-                    .map_err(|p| err(format!("{}: {p}", m.weights), script))?;
+                let layout = crate::weights::file_layout(&dir.join(&m.weights), FLUX_CHECKPOINT)
+                    .map_err(|e| err(e.to_string(), script))?;
                 let unread = m
                     .unread_parameters
                     .as_ref()
@@ -625,8 +576,11 @@ impl Export {
                 (layout, resident)
             }
             ExportedNetwork::LivePortrait(m) => {
-                let layout = header_layout(&dir.join(&m.weights.file), LIVEPORTRAIT_CHECKPOINT)
-                    .map_err(|p| err(format!("{}: {p}", m.weights.file), script))?;
+                let layout = crate::weights::file_layout(
+                    &dir.join(&m.weights.file),
+                    LIVEPORTRAIT_CHECKPOINT,
+                )
+                .map_err(|e| err(e.to_string(), script))?;
                 let mut resident = Layout::new(LIVEPORTRAIT_CHECKPOINT);
                 for t in layout
                     .tensors

@@ -178,51 +178,13 @@ impl WeightFile {
     /// Maps `path` and checks it against `layout`: the file must hold exactly the layout's
     /// tensors, with their dtypes and shapes.
     pub fn open(path: &Path, layout: &Layout) -> Result<Self, WeightError> {
-        let io = |source| WeightError::Io {
-            file: path.to_owned(),
-            source,
-        };
-        // A folder, a FIFO or a device is refused before it is opened (opening a FIFO would
-        // wait for a writer; mapping a folder fails with "No such device").
-        let meta = std::fs::metadata(path).map_err(io)?;
-        if !meta.is_file() {
-            return Err(io(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "not a regular file: give the path of a .safetensors file",
-            )));
-        }
-        let file = File::open(path).map_err(io)?;
-        // SAFETY: the mapping is read-only and every access is bounds-checked against its
-        // length. Truncating the file while it is mapped is outside what we can defend.
-        // MAP_POPULATE: map every page of the file at once (one kernel walk over the page
-        // cache) instead of one minor fault per page while copying.
-        let map = unsafe { MmapOptions::new().populate().map(&file) }.map_err(io)?;
-        let format = |reason: String| WeightError::Format {
-            file: path.to_owned(),
-            reason,
-        };
         let tensor = |name: &str, problem| WeightError::Tensor {
             file: path.to_owned(),
             tensor: name.to_owned(),
             problem,
             checkpoint: layout.checkpoint,
         };
-        if let Some(name) = duplicate_name(&map) {
-            return Err(tensor(&name, TensorProblem::Duplicate));
-        }
-        let (header_len, metadata) = SafeTensors::read_metadata(&map).map_err(|e| match e {
-            SafeTensorError::InvalidOffset(name) => tensor(&name, TensorProblem::Offsets),
-            SafeTensorError::TensorInvalidInfo | SafeTensorError::MetadataIncompleteBuffer => {
-                match mismatched_tensor(&map) {
-                    // Name the tensor whose shape, dtype and offsets disagree.
-                    Some((name, detail)) => format(format!(
-                        "tensor `{name}`: {detail}: the data section does not match the header"
-                    )),
-                    None => format(format!("{e}: the data section does not match the header")),
-                }
-            }
-            other => format(other.to_string()),
-        })?;
+        let (map, header_len, metadata) = mapped(path, layout.checkpoint, true)?;
         let data_start = 8 + header_len;
         let infos = metadata.tensors();
         for name in infos.keys() {
@@ -281,6 +243,89 @@ impl WeightFile {
         let (start, end) = self.ranges[i];
         self.map.get(start..end)
     }
+}
+
+/// Maps `path` and reads its header with every check made before a byte of tensor data is
+/// read: a regular file, no name twice, offsets contiguous and inside the mapping.
+/// `populate` maps every page at once (for a file about to be copied whole); without it only
+/// the pages read are touched (the header, for [`file_layout`]).
+fn mapped(
+    path: &Path,
+    checkpoint: &'static str,
+    populate: bool,
+) -> Result<(Mmap, usize, safetensors::tensor::Metadata), WeightError> {
+    let io = |source| WeightError::Io {
+        file: path.to_owned(),
+        source,
+    };
+    // A folder, a FIFO or a device is refused before it is opened (opening a FIFO would
+    // wait for a writer; mapping a folder fails with "No such device").
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file: give the path of a .safetensors file",
+        )));
+    }
+    let file = File::open(path).map_err(io)?;
+    // SAFETY: the mapping is read-only and every access is bounds-checked against its
+    // length. Truncating the file while it is mapped is outside what we can defend.
+    // MAP_POPULATE: map every page of the file at once (one kernel walk over the page
+    // cache) instead of one minor fault per page while copying.
+    let mut options = MmapOptions::new();
+    if populate {
+        options.populate();
+    }
+    let map = unsafe { options.map(&file) }.map_err(io)?;
+    let format = |reason: String| WeightError::Format {
+        file: path.to_owned(),
+        reason,
+    };
+    let tensor = |name: &str, problem| WeightError::Tensor {
+        file: path.to_owned(),
+        tensor: name.to_owned(),
+        problem,
+        checkpoint,
+    };
+    if let Some(name) = duplicate_name(&map) {
+        return Err(tensor(&name, TensorProblem::Duplicate));
+    }
+    let (header_len, metadata) = SafeTensors::read_metadata(&map).map_err(|e| match e {
+        SafeTensorError::InvalidOffset(name) => tensor(&name, TensorProblem::Offsets),
+        SafeTensorError::TensorInvalidInfo | SafeTensorError::MetadataIncompleteBuffer => {
+            match mismatched_tensor(&map) {
+                // Name the tensor whose shape, dtype and offsets disagree.
+                Some((name, detail)) => format(format!(
+                    "tensor `{name}`: {detail}: the data section does not match the header"
+                )),
+                None => format(format!("{e}: the data section does not match the header")),
+            }
+        }
+        other => format(other.to_string()),
+    })?;
+    Ok((map, header_len, metadata))
+}
+
+/// The layout `path` holds, in file order, with every check [`WeightFile::open`] makes of the
+/// header (for exports, whose weights file is the description of what the graphs read).
+pub fn file_layout(path: &Path, checkpoint: &'static str) -> Result<Layout, WeightError> {
+    let (_map, _, metadata) = mapped(path, checkpoint, false)?;
+    let infos = metadata.tensors();
+    let mut tensors: Vec<_> = infos.iter().collect();
+    tensors.sort_by_key(|(_, info)| info.data_offsets.0);
+    let mut layout = Layout::new(checkpoint);
+    for (name, info) in tensors {
+        let dtype = dtype_of(info.dtype).ok_or_else(|| WeightError::Format {
+            file: path.to_owned(),
+            reason: format!(
+                "tensor `{name}` is stored as {:?}, which Vortex does not load",
+                info.dtype
+            ),
+        })?;
+        let shape: Vec<u64> = info.shape.iter().map(|&d| d as u64).collect();
+        layout.push(name.clone(), dtype, &shape);
+    }
+    Ok(layout)
 }
 
 /// Finds a tensor name the header's JSON object holds twice, reading only the header.
