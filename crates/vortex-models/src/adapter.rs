@@ -196,11 +196,22 @@ pub fn adapter_for(stage: Stage, spec: ModelSpec) -> Box<dyn Model> {
 
 /// The resident weights of `stage`'s model, once `registry` has loaded it.
 pub fn resident_weights(registry: &ModelRegistry, stage: Stage) -> Option<&ResidentWeights> {
+    loaded(registry, stage).and_then(|(_, weights)| weights)
+}
+
+/// Where `stage`'s model's weights came from and, once loaded, where they are.
+pub fn loaded(
+    registry: &ModelRegistry,
+    stage: Stage,
+) -> Option<(&WeightSource, Option<&ResidentWeights>)> {
+    fn of<K: ModelKind>(a: &Adapter<K>) -> (&WeightSource, Option<&ResidentWeights>) {
+        (a.source(), a.weights())
+    }
     match stage {
-        Stage::Audio => registry.get::<Kokoro>().and_then(Adapter::weights),
-        Stage::Actor => registry.get::<Flux>().and_then(Adapter::weights),
-        Stage::Video => registry.get::<LivePortrait>().and_then(Adapter::weights),
-        Stage::ClipB => registry.get::<ClipB>().and_then(Adapter::weights),
-        Stage::ClipL => registry.get::<ClipL>().and_then(Adapter::weights),
+        Stage::Audio => registry.get::<Kokoro>().map(of),
+        Stage::Actor => registry.get::<Flux>().map(of),
+        Stage::Video => registry.get::<LivePortrait>().map(of),
+        Stage::ClipB => registry.get::<ClipB>().map(of),
+        Stage::ClipL => registry.get::<ClipL>().map(of),
     }
 }

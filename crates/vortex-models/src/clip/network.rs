@@ -297,9 +297,12 @@ impl EmbeddingStage for ClipNetwork {
         cx.staging.resize(frame_bytes, 0);
         let values = self.prep.values();
         self.pixels.resize(verified as usize * values, 0.0);
-        for (k, pixels) in self.pixels.chunks_exact_mut(values).enumerate() {
+        for (index, pixels) in selection
+            .indices()
+            .zip(self.pixels.chunks_exact_mut(values))
+        {
             let frame = &mut cx.staging[..frame_bytes];
-            read_frame(k as u64 * frames / verified, frame)?;
+            read_frame(index, frame)?;
             self.prep.prepare(frame, n, n, pixels)?;
         }
         self.image_embeds(cx.arena, cx.owner, verified as usize)?;

@@ -217,6 +217,17 @@ impl FluxNetwork {
         })
     }
 
+    /// The start-up profile run's work: one image of the slot's size.
+    pub fn profile(
+        &mut self,
+        arena: &Arena,
+        owner: OwnerId,
+        size: usize,
+    ) -> Result<(), ComputeError> {
+        self.generate(arena, owner, "a portrait", 0, size, &mut |_, _| {})
+            .map(drop)
+    }
+
     /// A `size`×`size` RGB image (row-major, 3 bytes a pixel) of `prompt` from `seed`;
     /// `on_step(i, latents)` sees the packed latents after each step.
     pub fn generate(

@@ -372,6 +372,20 @@ impl LivePortraitNetwork {
         })
     }
 
+    /// The start-up profile run's work: a source prepared, one frame driven (eyes, lips and
+    /// stitching all run) and drawn.
+    pub fn profile(&mut self, arena: &Arena, owner: OwnerId) -> Result<(), ComputeError> {
+        let image = vec![0.5f32; 3 * self.size * self.size];
+        let src = self.prepare(arena, owner, &image)?;
+        let drive = Drive {
+            lip: 0.3,
+            head: [1.0, 1.0, 1.0],
+            blink: 0.5,
+        };
+        let x_d = self.driving_keypoints(arena, owner, &src, drive)?;
+        self.render(arena, owner, &src, &x_d).map(drop)
+    }
+
     /// The driving keypoints of one frame (`drive()`'s steps 1–4).
     pub fn driving_keypoints(
         &mut self,
