@@ -319,17 +319,16 @@ pub enum ComputeError {
         /// Frames asked for.
         verified: u64,
     },
-    /// A graph whose output is not as wide as its manifest says.
+    /// A graph whose output is not the size its export's manifest makes it.
     #[error(
-        "{} gives embeddings of {found} values but its manifest says projection_dim = {expected}: the graph and clip.json are from different exports; export again",
-        graph.display()
+        "{graph} gave {found} values where its export's manifest makes {expected}: the graph and the manifest are from different exports; export again"
     )]
-    Width {
-        /// The graph file.
-        graph: std::path::PathBuf,
-        /// Its output width.
+    GraphOutput {
+        /// The graph (its file).
+        graph: String,
+        /// Values it gave.
         found: usize,
-        /// The manifest's.
+        /// Values the manifest makes.
         expected: usize,
     },
     /// An export of another network than the stage runs.

@@ -173,7 +173,22 @@ impl LivePortraitManifest {
         if let Some(missing) = Self::GRAPHS.iter().find(|g| !self.graphs.contains_key(**g)) {
             return Err(format!("graphs has no {missing}"));
         }
+        if self.feature_shape().is_none() {
+            return Err("graphs.warping_spade has no 5-D input feature_3d".to_owned());
+        }
         Ok(())
+    }
+
+    /// The appearance features' shape `[1, C, D, S/4, S/4]`: the warping graph's
+    /// `feature_3d` input.
+    pub fn feature_shape(&self) -> Option<[usize; 5]> {
+        let input = self
+            .graphs
+            .get("warping_spade")?
+            .inputs
+            .iter()
+            .find(|i| i.name == "feature_3d")?;
+        <[usize; 5]>::try_from(input.shape.as_slice()).ok()
     }
 
     /// A graph's entry (present: checked when opened).

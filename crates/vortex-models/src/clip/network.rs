@@ -125,8 +125,8 @@ impl ClipNetwork {
             &mut [Output::F32("image_embeds", &mut self.embeds)],
         )?;
         if self.embeds.len() != frames * self.dim {
-            return Err(ComputeError::Width {
-                graph: self.vision_file.clone(),
+            return Err(ComputeError::GraphOutput {
+                graph: self.vision_file.display().to_string(),
                 found: self.embeds.len() / frames.max(1),
                 expected: self.dim,
             });
@@ -149,8 +149,8 @@ impl ClipNetwork {
             &mut [Output::F32("text_embeds", &mut out)],
         )?;
         if out.len() != self.dim {
-            return Err(ComputeError::Width {
-                graph: self.text_file.clone(),
+            return Err(ComputeError::GraphOutput {
+                graph: self.text_file.display().to_string(),
                 found: out.len(),
                 expected: self.dim,
             });

@@ -271,8 +271,8 @@ impl FluxNetwork {
                 &mut [Output::F32("noise_pred", &mut v)],
             )?;
             if v.len() != x.len() {
-                return Err(ComputeError::Width {
-                    graph: self.manifest.graphs.transformer.file.clone().into(),
+                return Err(ComputeError::GraphOutput {
+                    graph: self.manifest.graphs.transformer.file.clone(),
                     found: v.len(),
                     expected: x.len(),
                 });
@@ -299,8 +299,8 @@ impl FluxNetwork {
         )?;
         let plane = size * size;
         if image.len() != 3 * plane {
-            return Err(ComputeError::Width {
-                graph: self.manifest.graphs.vae_decoder.file.clone().into(),
+            return Err(ComputeError::GraphOutput {
+                graph: self.manifest.graphs.vae_decoder.file.clone(),
                 found: image.len(),
                 expected: 3 * plane,
             });

@@ -252,16 +252,13 @@ impl LivePortraitNetwork {
             g.share_stop(&appearance);
         }
         let c = manifest.config;
+        // Checked when the export was opened.
         let feature_shape = manifest
-            .graph(w)
-            .inputs
-            .iter()
-            .find(|i| i.name == "feature_3d")
-            .and_then(|i| <[usize; 5]>::try_from(i.shape.as_slice()).ok())
-            .ok_or_else(|| ComputeError::Width {
-                graph: export.file(&manifest.graph(w).file),
-                found: 0,
-                expected: 5,
+            .feature_shape()
+            .ok_or_else(|| ComputeError::WrongExport {
+                dir: export.dir().to_owned(),
+                found: "malformed LivePortrait",
+                wanted: "LivePortrait",
             })?;
         Ok(LivePortraitNetwork {
             feature_shape,
@@ -340,8 +337,8 @@ impl LivePortraitNetwork {
         )?;
         let k = self.num_kp;
         if kp.len() != 3 * k || exp.len() != 3 * k || t.len() != 3 || scale.len() != 1 {
-            return Err(ComputeError::Width {
-                graph: "motion_extractor.onnx".into(),
+            return Err(ComputeError::GraphOutput {
+                graph: "motion_extractor".to_owned(),
                 found: kp.len(),
                 expected: 3 * k,
             });
@@ -355,8 +352,8 @@ impl LivePortraitNetwork {
         let r = rotation_matrix(pose[0], pose[1], pose[2]);
         let x_s = keypoints(&kp, &r, &exp, scale[0], &t);
         if features.len() != self.feature_shape.iter().product::<usize>() {
-            return Err(ComputeError::Width {
-                graph: "appearance_feature_extractor.onnx".into(),
+            return Err(ComputeError::GraphOutput {
+                graph: "appearance_feature_extractor".to_owned(),
                 found: features.len(),
                 expected: self.feature_shape.iter().product(),
             });
@@ -419,8 +416,8 @@ impl LivePortraitNetwork {
         feat.extend_from_slice(&x_d);
         let delta = Self::mlp(&mut self.stitching, arena, owner, &feat)?;
         if delta.len() != 3 * k + 2 {
-            return Err(ComputeError::Width {
-                graph: "stitching.onnx".into(),
+            return Err(ComputeError::GraphOutput {
+                graph: "stitching".to_owned(),
                 found: delta.len(),
                 expected: 3 * k + 2,
             });
@@ -454,8 +451,8 @@ impl LivePortraitNetwork {
         )?;
         let side = 2 * s;
         if self.frame.len() != 3 * side * side {
-            return Err(ComputeError::Width {
-                graph: "warping_spade.onnx".into(),
+            return Err(ComputeError::GraphOutput {
+                graph: "warping_spade".to_owned(),
                 found: self.frame.len(),
                 expected: 3 * side * side,
             });
