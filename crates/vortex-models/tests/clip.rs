@@ -2,6 +2,8 @@
 //! `tests/data/clip/tiny/`, written by `data/clip/export_clip.py`) both towers against goldens
 //! from `transformers` (`tests/data/clip/make_golden.py`).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use vortex_models::export::Export;
@@ -123,40 +125,21 @@ fn a_bad_export_is_refused_saying_what_is_wrong() {
 }
 
 mod network {
-    use std::sync::Arc;
-
     use serde_json::Value;
-    use vortex_models::adapter::{ClipB, ModelSpec, adapter_for};
+    use vortex_models::adapter::ClipB;
     use vortex_models::clip::image::ImagePrep;
     use vortex_models::clip::network::ClipNetwork;
     use vortex_models::clip_text::clip_tokenizer;
     use vortex_models::compute::ComputeError;
-    use vortex_models::export::Export;
     use vortex_models::runtime::{Runtime, fetch};
     use vortex_models::stage::Stage;
-    use vortex_models::weights::WeightSource;
     use vortex_registry::ModelRegistry;
-    use vortex_vram::{ArenaConfig, HostBackend, HostConfig, OwnerId, Purpose, Vram, VramConfig};
+    use vortex_vram::{OwnerId, Purpose, Vram};
+
+    use super::common::{floats, loaded, max_diff};
 
     fn golden() -> Value {
-        let path = super::tiny_dir().join("../tiny_golden.json");
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-    }
-
-    fn floats(v: &Value) -> Vec<f32> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect()
-    }
-
-    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-        assert_eq!(a.len(), b.len());
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max)
+        super::common::golden("clip")
     }
 
     /// The golden's frame formula, recomputed.
@@ -180,19 +163,7 @@ mod network {
     }
 
     fn rig(scratch: u64) -> Rig {
-        let export = Export::open(&super::tiny_dir()).unwrap();
-        let backend = Arc::new(HostBackend::new(HostConfig::rtx3060_12gb()));
-        let vram = Vram::new(
-            backend,
-            VramConfig::new(ArenaConfig::new(64 << 20, scratch)),
-        )
-        .unwrap();
-        let spec = ModelSpec {
-            budget: 64 << 20,
-            weights: WeightSource::Export(export.clone()),
-        };
-        let registry =
-            ModelRegistry::load(vram.arena(), vec![adapter_for(Stage::ClipB, spec)]).unwrap();
+        let (export, vram, registry) = loaded(Stage::ClipB, &super::tiny_dir(), scratch);
         let weights = registry.get::<ClipB>().unwrap().weights().unwrap();
         let tokenizer = clip_tokenizer(&fetch::cache_dir()).unwrap();
         let network = ClipNetwork::new(

@@ -5,20 +5,20 @@
 //! [`implementations`] lists what is checked. A new implementation (a network on ONNX
 //! Runtime) is added there and passes the same checks.
 
+mod common;
+
 use std::sync::Arc;
 
-use vortex_models::adapter::{ModelSpec, adapter_for, resident_weights};
+use vortex_models::adapter::resident_weights;
 use vortex_models::clip::network::ClipNetwork;
 use vortex_models::clip_text::clip_tokenizer;
 use vortex_models::compute::{
     ComputeError, FrameSelection, FrameTarget, Implementation, Recipe, StageContext, StageSet,
     VideoInputs,
 };
-use vortex_models::export::Export;
 use vortex_models::runtime::{Runtime, fetch};
 use vortex_models::stage::Stage;
-use vortex_models::weights::WeightSource;
-use vortex_registry::{Dtype, ModelRegistry, OutputBuffers, Placement};
+use vortex_registry::{Dtype, OutputBuffers, Placement};
 use vortex_vram::{
     ArenaConfig, HostBackend, HostConfig, OwnerId, Purpose, StaticRegion, StreamId, Vram,
     VramConfig,
@@ -48,19 +48,8 @@ fn implementations() -> Vec<(&'static str, StageSet)> {
 /// The CLIP network over the tiny export, its weights in an arena of its own (kept alive by
 /// the network).
 fn clip_network(stage: Stage) -> ClipNetwork {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/clip/tiny");
-    let export = Export::open(&dir).unwrap();
-    let backend = Arc::new(HostBackend::new(HostConfig::rtx3060_12gb()));
-    let vram = Vram::new(
-        backend,
-        VramConfig::new(ArenaConfig::new(16 << 20, 1 << 20)),
-    )
-    .unwrap();
-    let spec = ModelSpec {
-        budget: 16 << 20,
-        weights: WeightSource::Export(export.clone()),
-    };
-    let registry = ModelRegistry::load(vram.arena(), vec![adapter_for(stage, spec)]).unwrap();
+    let (export, vram, registry) =
+        common::loaded(stage, &common::data("clip").join("tiny"), 1 << 20);
     let weights = resident_weights(&registry, stage).unwrap();
     ClipNetwork::new(
         Runtime::get(None).unwrap(),

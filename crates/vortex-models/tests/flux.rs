@@ -3,50 +3,27 @@
 //! diffusers' `FluxPipeline` (`tests/data/flux/make_golden.py`): the ids, both encoders, the
 //! seed's noise, the latents after each of schnell's 4 steps, and the decoded image.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::{floats, ints, loaded, max_diff};
 use serde_json::Value;
-use vortex_models::adapter::{Flux, ModelSpec, adapter_for};
+use vortex_models::adapter::Flux;
 use vortex_models::clip_text::clip_tokenizer;
 use vortex_models::export::Export;
 use vortex_models::flux::network::{FluxNetwork, noise, pack, unpack};
 use vortex_models::runtime::{Runtime, fetch};
 use vortex_models::stage::Stage;
-use vortex_models::weights::WeightSource;
 use vortex_registry::ModelRegistry;
-use vortex_vram::{ArenaConfig, HostBackend, HostConfig, OwnerId, Purpose, Vram, VramConfig};
+use vortex_vram::{OwnerId, Purpose, Vram};
 
 fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/flux")
+    common::data("flux")
 }
 
 fn golden() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(dir().join("tiny_golden.json")).unwrap()).unwrap()
-}
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
-}
-
-fn ints(v: &Value) -> Vec<i64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_i64().unwrap())
-        .collect()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    common::golden("flux")
 }
 
 struct Rig {
@@ -57,19 +34,7 @@ struct Rig {
 }
 
 fn rig() -> Rig {
-    let export = Export::open(&dir().join("tiny")).unwrap();
-    let backend = Arc::new(HostBackend::new(HostConfig::rtx3060_12gb()));
-    let vram = Vram::new(
-        backend,
-        VramConfig::new(ArenaConfig::new(16 << 20, 64 << 20)),
-    )
-    .unwrap();
-    let spec = ModelSpec {
-        budget: 16 << 20,
-        weights: WeightSource::Export(export.clone()),
-    };
-    let registry =
-        ModelRegistry::load(vram.arena(), vec![adapter_for(Stage::Actor, spec)]).unwrap();
+    let (export, vram, registry) = loaded(Stage::Actor, &dir().join("tiny"), 64 << 20);
     let weights = registry.get::<Flux>().unwrap().weights().unwrap();
     let network = FluxNetwork::new(
         Runtime::get(None).unwrap(),
@@ -205,19 +170,7 @@ fn a_bad_graph_file_is_refused_at_start_naming_it_and_nothing_is_kept() {
         ("garbage", &b"not a graph at all"[..]),
     ] {
         let broken = broken_copy(&tiny, name, "transformer.onnx", bytes);
-        let export = Export::open(&broken).unwrap();
-        let backend = Arc::new(HostBackend::new(HostConfig::rtx3060_12gb()));
-        let vram = Vram::new(
-            backend,
-            VramConfig::new(ArenaConfig::new(16 << 20, 16 << 20)),
-        )
-        .unwrap();
-        let spec = ModelSpec {
-            budget: 16 << 20,
-            weights: WeightSource::Export(export.clone()),
-        };
-        let registry =
-            ModelRegistry::load(vram.arena(), vec![adapter_for(Stage::Actor, spec)]).unwrap();
+        let (export, vram, registry) = loaded(Stage::Actor, &broken, 16 << 20);
         let weights = registry.get::<Flux>().unwrap().weights().unwrap();
         let before = vram.tracker().allocated();
         let err = FluxNetwork::new(

@@ -4,36 +4,27 @@
 //! and keypoints, each retargeting network, a 4-frame clip (keypoints and frames), the lip
 //! ratios from an audio envelope and the seed's natural motion.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+mod common;
 
+use std::path::PathBuf;
+
+use common::{floats, loaded, max_diff};
 use safetensors::SafeTensors;
 use serde_json::Value;
-use vortex_models::adapter::{LivePortrait, ModelSpec, adapter_for};
-use vortex_models::export::Export;
+use vortex_models::adapter::LivePortrait;
 use vortex_models::liveportrait::network::{
     Drive, LivePortraitNetwork, lip_ratios, natural_motion,
 };
 use vortex_models::runtime::Runtime;
 use vortex_models::stage::Stage;
-use vortex_models::weights::WeightSource;
-use vortex_registry::ModelRegistry;
-use vortex_vram::{ArenaConfig, HostBackend, HostConfig, Purpose, Vram, VramConfig};
+use vortex_vram::Purpose;
 
 fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/liveportrait")
+    common::data("liveportrait")
 }
 
 fn golden() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(dir().join("tiny_golden.json")).unwrap()).unwrap()
-}
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
+    common::golden("liveportrait")
 }
 
 /// A tensor of `tiny_golden.safetensors`.
@@ -46,14 +37,6 @@ fn tensor(name: &str) -> Vec<f32> {
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -94,19 +77,7 @@ fn the_lip_ratios_follow_the_audio_energy_and_the_motion_is_the_seeds() {
 #[test]
 fn the_source_and_a_driven_clip_match_the_pytorch_modules() {
     let golden = golden();
-    let export = Export::open(&dir().join("tiny")).unwrap();
-    let backend = Arc::new(HostBackend::new(HostConfig::rtx3060_12gb()));
-    let vram = Vram::new(
-        backend,
-        VramConfig::new(ArenaConfig::new(16 << 20, 128 << 20)),
-    )
-    .unwrap();
-    let spec = ModelSpec {
-        budget: 16 << 20,
-        weights: WeightSource::Export(export.clone()),
-    };
-    let registry =
-        ModelRegistry::load(vram.arena(), vec![adapter_for(Stage::Video, spec)]).unwrap();
+    let (export, vram, registry) = loaded(Stage::Video, &dir().join("tiny"), 128 << 20);
     let weights = registry.get::<LivePortrait>().unwrap().weights().unwrap();
     let mut network = LivePortraitNetwork::new(
         Runtime::get(None).unwrap(),
