@@ -286,12 +286,11 @@ pub struct VortexPipeline {
 }
 
 /// The stage implementations. Networks run off the async runtime's threads
-/// ([`crate::offload`]), so those stages are shared with the blocking pool; the video runs
-/// inline (no network yet).
+/// ([`crate::offload`]), so every stage is shared with the blocking pool.
 struct Compute {
     audio: Arc<Mutex<Box<dyn AudioStage>>>,
     actor: Arc<Mutex<Box<dyn ActorStage>>>,
-    video: Box<dyn VideoStage>,
+    video: Arc<Mutex<Box<dyn VideoStage>>>,
     clip_b: Arc<Mutex<Box<dyn EmbeddingStage>>>,
     clip_l: Arc<Mutex<Box<dyn EmbeddingStage>>>,
 }
@@ -301,7 +300,7 @@ impl From<StageSet> for Compute {
         Compute {
             audio: Arc::new(Mutex::new(set.audio)),
             actor: Arc::new(Mutex::new(set.actor)),
-            video: set.video,
+            video: Arc::new(Mutex::new(set.video)),
             clip_b: Arc::new(Mutex::new(set.clip_b)),
             clip_l: Arc::new(Mutex::new(set.clip_l)),
         }
@@ -807,7 +806,7 @@ impl VortexPipeline {
             .await?;
         slot.deliver_actor_and_audio(host, sink)?;
         took[Stage::Video] = slot
-            .video(s_video, &mut *compute.video, &mut host.video, sink)
+            .video(s_video, &compute.video, &mut host.video, sink)
             .await?;
         let ((b, score_b), (l, score_l)) = slot
             .verify(
@@ -969,48 +968,110 @@ impl Slot<'_> {
     }
 
     /// Phase two: the video. Frames in a device ring are drained to host memory and to the
-    /// sink as each is written; a video on the device is downloaded when it is complete.
+    /// sink as each is written; a video on the device is downloaded when it is complete. A
+    /// network draws on the blocking pool and hands each drained frame back over a channel,
+    /// so the deadline fires on time however long a frame takes.
     async fn video(
         &self,
         state: &mut StageState,
-        video: &mut dyn VideoStage,
+        video: &Arc<Mutex<Box<dyn VideoStage>>>,
         host_video: &mut [u8],
         sink: &mut dyn MediaSink,
     ) -> Result<Duration, ComputeError> {
         let t1 = Instant::now();
         let regions = self.regions;
-        let target = FrameTarget {
-            region: &regions.video,
-            capacity: regions.video_frames_on_device,
-        };
         let frame_bytes = self.buffers.frame_bytes() as usize;
         let in_ring = self.buffers.video_placement != Placement::Device;
-        sweep(self.arena, state).await?;
-        let mut cx = state.context(self.arena, self.buffers);
-        let inputs = VideoInputs {
-            actor: &regions.actor,
-            audio: &regions.audio,
-        };
         let deadline_at = self.deadline_at;
-        video.run(&mut cx, self.recipe, inputs, target, &mut |i, offset| {
-            if Instant::now() >= deadline_at {
-                return Err(ComputeError::DeadlinePassed);
-            }
-            if in_ring {
+        sweep(self.arena, state).await?;
+        if self.implementations[Stage::Video].is_reference() {
+            let mut cx = state.context(self.arena, self.buffers);
+            let inputs = VideoInputs {
+                actor: &regions.actor,
+                audio: &regions.audio,
+            };
+            let target = FrameTarget {
+                region: &regions.video,
+                capacity: regions.video_frames_on_device,
+            };
+            lock(video).run(&mut cx, self.recipe, inputs, target, &mut |i, offset| {
+                if Instant::now() >= deadline_at {
+                    return Err(ComputeError::DeadlinePassed);
+                }
+                if in_ring {
+                    let at = i as usize * frame_bytes;
+                    let frame =
+                        host_video
+                            .get_mut(at..at + frame_bytes)
+                            .ok_or(ComputeError::Shape {
+                                what: "video frame",
+                                have: at as u64,
+                                need: (at + frame_bytes) as u64,
+                            })?;
+                    self.arena.download(&regions.video, offset, frame)?;
+                    sink.frame(i, frame).map_err(drain_error)?;
+                }
+                Ok(())
+            })?;
+        } else {
+            // Where frame `i` goes in host memory and to the sink.
+            let mut deliver = |i: u64, frame: &[u8]| -> Result<(), ComputeError> {
                 let at = i as usize * frame_bytes;
-                let frame =
-                    host_video
-                        .get_mut(at..at + frame_bytes)
-                        .ok_or(ComputeError::Shape {
-                            what: "video frame",
-                            have: at as u64,
-                            need: (at + frame_bytes) as u64,
+                host_video
+                    .get_mut(at..at + frame_bytes)
+                    .ok_or(ComputeError::Shape {
+                        what: "video frame",
+                        have: at as u64,
+                        need: (at + frame_bytes) as u64,
+                    })?
+                    .copy_from_slice(frame);
+                sink.frame(i, frame).map_err(drain_error)
+            };
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<(u64, Vec<u8>)>(2);
+            let shared = Arc::clone(video);
+            let stop = lock(video).stopper();
+            let (actor, audio, video_region, capacity) = (
+                regions.actor,
+                regions.audio,
+                regions.video,
+                regions.video_frames_on_device,
+            );
+            let drawing = self.offloaded(Stage::Video, state, stop, move |cx, recipe| {
+                let arena = cx.arena.clone();
+                let inputs = VideoInputs {
+                    actor: &actor,
+                    audio: &audio,
+                };
+                let target = FrameTarget {
+                    region: &video_region,
+                    capacity,
+                };
+                lock(&shared).run(cx, recipe, inputs, target, &mut |i, offset| {
+                    if Instant::now() >= deadline_at {
+                        return Err(ComputeError::DeadlinePassed);
+                    }
+                    if in_ring {
+                        let mut frame = vec![0u8; frame_bytes];
+                        arena.download(&video_region, offset, &mut frame)?;
+                        // The receiver is gone only when the sink failed: stop drawing.
+                        tx.blocking_send((i, frame)).map_err(|_| {
+                            ComputeError::Drain("the frame consumer stopped".into())
                         })?;
-                self.arena.download(&regions.video, offset, frame)?;
-                sink.frame(i, frame).map_err(drain_error)?;
-            }
-            Ok(())
-        })?;
+                    }
+                    Ok(())
+                })
+            });
+            let receiving = async {
+                while let Some((i, frame)) = rx.recv().await {
+                    deliver(i, &frame)?;
+                }
+                Ok::<_, ComputeError>(())
+            };
+            let (drawn, received) = tokio::join!(drawing, receiving);
+            // The sink's own error says more than the drawing's "consumer stopped".
+            received?;
+            drawn?;
+        }
         if !in_ring {
             self.arena.download(&regions.video, 0, host_video)?;
             for (i, frame) in host_video.chunks_exact(frame_bytes).enumerate() {

@@ -357,3 +357,55 @@ fn the_plan_names_every_exported_stage_a_network() {
         );
     }
 }
+
+/// A LivePortrait slot longer than its deadline: the deadline fires while the network draws
+/// (it runs on the blocking pool), the drawing is stopped and waited for, nothing is kept.
+#[tokio::test]
+async fn a_deadline_stops_the_video_network_mid_slot_and_keeps_nothing() {
+    let dir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../vortex-models/tests/data/liveportrait/tiny");
+    let export = format!("{:?}", dir.canonicalize().unwrap().to_str().unwrap());
+    let config = Shipped::new()
+        .with(&[
+            ("models.kokoro.weights", "\"synthetic\""),
+            ("models.liveportrait.weights", &export),
+            ("buffers.image_size", "128"),
+            ("buffers.seconds", "60"),
+            ("buffers.sample_rate", "800"),
+            ("buffers.staging_frames", "3"),
+            ("timing.verified_frames", "2"),
+            ("timing.cost_profile", "\"zero\""),
+            ("timing.deadline", "\"1500ms\""),
+            ("runtime.threads", "2"),
+        ])
+        .config();
+    let mut pipeline = VortexPipeline::new(config).unwrap();
+    let baseline = pipeline.vram().tracker().allocated();
+    let started = std::time::Instant::now();
+    let err = pipeline
+        .generate_slot(&recipe(1, "a presenter"))
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(
+            err,
+            vortex_pipeline::SlotError::DeadlineMissed {
+                stage: Stage::Video,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // 1,440 frames would take far longer; the slot ends at its deadline plus at most the
+    // frame being drawn.
+    assert!(took < std::time::Duration::from_secs(4), "{took:?}");
+    assert_eq!(pipeline.vram().tracker().allocated(), baseline);
+    assert_eq!(
+        pipeline
+            .vram()
+            .tracker()
+            .purpose_bytes(Purpose::Activations),
+        0
+    );
+}
