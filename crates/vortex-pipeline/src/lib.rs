@@ -3,17 +3,19 @@
 //!
 //! - [`config`]: `config.toml` into a validated [`config::Config`]; refusals name the key.
 //! - [`http`]: the endpoints of `vortex serve` (`/metrics`, `/health`, `/ready`, `/vram`,
-//!   `POST /slot`).
+//!   `POST /slots`, `GET /slots/{id}` and its files).
 //! - [`output`]: the [`output::MediaSink`] a slot's media is fed to as it is produced, and
-//!   the encoders behind it (PNG, WAV, Y4M files; the plan as SVG).
+//!   the encoders behind it (MP4 through ffmpeg, PNG, WAV, Y4M files; the plan as SVG).
 //! - [`report`]: the documents shown to the outside (HTTP bodies, the run summary).
 //! - [`pipeline`]: [`VortexPipeline::new`] plans, loads every model and allocates every
 //!   buffer once; [`VortexPipeline::generate_slot`] runs audio and actor concurrently, then
-//!   video, then the two CLIP verifications concurrently, inside the slot deadline.
+//!   video, then the two CLIP verifications concurrently (scored against the prompt,
+//!   [`ClipScores`]), inside the slot deadline.
 //!
-//! Each stage runs the implementation `vortex-models` chose for it at start-up (today the
-//! reference implementations, DESIGN.md §6: not model inference); logs, `vortex plan`, the
-//! slot summary and `/ready` say which.
+//! Each stage runs the implementation `vortex-models` chose for it at start-up: its network
+//! (Kokoro from PyPI; CLIP, FLUX.1 and LivePortrait from exports) or, where its files are
+//! absent, the reference implementation (DESIGN.md §6: not model inference); logs, `vortex
+//! plan`, the slot summary, `/ready` and each manifest say which.
 //!
 //! # Example
 //!
