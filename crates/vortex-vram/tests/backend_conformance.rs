@@ -5,7 +5,7 @@
 //! The host backend always runs it; with `--features cuda` the CUDA backend runs it too when
 //! a device answers (against the stub it skips with the reason printed).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use vortex_vram::{ALIGNMENT, Backend, BackendError, DevicePtr, HostBackend, HostConfig};
 
@@ -26,8 +26,16 @@ fn backends() -> Vec<(&'static str, Arc<dyn Backend>)> {
 
 const MIB: u64 = 1 << 20;
 
+/// One test at a time: a CUDA device (real or emulated) is shared by the whole process, so
+/// one test's allocations would show in another's free-memory figures.
+fn device() -> MutexGuard<'static, ()> {
+    static DEVICE: Mutex<()> = Mutex::new(());
+    DEVICE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 #[test]
 fn allocations_are_aligned_counted_and_returned() {
+    let _device = device();
     for (name, backend) in backends() {
         let before = backend.mem_info().unwrap();
         assert!(before.free <= before.total, "{name}");
@@ -56,6 +64,7 @@ fn allocations_are_aligned_counted_and_returned() {
 
 #[test]
 fn copies_and_memsets_round_trip_in_every_direction() {
+    let _device = device();
     for (name, backend) in backends() {
         let (a, b) = (
             backend.allocate(MIB).unwrap(),
@@ -89,6 +98,7 @@ fn copies_and_memsets_round_trip_in_every_direction() {
 
 #[test]
 fn queued_work_on_streams_is_done_after_its_event_and_timed() {
+    let _device = device();
     for (name, backend) in backends() {
         let (a, b) = (
             backend.allocate(MIB).unwrap(),
@@ -131,6 +141,7 @@ fn queued_work_on_streams_is_done_after_its_event_and_timed() {
 
 #[test]
 fn foreign_addresses_are_not_resident() {
+    let _device = device();
     for (name, backend) in backends() {
         let host = [0u8; 64];
         let foreign = DevicePtr::from_raw(host.as_ptr() as u64);
@@ -140,6 +151,7 @@ fn foreign_addresses_are_not_resident() {
 
 #[test]
 fn a_request_beyond_the_device_fails_with_out_of_memory_and_changes_nothing() {
+    let _device = device();
     for (name, backend) in backends() {
         let before = backend.mem_info().unwrap();
         match backend.allocate(before.total + (1 << 30)) {
