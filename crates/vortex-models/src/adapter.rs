@@ -4,10 +4,10 @@
 use std::marker::PhantomData;
 use std::sync::OnceLock;
 
-use vortex_registry::{LoadContext, LoadError, Model, ModelRegistry};
+use vortex_registry::{CpuWeights, LoadContext, LoadError, Model, ModelRegistry};
 
 use crate::clip::ClipConfig;
-use crate::flux::FluxConfig;
+use crate::flux::{FluxActor, T5Placement};
 use crate::kokoro::KokoroConfig;
 use crate::layout::{Layout, WeightDtype};
 use crate::liveportrait::LivePortraitConfig;
@@ -40,6 +40,7 @@ pub struct Adapter<K: ModelKind> {
     checkpoint: Layout,
     resident_layout: Layout,
     resident: Option<ResidentWeights>,
+    cpu_weights: Option<CpuWeights>,
     kind: PhantomData<K>,
 }
 
@@ -56,8 +57,15 @@ impl<K: ModelKind> Adapter<K> {
             checkpoint,
             resident_layout: resident,
             resident: None,
+            cpu_weights: None,
             kind: PhantomData,
         }
+    }
+
+    /// Weights the plan keeps in host memory, run on the CPU (not loaded by the adapter).
+    pub fn with_cpu_weights(mut self, cpu: CpuWeights) -> Self {
+        self.cpu_weights = Some(cpu);
+        self
     }
 
     /// Its weights on the device, once loaded.
@@ -87,6 +95,10 @@ impl<K: ModelKind> Model for Adapter<K> {
 
     fn weight_bytes(&self) -> u64 {
         resident_bytes(&self.resident_layout)
+    }
+
+    fn cpu_weights(&self) -> Option<CpuWeights> {
+        self.cpu_weights.clone()
     }
 
     fn check(&self) -> Result<(), LoadError> {
@@ -137,10 +149,12 @@ macro_rules! kind {
 }
 
 kind!(
-    /// FLUX.1-schnell's transformer, NF4-packed: the actor image.
+    /// FLUX.1-schnell (transformer and T5 4-bit for MatMulNBits, CLIP-L text and the VAE
+    /// decoder 16-bit): the actor image. The resident layout here has T5 on the device;
+    /// [`adapter_for`] moves it to the CPU when the budget cannot hold it.
     FluxKind, Flux, "flux",
-    FluxConfig::SCHNELL.layout(true),
-    FluxConfig::SCHNELL.layout(true)
+    FluxActor::SCHNELL.layout(T5Placement::Device),
+    FluxActor::SCHNELL.layout(T5Placement::Device)
 );
 kind!(
     /// CLIP ViT-B/32's image tower (fp16): frame verification.
@@ -187,10 +201,34 @@ pub fn adapter_for(stage: Stage, spec: ModelSpec) -> Box<dyn Model> {
     }
     match stage {
         Stage::Audio => Box::new(Kokoro::new(spec)),
-        Stage::Actor => Box::new(Flux::new(spec)),
+        Stage::Actor => Box::new(flux(spec)),
         Stage::Video => Box::new(LivePortrait::new(spec)),
         Stage::ClipB => Box::new(ClipB::new(spec)),
         Stage::ClipL => Box::new(ClipL::new(spec)),
+    }
+}
+
+/// FLUX.1-schnell's adapter: T5's encoder on the device when the budget holds every part's
+/// weights, else in host memory on the CPU (a line of the plan, not loaded here).
+fn flux(spec: ModelSpec) -> Flux {
+    let actor = FluxActor::SCHNELL;
+    match actor.t5_placement(spec.budget) {
+        T5Placement::Device => Flux::new(spec),
+        T5Placement::Cpu => {
+            let t5 = resident_bytes(&actor.t5_layout());
+            let all = resident_bytes(&actor.layout(T5Placement::Device));
+            let what = format!(
+                "T5-XXL encoder, 4-bit MatMulNBits, on ONNX Runtime's CPU provider: with it the actor's weights would be {}, over its {} budget; only its [256, 4096] output crosses to the device",
+                vortex_vram::Bytes(all),
+                vortex_vram::Bytes(spec.budget)
+            );
+            Flux::with_layouts(
+                spec,
+                actor.layout(T5Placement::Device),
+                actor.layout(T5Placement::Cpu),
+            )
+            .with_cpu_weights(CpuWeights { bytes: t5, what })
+        }
     }
 }
 

@@ -121,6 +121,16 @@ impl Layout {
         self.tensors.iter().map(TensorSpec::numel).sum()
     }
 
+    /// Adds every tensor of `other`, its name prefixed with `prefix`.
+    pub fn extend_prefixed(&mut self, prefix: &str, other: &Layout) {
+        self.tensors
+            .extend(other.tensors.iter().map(|t| TensorSpec {
+                name: format!("{prefix}{}", t.name),
+                dtype: t.dtype,
+                shape: t.shape.clone(),
+            }));
+    }
+
     /// The tensors whose names start with one of `prefixes`.
     pub fn select(&self, prefixes: &[&str]) -> Layout {
         Layout {

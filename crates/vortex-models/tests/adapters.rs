@@ -4,12 +4,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use vortex_models::adapter::{ClipB, ClipL, Flux, Kokoro, LivePortrait, ModelSpec};
+use vortex_models::adapter::{ClipB, ClipL, Flux, Kokoro, LivePortrait, ModelSpec, adapter_for};
 use vortex_models::clip::ClipConfig;
-use vortex_models::flux::FluxConfig;
+use vortex_models::flux::{FluxConfig, Packing};
 use vortex_models::kokoro::KokoroConfig;
 use vortex_models::layout::WeightDtype;
 use vortex_models::liveportrait::LivePortraitConfig;
+use vortex_models::stage::Stage;
 use vortex_models::weights::WeightSource;
 use vortex_registry::{
     InitError, Model, ModelBudget, ModelRegistry, OutputBuffers, Placement, PlanConfig, VramPlan,
@@ -40,7 +41,7 @@ fn full_size_synthetic_weights_load_without_touching_every_page() {
     let vram = Vram::new(backend, VramConfig::new(ArenaConfig::new(9_000_000_000, 0))).unwrap();
     let before = resident_kib();
     let models: Vec<Box<dyn Model>> = vec![
-        Box::new(Flux::new(synthetic(6_300_000_000))),
+        adapter_for(Stage::Actor, synthetic(7_100_000_000)),
         Box::new(LivePortrait::new(synthetic(1_000_000_000))),
         Box::new(Kokoro::new(synthetic(400_000_000))),
         Box::new(ClipB::new(synthetic(300_000_000))),
@@ -61,11 +62,44 @@ fn full_size_synthetic_weights_load_without_touching_every_page() {
         assert_eq!(loaded.measured, loaded.weight_bytes, "{}", loaded.name);
     }
     let total: u64 = registry.loaded().iter().map(|l| l.measured).sum();
-    // 6.22 GB + 0.26 GB + 0.16 GB + 0.18 GB + 0.61 GB of fp16/NF4 weights.
-    assert!(total > 7_400_000_000, "{total}");
+    // 6.76 GB (FLUX: 4-bit transformer, 16-bit CLIP-L text and VAE decoder; T5 on the CPU)
+    // + 0.26 GB + 0.16 GB + 0.18 GB + 0.61 GB of fp16 weights.
+    assert!(total > 7_900_000_000, "{total}");
     assert!(
         grown_mib < 256,
         "loading {total} bytes of synthetic weights touched {grown_mib} MiB"
+    );
+}
+
+#[test]
+fn flux_runs_t5_on_the_cpu_when_its_budget_says_so() {
+    // config.toml's 7.1 GB: the 4-bit transformer, CLIP-L text and the VAE decoder (6.76 GB)
+    // fit, T5's 2.76 GB more would not.
+    let small = adapter_for(Stage::Actor, synthetic(7_100_000_000));
+    let cpu = small.cpu_weights().expect("T5 on the CPU");
+    assert!(
+        (2_759_000_000..2_761_000_000).contains(&cpu.bytes),
+        "{cpu:?}"
+    );
+    assert!(cpu.what.contains("T5-XXL"), "{}", cpu.what);
+    assert!((6_759_000_000..6_761_000_000).contains(&small.weight_bytes()));
+    // A budget that holds everything keeps T5 beside the transformer.
+    let large = adapter_for(Stage::Actor, synthetic(10 * GB));
+    assert_eq!(large.cpu_weights(), None);
+    assert!((9_519_000_000..9_521_000_000).contains(&large.weight_bytes()));
+    // The plan shows where T5 went.
+    let plan = VramPlan::new(&PlanConfig {
+        models: vec![ModelBudget::of(small.as_ref())],
+        buffers: OutputBuffers::seed(),
+        scratch: 0,
+        context_reserve: 0,
+        limits: Limits::seed(),
+        device_capacity: 12_884_901_888,
+    });
+    let shown = plan.to_string();
+    assert!(
+        shown.contains("host memory, run on the CPU: 2.76 GB (flux: T5-XXL encoder"),
+        "{shown}"
     );
 }
 
@@ -86,11 +120,13 @@ fn the_plan_catches_seed_budgets_below_the_real_weights() {
             device_capacity: 12_884_901_888,
         })
     };
-    // FLUX.1-schnell NF4 with its scales: 6.22 GB against the seed's 6.0 GB.
+    // FLUX.1-schnell's actor with 4-bit MatMulNBits weights: 9.52 GB with T5 on the device
+    // against the seed's 6.0 GB (the adapter built here keeps T5 on the device; the one
+    // config.toml builds moves it to the CPU, see `flux_runs_t5_on_the_cpu_when_its_budget_says_so`).
     let err = plan(&[&flux]).check().unwrap_err();
     assert!(
         matches!(&err, InitError::BudgetBelowWeights { model, weights, .. }
-        if model == "flux" && *weights > 6_218_000_000),
+        if model == "flux" && *weights > 9_519_000_000),
         "{err}"
     );
     // CLIP ViT-L/14's image tower in fp16: 0.61 GB against the seed's 0.6 GB.
@@ -112,7 +148,7 @@ fn scaled_down_layouts_load_from_the_fixtures() {
         weights: WeightSource::File(data.join(name)),
     };
     let tiny_clip = ClipConfig::TINY;
-    let tiny_flux = FluxConfig::TINY.layout(true);
+    let tiny_flux = FluxConfig::TINY.layout(Packing::MatMulNBits { block: 16 });
     let tiny_kokoro = KokoroConfig::TINY.layout(WeightDtype::F16);
     let tiny_lp = LivePortraitConfig::TINY.layout(WeightDtype::F16);
     let models: Vec<Box<dyn Model>> = vec![
@@ -122,7 +158,7 @@ fn scaled_down_layouts_load_from_the_fixtures() {
             tiny_clip.vision_layout(WeightDtype::F16),
         )),
         Box::new(Flux::with_layouts(
-            file("tiny_flux_nf4.safetensors"),
+            file("tiny_flux_q4.safetensors"),
             tiny_flux.clone(),
             tiny_flux,
         )),
@@ -139,7 +175,7 @@ fn scaled_down_layouts_load_from_the_fixtures() {
     ];
     let registry = ModelRegistry::load(vram.arena(), models).unwrap();
     let flux = registry.get::<Flux>().unwrap().weights().unwrap();
-    let name = "single_blocks.0.linear1.weight";
+    let name = "single_blocks.0.linear1.weight.qweight";
     let mut bytes = vec![0u8; 16];
     vram.arena()
         .download(&flux.region, flux.offset(name).unwrap(), &mut bytes)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use vortex_models::clip::ClipConfig;
-use vortex_models::flux::FluxConfig;
+use vortex_models::flux::{FluxConfig, Packing};
 use vortex_models::kokoro::KokoroConfig;
 use vortex_models::layout::{Layout, WeightDtype};
 use vortex_models::liveportrait::LivePortraitConfig;
@@ -22,7 +22,10 @@ fn data() -> PathBuf {
 fn fixtures() -> Vec<(&'static str, Layout)> {
     vec![
         ("tiny_clip", ClipConfig::TINY.layout(WeightDtype::F16)),
-        ("tiny_flux_nf4", FluxConfig::TINY.layout(true)),
+        (
+            "tiny_flux_q4",
+            FluxConfig::TINY.layout(Packing::MatMulNBits { block: 16 }),
+        ),
         ("tiny_kokoro", KokoroConfig::TINY.layout(WeightDtype::F16)),
         (
             "tiny_liveportrait",

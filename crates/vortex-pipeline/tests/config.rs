@@ -244,7 +244,7 @@ fn bad_configs_name_the_key_and_what_to_write() {
         "from 0 to 1000",
     );
     check(
-        ("budget = \"6.3GB\"", "budget = \"20000000TB\""),
+        ("budget = \"7.1GB\"", "budget = \"20000000TB\""),
         "models.flux.budget",
         "64 bits",
     );

@@ -189,7 +189,7 @@ async fn endpoints_on_a_loopback_port() {
         "# TYPE icn_vortex_slots_total counter",
         "icn_vortex_slots_total{outcome=\"ok\"} 1",
         "# TYPE icn_vortex_vram_usage_bytes gauge",
-        "icn_vortex_vram_owner_bytes{owner=\"flux\",purpose=\"model_weights\"} 6218",
+        "icn_vortex_vram_owner_bytes{owner=\"flux\",purpose=\"model_weights\"} 6759800832",
         "icn_vortex_stage_duration_seconds",
         "icn_vortex_slot_duration_seconds",
         // Histograms, so that histogram_quantile works on them.

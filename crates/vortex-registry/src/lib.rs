@@ -17,4 +17,4 @@ pub mod registry;
 
 pub use error::{InitError, LoadError};
 pub use plan::{Dtype, ModelBudget, OutputBuffers, Placement, PlanConfig, PlanEntry, VramPlan};
-pub use registry::{LoadContext, LoadedModel, Model, ModelRegistry};
+pub use registry::{CpuWeights, LoadContext, LoadedModel, Model, ModelRegistry};

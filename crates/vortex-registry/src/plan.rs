@@ -7,6 +7,7 @@ use serde::Serialize;
 use vortex_vram::{ArenaConfig, Bytes, Limits, Purpose};
 
 use crate::error::InitError;
+use crate::registry::CpuWeights;
 
 /// Element type of an output buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -128,6 +129,8 @@ pub struct ModelBudget {
     pub budget: u64,
     /// Bytes of the weights the model's checkpoint layout holds.
     pub weight_bytes: u64,
+    /// Weights it keeps in host memory and runs on the CPU.
+    pub cpu_weights: Option<CpuWeights>,
 }
 
 impl ModelBudget {
@@ -137,6 +140,7 @@ impl ModelBudget {
             name: model.name().to_owned(),
             budget: model.budget(),
             weight_bytes: model.weight_bytes(),
+            cpu_weights: model.cpu_weights(),
         }
     }
 }
@@ -173,6 +177,8 @@ pub struct PlanEntry {
     pub host_bytes: u64,
     /// For a model: the bytes of its checkpoint's weights, beside its budget.
     pub weight_bytes: Option<u64>,
+    /// For a model: weights it keeps in host memory and runs on the CPU (not device bytes).
+    pub cpu_weights: Option<CpuWeights>,
 }
 
 /// The computed plan. Build with [`VramPlan::new`]; [`VramPlan::check`] refuses one that does
@@ -215,6 +221,7 @@ impl VramPlan {
                 device_bytes: m.budget,
                 host_bytes: 0,
                 weight_bytes: Some(m.weight_bytes),
+                cpu_weights: m.cpu_weights.clone(),
             })
             .collect();
         let device = |owner: &str, purpose, bytes| PlanEntry {
@@ -224,6 +231,7 @@ impl VramPlan {
             device_bytes: bytes,
             host_bytes: 0,
             weight_bytes: None,
+            cpu_weights: None,
         };
         entries.push(device(
             owners::ACTOR,
@@ -244,6 +252,7 @@ impl VramPlan {
                 device_bytes: staging_frames * b.frame_bytes(),
                 host_bytes: b.video_bytes(),
                 weight_bytes: None,
+                cpu_weights: None,
             },
         });
         entries.push(device(owners::SCRATCH, Purpose::Scratch, config.scratch));
@@ -389,6 +398,17 @@ impl fmt::Display for VramPlan {
         )?;
         if self.host_total() > 0 {
             writeln!(f, "pinned host memory: {}", Bytes(self.host_total()))?;
+        }
+        for e in &self.entries {
+            if let Some(cpu) = &e.cpu_weights {
+                writeln!(
+                    f,
+                    "host memory, run on the CPU: {} ({}: {})",
+                    Bytes(cpu.bytes),
+                    e.owner,
+                    cpu.what
+                )?;
+            }
         }
         let hard = self.limits.hard();
         write!(

@@ -21,6 +21,12 @@ pub trait Model: Any + Send + Sync {
     /// Bytes of its checkpoint's weights.
     fn weight_bytes(&self) -> u64;
 
+    /// Weights the plan keeps off the device: in host memory, run on the CPU (FLUX's T5
+    /// encoder on a 12 GiB card). `None` when everything is on the device.
+    fn cpu_weights(&self) -> Option<CpuWeights> {
+        None
+    }
+
     /// Checks what it will load from (its weights file's header against its layout) without
     /// touching the device; [`ModelRegistry::load`] checks every model this way before it
     /// loads any, so a bad file fails start-up at once.
@@ -30,6 +36,16 @@ pub trait Model: Any + Send + Sync {
 
     /// Reserves its regions through `ctx` and fills them with its weights.
     fn load(&mut self, ctx: &mut LoadContext<'_>) -> Result<(), LoadError>;
+}
+
+/// Weights a model keeps in host memory and runs on the CPU: a line of the plan, beside the
+/// device's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CpuWeights {
+    /// Bytes of host memory.
+    pub bytes: u64,
+    /// What they are and why they are there.
+    pub what: String,
 }
 
 /// What a model loads through: its owner id and the arena.

@@ -21,6 +21,7 @@ fn seed_models() -> Vec<ModelBudget> {
         name: name.to_owned(),
         budget,
         weight_bytes,
+        cpu_weights: None,
     })
     .collect()
 }

@@ -1,18 +1,85 @@
-//! FLUX.1-schnell's transformer: the tensor names of Black Forest Labs' checkpoint
-//! (`flux1-schnell.safetensors`: `double_blocks.*`, `single_blocks.*`, …) generated from its
-//! hyperparameters, in bf16 or in a 4-bit packed form.
+//! FLUX.1-schnell's actor stage as the VRAM plan counts it: the transformer under the tensor
+//! names of Black Forest Labs' checkpoint (`flux1-schnell.safetensors`: `double_blocks.*`,
+//! `single_blocks.*`, …) generated from its hyperparameters, CLIP-L's text tower, T5-XXL's
+//! encoder and the VAE's decoder, in 16 bits or with every Linear weight 4-bit for ONNX
+//! Runtime's `com.microsoft.MatMulNBits` — what `data/flux/quantize_nbits.py` writes and the
+//! actor's graphs read.
 //!
-//! The packed form is Vortex's own layout of NF4 quantization as bitsandbytes does it (blocks
-//! of 64 weights, double-quantized scales): every 2-D weight of the 57 transformer blocks is
-//! stored as `{name}` (U8, two 4-bit codes per byte, shape `[out, in / 2]`),
-//! `{name}.absmax` (U8, one 8-bit scale per block of 64) and `{name}.nested_absmax` (F32, one
-//! per 256 scales). Everything else (biases, norms, embedders, the final layer) stays bf16.
+//! MatMulNBits stores a Linear weight `W [N, K]` as `{W}.qweight` (U8 `[N, ⌈K/B⌉, B/2]`, two
+//! 4-bit codes per byte), `{W}.scales` (the graph's 16-bit float, `[N, ⌈K/B⌉]`) and
+//! `{W}.zero_points` (U8 `[N, ⌈⌈K/B⌉/2⌉]`, 4-bit packed), with blocks of `B` = 64 weights along
+//! K. Biases, norms and embeddings stay 16-bit. These bytes are checked against
+//! `data/flux/full_size_bytes.json`, which the script counts from diffusers' and transformers'
+//! own modules (`quantize_nbits.py --sizes`).
+//!
+//! Where T5-XXL lives is decided from those bytes ([`FluxActor::t5_placement`]): with it on
+//! the device the actor needs 9.52 GB of weights, more than a 12 GiB card can give it beside
+//! the other four models, so the 3060 plan runs it on the CPU and only its `[256, 4096]`
+//! output crosses over.
 //!
 //! [`network`] runs a FLUX export (`data/flux/export_flux.py`) as the actor stage.
 
 pub mod network;
 
+use crate::clip::ClipConfig;
 use crate::layout::{Layout, WeightDtype};
+
+/// Weights per MatMulNBits quantization block (along the input dimension).
+pub const NBITS_BLOCK: u64 = 64;
+
+/// How Linear weights are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packing {
+    /// Every tensor in 16 bits (bf16, as the official checkpoints ship).
+    Bf16,
+    /// Every Linear weight 4-bit for MatMulNBits in blocks of `block` along K, with fp16
+    /// scales and 4-bit zero points; everything else 16-bit.
+    MatMulNBits {
+        /// Weights per block (a power of two, at least 16).
+        block: u64,
+    },
+}
+
+impl Packing {
+    /// What the 3060 plan loads: 4-bit in blocks of 64.
+    pub const NBITS: Packing = Packing::MatMulNBits { block: NBITS_BLOCK };
+}
+
+/// Adds a Linear layer `{prefix}.weight [out, inp]` (and its bias) packed as `packing` says.
+fn linear(l: &mut Layout, prefix: &str, packing: Packing, out: u64, inp: u64, bias: bool) {
+    let f16 = WeightDtype::F16;
+    match packing {
+        Packing::Bf16 => l.push(format!("{prefix}.weight"), WeightDtype::BF16, &[out, inp]),
+        Packing::MatMulNBits { block } => {
+            let blocks = inp.div_ceil(block);
+            l.push(
+                format!("{prefix}.weight.qweight"),
+                WeightDtype::U8,
+                &[out, blocks, block / 2],
+            );
+            l.push(format!("{prefix}.weight.scales"), f16, &[out, blocks]);
+            l.push(
+                format!("{prefix}.weight.zero_points"),
+                WeightDtype::U8,
+                &[out, blocks.div_ceil(2)],
+            );
+        }
+    }
+    if bias {
+        l.push(format!("{prefix}.bias"), packing.other(), &[out]);
+    }
+}
+
+impl Packing {
+    /// The dtype of what is not a Linear weight: bf16 beside bf16 weights, fp16 beside
+    /// MatMulNBits' fp16 scales (one float type per graph).
+    const fn other(self) -> WeightDtype {
+        match self {
+            Packing::Bf16 => WeightDtype::BF16,
+            Packing::MatMulNBits { .. } => WeightDtype::F16,
+        }
+    }
+}
 
 /// The hyperparameters of a FLUX.1 transformer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,11 +105,6 @@ pub struct FluxConfig {
     /// Whether a guidance embedder exists (FLUX.1-dev has one, schnell does not).
     pub guidance_embed: bool,
 }
-
-/// Weights per quantization block.
-pub const NF4_BLOCK: u64 = 64;
-/// Scales per nested (second-level) block.
-pub const NF4_NESTED_BLOCK: u64 = 256;
 
 impl FluxConfig {
     /// FLUX.1-schnell.
@@ -78,101 +140,340 @@ impl FluxConfig {
         self.hidden / self.heads
     }
 
-    /// Every tensor, bf16 throughout (`packed = false`) or with the block weights NF4-packed.
-    pub fn layout(&self, packed: bool) -> Layout {
-        let bf16 = WeightDtype::BF16;
+    /// Every tensor of the transformer, stored as `packing` says.
+    pub fn layout(&self, packing: Packing) -> Layout {
+        let other = packing.other();
         let h = self.hidden;
         let mlp = h * self.mlp_ratio;
         let mut l = Layout::new(self.checkpoint);
-        // A linear layer of a transformer block: packed when asked, with a bf16 bias.
-        let block_linear = |l: &mut Layout, prefix: &str, out: u64, inp: u64| {
-            if packed {
-                let name = format!("{prefix}.weight");
-                let numel = out * inp;
-                let scales = numel.div_ceil(NF4_BLOCK);
-                l.push(name.clone(), WeightDtype::U8, &[out, inp / 2]);
-                l.push(format!("{name}.absmax"), WeightDtype::U8, &[scales]);
-                l.push(
-                    format!("{name}.nested_absmax"),
-                    WeightDtype::F32,
-                    &[scales.div_ceil(NF4_NESTED_BLOCK)],
-                );
-                l.push(format!("{prefix}.bias"), bf16, &[out]);
-            } else {
-                l.linear(prefix, bf16, out, inp);
+        let lin = |l: &mut Layout, prefix: &str, out: u64, inp: u64| {
+            linear(l, prefix, packing, out, inp, true);
+        };
+        lin(&mut l, "img_in", h, self.in_channels);
+        lin(&mut l, "time_in.in_layer", h, 256);
+        lin(&mut l, "time_in.out_layer", h, h);
+        if self.guidance_embed {
+            lin(&mut l, "guidance_in.in_layer", h, 256);
+            lin(&mut l, "guidance_in.out_layer", h, h);
+        }
+        lin(&mut l, "vector_in.in_layer", h, self.vec_in_dim);
+        lin(&mut l, "vector_in.out_layer", h, h);
+        lin(&mut l, "txt_in", h, self.context_in_dim);
+        let qk_norms = |l: &mut Layout, p: &str| {
+            for norm in ["query_norm", "key_norm"] {
+                l.push(format!("{p}.norm.{norm}.scale"), other, &[self.head_dim()]);
             }
         };
-        l.linear("img_in", bf16, h, self.in_channels);
-        l.linear("time_in.in_layer", bf16, h, 256);
-        l.linear("time_in.out_layer", bf16, h, h);
-        if self.guidance_embed {
-            l.linear("guidance_in.in_layer", bf16, h, 256);
-            l.linear("guidance_in.out_layer", bf16, h, h);
-        }
-        l.linear("vector_in.in_layer", bf16, h, self.vec_in_dim);
-        l.linear("vector_in.out_layer", bf16, h, h);
-        l.linear("txt_in", bf16, h, self.context_in_dim);
         for i in 0..self.depth {
             for stream in ["img", "txt"] {
                 let p = format!("double_blocks.{i}.{stream}");
-                block_linear(&mut l, &format!("{p}_mod.lin"), 6 * h, h);
-                block_linear(&mut l, &format!("{p}_attn.qkv"), 3 * h, h);
-                l.push(
-                    format!("{p}_attn.norm.query_norm.scale"),
-                    bf16,
-                    &[self.head_dim()],
-                );
-                l.push(
-                    format!("{p}_attn.norm.key_norm.scale"),
-                    bf16,
-                    &[self.head_dim()],
-                );
-                block_linear(&mut l, &format!("{p}_attn.proj"), h, h);
-                block_linear(&mut l, &format!("{p}_mlp.0"), mlp, h);
-                block_linear(&mut l, &format!("{p}_mlp.2"), h, mlp);
+                lin(&mut l, &format!("{p}_mod.lin"), 6 * h, h);
+                lin(&mut l, &format!("{p}_attn.qkv"), 3 * h, h);
+                qk_norms(&mut l, &format!("{p}_attn"));
+                lin(&mut l, &format!("{p}_attn.proj"), h, h);
+                lin(&mut l, &format!("{p}_mlp.0"), mlp, h);
+                lin(&mut l, &format!("{p}_mlp.2"), h, mlp);
             }
         }
         for i in 0..self.depth_single {
             let p = format!("single_blocks.{i}");
-            block_linear(&mut l, &format!("{p}.linear1"), 3 * h + mlp, h);
-            block_linear(&mut l, &format!("{p}.linear2"), h, h + mlp);
-            l.push(
-                format!("{p}.norm.query_norm.scale"),
-                bf16,
-                &[self.head_dim()],
-            );
-            l.push(format!("{p}.norm.key_norm.scale"), bf16, &[self.head_dim()]);
-            block_linear(&mut l, &format!("{p}.modulation.lin"), 3 * h, h);
+            lin(&mut l, &format!("{p}.linear1"), 3 * h + mlp, h);
+            lin(&mut l, &format!("{p}.linear2"), h, h + mlp);
+            qk_norms(&mut l, &p);
+            lin(&mut l, &format!("{p}.modulation.lin"), 3 * h, h);
         }
-        l.linear("final_layer.adaLN_modulation.1", bf16, 2 * h, h);
-        l.linear("final_layer.linear", bf16, self.in_channels, h);
+        lin(&mut l, "final_layer.adaLN_modulation.1", 2 * h, h);
+        lin(&mut l, "final_layer.linear", self.in_channels, h);
         l
+    }
+}
+
+/// The hyperparameters of a T5 encoder (transformers' `T5EncoderModel` names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct T5Config {
+    /// Checkpoint name.
+    pub checkpoint: &'static str,
+    /// Token ids.
+    pub vocab: u64,
+    /// Width.
+    pub d_model: u64,
+    /// Width of one head.
+    pub d_kv: u64,
+    /// Heads.
+    pub heads: u64,
+    /// Gated-GELU feed-forward width.
+    pub d_ff: u64,
+    /// Blocks.
+    pub layers: u64,
+    /// Relative-position buckets (block 0 holds the bias table).
+    pub buckets: u64,
+}
+
+impl T5Config {
+    /// T5 v1.1 XXL's encoder, FLUX.1's `text_encoder_2`.
+    pub const XXL: T5Config = T5Config {
+        checkpoint: "google/t5-v1_1-xxl (encoder; FLUX.1's text_encoder_2)",
+        vocab: 32_128,
+        d_model: 4096,
+        d_kv: 64,
+        heads: 64,
+        d_ff: 10_240,
+        layers: 24,
+        buckets: 32,
+    };
+
+    /// Every tensor: the Linear weights (no biases in T5) packed as `packing` says, the token
+    /// embedding (a gather, not a product) and the RMS norms in 16 bits.
+    pub fn layout(&self, packing: Packing) -> Layout {
+        let other = packing.other();
+        let (d, inner) = (self.d_model, self.heads * self.d_kv);
+        let mut l = Layout::new(self.checkpoint);
+        l.push("shared.weight", other, &[self.vocab, d]);
+        for i in 0..self.layers {
+            let p = format!("encoder.block.{i}.layer");
+            for proj in ["q", "k", "v"] {
+                linear(
+                    &mut l,
+                    &format!("{p}.0.SelfAttention.{proj}"),
+                    packing,
+                    inner,
+                    d,
+                    false,
+                );
+            }
+            linear(
+                &mut l,
+                &format!("{p}.0.SelfAttention.o"),
+                packing,
+                d,
+                inner,
+                false,
+            );
+            if i == 0 {
+                l.push(
+                    format!("{p}.0.SelfAttention.relative_attention_bias.weight"),
+                    other,
+                    &[self.buckets, self.heads],
+                );
+            }
+            l.push(format!("{p}.0.layer_norm.weight"), other, &[d]);
+            for wi in ["wi_0", "wi_1"] {
+                linear(
+                    &mut l,
+                    &format!("{p}.1.DenseReluDense.{wi}"),
+                    packing,
+                    self.d_ff,
+                    d,
+                    false,
+                );
+            }
+            linear(
+                &mut l,
+                &format!("{p}.1.DenseReluDense.wo"),
+                packing,
+                d,
+                self.d_ff,
+                false,
+            );
+            l.push(format!("{p}.1.layer_norm.weight"), other, &[d]);
+        }
+        l.push("encoder.final_layer_norm.weight", other, &[d]);
+        l
+    }
+}
+
+/// The hyperparameters of FLUX.1's VAE decoder (diffusers' `AutoencoderKL`, decoder only: the
+/// actor decodes latents and never encodes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VaeDecoderConfig {
+    /// Checkpoint name.
+    pub checkpoint: &'static str,
+    /// Latent channels.
+    pub latent_channels: u64,
+    /// Channels of the up blocks, lowest resolution last reversed (diffusers'
+    /// `block_out_channels`, encoder order).
+    pub block_out_channels: [u64; 4],
+    /// Resnets per up block, less one (diffusers' `layers_per_block`).
+    pub layers_per_block: u64,
+}
+
+impl VaeDecoderConfig {
+    /// FLUX.1's autoencoder.
+    pub const FLUX: VaeDecoderConfig = VaeDecoderConfig {
+        checkpoint: "black-forest-labs/FLUX.1-schnell (vae decoder)",
+        latent_channels: 16,
+        block_out_channels: [128, 256, 512, 512],
+        layers_per_block: 2,
+    };
+
+    /// Every tensor of `decoder.*`, stored as `dtype`.
+    pub fn layout(&self, dtype: WeightDtype) -> Layout {
+        let mut l = Layout::new(self.checkpoint);
+        let conv = |l: &mut Layout, p: &str, out: u64, inp: u64, k: u64| {
+            l.push(format!("{p}.weight"), dtype, &[out, inp, k, k]);
+            l.push(format!("{p}.bias"), dtype, &[out]);
+        };
+        let resnet = |l: &mut Layout, p: &str, inp: u64, out: u64| {
+            l.layer_norm(&format!("{p}.norm1"), dtype, inp);
+            conv(l, &format!("{p}.conv1"), out, inp, 3);
+            l.layer_norm(&format!("{p}.norm2"), dtype, out);
+            conv(l, &format!("{p}.conv2"), out, out, 3);
+            if inp != out {
+                conv(l, &format!("{p}.conv_shortcut"), out, inp, 1);
+            }
+        };
+        let top = self.block_out_channels[3];
+        conv(&mut l, "decoder.conv_in", top, self.latent_channels, 3);
+        for r in 0..2 {
+            resnet(&mut l, &format!("decoder.mid_block.resnets.{r}"), top, top);
+        }
+        let a = "decoder.mid_block.attentions.0";
+        l.layer_norm(&format!("{a}.group_norm"), dtype, top);
+        for proj in ["to_q", "to_k", "to_v", "to_out.0"] {
+            l.linear(&format!("{a}.{proj}"), dtype, top, top);
+        }
+        let mut prev = top;
+        for (i, &out) in self.block_out_channels.iter().rev().enumerate() {
+            for r in 0..=self.layers_per_block {
+                let inp = if r == 0 { prev } else { out };
+                resnet(
+                    &mut l,
+                    &format!("decoder.up_blocks.{i}.resnets.{r}"),
+                    inp,
+                    out,
+                );
+            }
+            if i < 3 {
+                conv(
+                    &mut l,
+                    &format!("decoder.up_blocks.{i}.upsamplers.0.conv"),
+                    out,
+                    out,
+                    3,
+                );
+            }
+            prev = out;
+        }
+        l.layer_norm("decoder.conv_norm_out", dtype, prev);
+        conv(&mut l, "decoder.conv_out", 3, prev, 3);
+        l
+    }
+}
+
+/// Where T5-XXL's encoder runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum T5Placement {
+    /// On the device, beside the transformer.
+    Device,
+    /// On the CPU, in host memory; only its output crosses to the device.
+    Cpu,
+}
+
+/// Everything the actor stage reads: the transformer, both text encoders and the VAE decoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FluxActor {
+    /// The transformer.
+    pub transformer: FluxConfig,
+    /// CLIP-L (its text tower is read: the pooled prompt vector).
+    pub clip: ClipConfig,
+    /// T5's encoder.
+    pub t5: T5Config,
+    /// The VAE's decoder.
+    pub vae: VaeDecoderConfig,
+    /// How the transformer's and T5's Linear weights are stored.
+    pub packing: Packing,
+}
+
+/// Name prefixes of the actor's parts in its layout (as in the diffusers repository's folders).
+pub mod parts {
+    /// The transformer.
+    pub const TRANSFORMER: &str = "transformer.";
+    /// CLIP-L's text tower.
+    pub const CLIP_TEXT: &str = "text_encoder.";
+    /// T5's encoder.
+    pub const T5: &str = "text_encoder_2.";
+    /// The VAE's decoder.
+    pub const VAE: &str = "vae.";
+}
+
+impl FluxActor {
+    /// FLUX.1-schnell as the 3060 plan loads it: the transformer and T5 with 4-bit
+    /// MatMulNBits weights, CLIP-L's text tower and the VAE decoder in 16 bits.
+    pub const SCHNELL: FluxActor = FluxActor {
+        transformer: FluxConfig::SCHNELL,
+        clip: ClipConfig::L14,
+        t5: T5Config::XXL,
+        vae: VaeDecoderConfig::FLUX,
+        packing: Packing::NBITS,
+    };
+
+    /// T5's encoder alone.
+    pub fn t5_layout(&self) -> Layout {
+        self.t5.layout(self.packing)
+    }
+
+    /// What lives on the device: every part, with T5 only when `t5` says so; names prefixed
+    /// by part ([`parts`]).
+    pub fn layout(&self, t5: T5Placement) -> Layout {
+        let mut l = Layout::new(
+            "black-forest-labs/FLUX.1-schnell (actor: transformer, text encoders, VAE decoder)",
+        );
+        let other = self.packing.other();
+        l.extend_prefixed(parts::TRANSFORMER, &self.transformer.layout(self.packing));
+        l.extend_prefixed(
+            parts::CLIP_TEXT,
+            &self.clip.layout(other).select(&["text_model."]),
+        );
+        if t5 == T5Placement::Device {
+            l.extend_prefixed(parts::T5, &self.t5_layout());
+        }
+        l.extend_prefixed(parts::VAE, &self.vae.layout(other));
+        l
+    }
+
+    /// Where T5 runs under a device budget of `budget` bytes: on the device when every part's
+    /// weights fit in it, else on the CPU (its weights then take host memory, and the budget's
+    /// remainder is the transformer's and the VAE's working memory).
+    pub fn t5_placement(&self, budget: u64) -> T5Placement {
+        let all = self.layout(T5Placement::Device);
+        if crate::weights::resident_bytes(&all) <= budget {
+            T5Placement::Device
+        } else {
+            T5Placement::Cpu
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::weights::resident_bytes;
 
-    /// By hand from the rule in the module docs. Block weights: 19 double blocks × 2 streams ×
-    /// 18·h² plus 38 single blocks × 15·h² = 1254·h² = 11,834,228,736 weights (h = 3072):
-    /// 5,917,114,368 bytes of codes + 184,909,824 scales + 2,889,216 nested scales. The other
-    /// 56,949,824 parameters in bf16: 113,899,648 bytes.
-    const PACKED_SCHNELL_BYTES: u64 = 5_917_114_368 + 184_909_824 + 2_889_216 + 113_899_648;
+    /// `data/flux/full_size_bytes.json`: what `quantize_nbits.py --sizes` counts from
+    /// diffusers' and transformers' own modules on torch's meta device.
+    fn python_figures() -> serde_json::Value {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/data/flux/full_size_bytes.json"
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
 
     #[test]
     fn schnell_has_about_twelve_billion_parameters() {
-        let layout = FluxConfig::SCHNELL.layout(false);
+        let layout = FluxConfig::SCHNELL.layout(Packing::Bf16);
+        let figures = python_figures();
         // FLUX.1 is published as a 12B-parameter transformer (bf16 file: 23.8 GB). FLUX.1-dev
         // counts 11,901,408,320 parameters; schnell lacks dev's guidance embedder
         // (256·3072 + 3072 + 3072·3072 + 3072 = 10,229,760 of them).
         assert_eq!(layout.numel(), 11_891_178_560);
+        assert_eq!(layout.numel(), figures["transformer"]["parameters"]);
         assert_eq!(layout.bytes(), 2 * 11_891_178_560);
         let dev = FluxConfig {
             guidance_embed: true,
             ..FluxConfig::SCHNELL
         };
-        assert_eq!(dev.layout(false).numel(), 11_901_408_320);
+        assert_eq!(dev.layout(Packing::Bf16).numel(), 11_901_408_320);
         assert_eq!(
             layout
                 .get("double_blocks.18.txt_mlp.2.weight")
@@ -187,17 +488,65 @@ mod tests {
     }
 
     #[test]
-    fn packed_is_a_little_over_half_a_byte_per_parameter() {
-        let packed = FluxConfig::SCHNELL.layout(true);
-        let bytes = packed.bytes();
-        // 4 bits per block weight + one byte per 64 + 4 bytes per 16,384; bf16 for the rest.
-        assert_eq!(bytes, PACKED_SCHNELL_BYTES);
-        let w = packed.get("single_blocks.0.linear2.weight").unwrap();
+    fn the_4_bit_bytes_are_what_the_python_modules_count() {
+        // Black Forest Labs' fused names here, diffusers' split ones in the script: the same
+        // rows and K, so the same bytes, to the byte.
+        let figures = python_figures();
+        let bytes = |key: &str, field: &str| figures[key][field].as_u64().unwrap();
+        let transformer = FluxConfig::SCHNELL.layout(Packing::NBITS);
+        assert_eq!(
+            transformer.bytes(),
+            bytes("transformer", "nbits_b64_fp16_scales_zp_bytes")
+        );
+        let t5 = T5Config::XXL.layout(Packing::NBITS);
+        let t5_key = "text_encoder_2 (T5-XXL encoder)";
+        assert_eq!(t5.bytes(), bytes(t5_key, "nbits_b64_fp16_scales_zp_bytes"));
+        assert_eq!(
+            T5Config::XXL.layout(Packing::Bf16).numel(),
+            bytes(t5_key, "parameters")
+        );
+        let vae = VaeDecoderConfig::FLUX.layout(WeightDtype::F16);
+        assert_eq!(vae.numel(), bytes("vae decoder only", "parameters"));
+        let actor = FluxActor::SCHNELL;
+        let totals = &figures["actor_totals"];
+        assert_eq!(
+            actor.layout(T5Placement::Cpu).bytes(),
+            totals["transformer_nbits + clip_16bit + vae_decoder_16bit (t5 on the CPU)"]
+        );
+        assert_eq!(
+            actor.layout(T5Placement::Device).bytes(),
+            totals["transformer_nbits + t5_nbits + clip_16bit + vae_decoder_16bit"]
+        );
+        // One tensor by hand: single_blocks.0.linear2 is [3072, 15360]: 240 blocks of 64.
+        let w = transformer
+            .get("single_blocks.0.linear2.weight.qweight")
+            .unwrap();
         assert_eq!(
             (w.dtype, w.shape.clone()),
-            (WeightDtype::U8, vec![3072, 7680])
+            (WeightDtype::U8, vec![3072, 240, 32])
         );
-        let scales = packed.get("single_blocks.0.linear2.weight.absmax").unwrap();
-        assert_eq!(scales.shape, [3072 * 15360 / 64]);
+        let zp = transformer
+            .get("single_blocks.0.linear2.weight.zero_points")
+            .unwrap();
+        assert_eq!(zp.shape, [3072, 120]);
+    }
+
+    #[test]
+    fn t5_goes_to_the_cpu_when_the_actor_budget_cannot_hold_it() {
+        let actor = FluxActor::SCHNELL;
+        let with_t5 = resident_bytes(&actor.layout(T5Placement::Device));
+        let without = resident_bytes(&actor.layout(T5Placement::Cpu));
+        // 9.52 GB with T5, 6.76 GB without (plus 256-byte alignment per tensor).
+        assert!(
+            (9_519_000_000..9_521_000_000).contains(&with_t5),
+            "{with_t5}"
+        );
+        assert!(
+            (6_759_000_000..6_761_000_000).contains(&without),
+            "{without}"
+        );
+        assert_eq!(actor.t5_placement(7_100_000_000), T5Placement::Cpu);
+        assert_eq!(actor.t5_placement(with_t5), T5Placement::Device);
+        assert_eq!(actor.t5_placement(with_t5 - 1), T5Placement::Cpu);
     }
 }
