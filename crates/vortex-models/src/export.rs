@@ -9,6 +9,10 @@
 //! - FLUX.1: `flux.json`, written by `crates/vortex-models/data/flux/export_flux.py`; its
 //!   layout is the weights file's header (diffusers' and transformers' names), less the
 //!   tensors no graph reads (the VAE's encoder).
+//!
+//! The graphs of FLUX and LivePortrait exports run in f32 on ONNX Runtime's CPU provider; a
+//! weights file may hold their float tensors in bf16 or f16 (the official checkpoints are
+//! bf16, half the file): they are converted on load, by `half`, into the f32 the graphs read.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -490,6 +494,16 @@ impl ClipManifest {
     }
 }
 
+/// The type a FLUX or LivePortrait export's tensor is loaded as: its graphs run in f32 on
+/// the CPU provider, so a tensor the weights file holds in 16 bits (the official checkpoints
+/// are bf16) is converted on load ([`crate::weights::convert`]); everything else as stored.
+fn loaded_dtype(stored: WeightDtype) -> WeightDtype {
+    match stored {
+        WeightDtype::BF16 | WeightDtype::F16 => WeightDtype::F32,
+        other => other,
+    }
+}
+
 impl Export {
     /// Reads and checks the export in `dir`: the manifest parses and is consistent, and every
     /// file it names is a plain file in `dir`.
@@ -586,7 +600,7 @@ impl Export {
                     .iter()
                     .filter(|t| !unread.iter().any(|p| t.name.starts_with(p.as_str())))
                 {
-                    resident.push(t.name.clone(), t.dtype, &t.shape);
+                    resident.push(t.name.clone(), loaded_dtype(t.dtype), &t.shape);
                 }
                 (layout, resident)
             }
@@ -602,7 +616,7 @@ impl Export {
                     .iter()
                     .filter(|t| !m.weights.unused_by_graphs.contains(&t.name))
                 {
-                    resident.push(t.name.clone(), t.dtype, &t.shape);
+                    resident.push(t.name.clone(), loaded_dtype(t.dtype), &t.shape);
                 }
                 (layout, resident)
             }

@@ -471,13 +471,36 @@ pub fn load(
     for (t, &offset) in load.tensors.iter().zip(&offsets) {
         match (&file, source) {
             (Some(file), _) => {
-                let bytes = file.tensor(&t.name).ok_or_else(|| WeightError::Tensor {
+                let missing = || WeightError::Tensor {
                     file: file.path().to_owned(),
                     tensor: t.name.clone(),
                     problem: TensorProblem::Missing,
                     checkpoint: checkpoint.checkpoint,
-                })?;
-                arena.upload(&region, offset, bytes)?;
+                };
+                let bytes = file.tensor(&t.name).ok_or_else(missing)?;
+                let stored = checkpoint.get(&t.name).ok_or_else(missing)?.dtype;
+                if stored == t.dtype {
+                    arena.upload(&region, offset, bytes)?;
+                } else {
+                    // A 16-bit checkpoint for a graph that runs another float type: converted
+                    // piece by piece on the way in (no copy of the whole tensor in memory).
+                    let step = CONVERT_CHUNK * stored.size() as usize;
+                    let mut at = offset;
+                    for piece in bytes.chunks(step) {
+                        let converted =
+                            convert(piece, stored, t.dtype).ok_or_else(|| WeightError::Tensor {
+                                file: file.path().to_owned(),
+                                tensor: t.name.clone(),
+                                problem: TensorProblem::Dtype {
+                                    expected: t.dtype,
+                                    found: stored.safetensors_name().to_owned(),
+                                },
+                                checkpoint: checkpoint.checkpoint,
+                            })?;
+                        arena.upload(&region, at, &converted)?;
+                        at += converted.len() as u64;
+                    }
+                }
             }
             (None, WeightSource::Synthetic { seed }) => {
                 arena.upload(&region, offset, &stamp(*seed, t))?;
@@ -491,6 +514,42 @@ pub fn load(
         region,
         offsets,
         layout: load.clone(),
+    })
+}
+
+/// Elements converted at a time when a tensor's stored float type is not the one loaded.
+const CONVERT_CHUNK: usize = 1 << 16;
+
+/// `bytes` of little-endian `from` values as little-endian `to` values, through `half`'s
+/// conversions (round to nearest even when narrowing); `None` unless both are float types.
+pub fn convert(bytes: &[u8], from: WeightDtype, to: WeightDtype) -> Option<Vec<u8>> {
+    use half::{bf16, f16};
+    let values: Vec<f32> = match from {
+        WeightDtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        WeightDtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        WeightDtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        WeightDtype::U8 | WeightDtype::I8 | WeightDtype::I64 => return None,
+    };
+    Some(match to {
+        WeightDtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        WeightDtype::F16 => values
+            .iter()
+            .flat_map(|&v| f16::from_f32(v).to_le_bytes())
+            .collect(),
+        WeightDtype::BF16 => values
+            .iter()
+            .flat_map(|&v| bf16::from_f32(v).to_le_bytes())
+            .collect(),
+        WeightDtype::U8 | WeightDtype::I8 | WeightDtype::I64 => return None,
     })
 }
 

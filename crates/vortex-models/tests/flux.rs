@@ -8,11 +8,13 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{floats, ints, loaded, max_diff};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde_json::Value;
 use vortex_models::adapter::Flux;
 use vortex_models::clip_text::clip_tokenizer;
 use vortex_models::export::Export;
 use vortex_models::flux::network::{FluxNetwork, noise, pack, unpack};
+use vortex_models::layout::WeightDtype;
 use vortex_models::runtime::{Runtime, fetch};
 use vortex_models::stage::Stage;
 use vortex_registry::ModelRegistry;
@@ -186,5 +188,107 @@ fn a_bad_graph_file_is_refused_at_start_naming_it_and_nothing_is_kept() {
         assert!(err.contains("transformer.onnx"), "{name}: {err}");
         assert_eq!(vram.tracker().allocated(), before, "{name}");
         std::fs::remove_dir_all(broken).unwrap();
+    }
+}
+
+/// A copy of the tiny export whose weights file holds every f32 tensor as `f`'s image of it.
+fn converted_copy(name: &str, f: impl Fn(f32) -> (Dtype, Vec<u8>)) -> PathBuf {
+    let tiny = dir().join("tiny");
+    let to = std::env::temp_dir().join(format!("vortex-flux-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&to);
+    std::fs::create_dir_all(&to).unwrap();
+    for entry in std::fs::read_dir(&tiny).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+    let bytes = std::fs::read(tiny.join("weights.safetensors")).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors = Vec::new();
+    for (tensor, view) in file.tensors() {
+        assert_eq!(view.dtype(), Dtype::F32, "{tensor}");
+        let mut dtype = Dtype::F32;
+        let mut data = Vec::with_capacity(view.data().len());
+        for b in view.data().chunks_exact(4) {
+            let (d, out) = f(f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+            dtype = d;
+            data.extend(out);
+        }
+        tensors.push((tensor, dtype, view.shape().to_vec(), data));
+    }
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, d, s, data)| (n.clone(), TensorView::new(*d, s.clone(), data).unwrap()))
+        .collect();
+    safetensors::serialize_to_file(views, None, &to.join("weights.safetensors")).unwrap();
+    to
+}
+
+#[test]
+fn a_bf16_weights_file_loads_converted_to_the_f32_its_graphs_run() {
+    // The official checkpoints are bf16. A weights file in bf16 loads converted (by `half`)
+    // into exactly the f32 bytes of an f32 file holding the same rounded values, and draws
+    // exactly the same image.
+    let bf16 = converted_copy("bf16", |v| {
+        (Dtype::BF16, half::bf16::from_f32(v).to_le_bytes().to_vec())
+    });
+    let rounded = converted_copy("rounded", |v| {
+        let r = half::bf16::from_f32(v).to_f32();
+        (Dtype::F32, r.to_le_bytes().to_vec())
+    });
+    let export = Export::open(&bf16).unwrap();
+    let stored = export.layout();
+    let name = "transformer.x_embedder.weight";
+    assert_eq!(stored.get(name).unwrap().dtype, WeightDtype::BF16);
+    assert_eq!(
+        export.resident_layout().get(name).unwrap().dtype,
+        WeightDtype::F32
+    );
+    let case = &golden()["cases"][0];
+    let prompt = case["prompt"].as_str().unwrap();
+    let seed = golden()["seed"].as_u64().unwrap();
+    let size = golden()["image_size"][0].as_u64().unwrap() as usize;
+    let mut images = Vec::new();
+    let mut arenas = Vec::new();
+    for dir in [&bf16, &rounded] {
+        let (export, vram, registry) = loaded(Stage::Actor, dir, 64 << 20);
+        let weights = registry.get::<Flux>().unwrap().weights().unwrap();
+        let mut bytes = Vec::new();
+        for t in &weights.layout.tensors {
+            let mut b = vec![0u8; t.bytes() as usize];
+            vram.arena()
+                .download(&weights.region, weights.offset(&t.name).unwrap(), &mut b)
+                .unwrap();
+            bytes.push((t.name.clone(), t.dtype, b));
+        }
+        arenas.push(bytes);
+        let mut network = FluxNetwork::new(
+            Runtime::get(None).unwrap(),
+            &export,
+            vram.arena(),
+            weights,
+            clip_tokenizer(&fetch::cache_dir()).unwrap(),
+            2,
+        )
+        .unwrap();
+        let owner = vram.owner("flux").unwrap();
+        images.push(
+            network
+                .generate(vram.arena(), owner, prompt, seed, size, &mut |_, _| {})
+                .unwrap(),
+        );
+    }
+    assert_eq!(arenas[0], arenas[1]);
+    assert_eq!(images[0], images[1]);
+    // And the rounding is bf16's: the image is near the f32 golden, not equal to it.
+    let want: Vec<u8> = ints(&case["image_u8"]).iter().map(|&v| v as u8).collect();
+    let worst = images[0]
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| a.abs_diff(*b))
+        .max()
+        .unwrap();
+    assert!(worst <= 16, "bf16 weights moved a pixel by {worst}");
+    for dir in [bf16, rounded] {
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -301,3 +301,53 @@ fn a_tensor_whose_offsets_disagree_with_its_shape_is_named() {
     assert!(err.contains(&format!("tensor `{}`", first.name)), "{err}");
     assert!(err.contains("offsets"), "{err}");
 }
+
+#[test]
+fn float_conversions_on_load_are_halfs() {
+    use vortex_models::weights::convert;
+    let values = [
+        0.0f32,
+        -0.0,
+        1.0,
+        -2.5,
+        65504.0,
+        1e-8,
+        3.140625,
+        f32::INFINITY,
+    ];
+    let f32_bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    for (dtype, narrow) in [
+        (
+            WeightDtype::BF16,
+            convert(&f32_bytes, WeightDtype::F32, WeightDtype::BF16).unwrap(),
+        ),
+        (
+            WeightDtype::F16,
+            convert(&f32_bytes, WeightDtype::F32, WeightDtype::F16).unwrap(),
+        ),
+    ] {
+        assert_eq!(narrow.len(), 2 * values.len());
+        let back = convert(&narrow, dtype, WeightDtype::F32).unwrap();
+        for (k, v) in values.iter().enumerate() {
+            let got = f32::from_le_bytes(back[4 * k..4 * k + 4].try_into().unwrap());
+            let want = match dtype {
+                WeightDtype::BF16 => half::bf16::from_f32(*v).to_f32(),
+                _ => half::f16::from_f32(*v).to_f32(),
+            };
+            assert_eq!(got.to_bits(), want.to_bits(), "{dtype:?} {v}");
+        }
+    }
+    // bf16 keeps f32's exponent: 1e-8 survives; f16 flushes it to zero.
+    let bf = convert(&1e-8f32.to_le_bytes(), WeightDtype::F32, WeightDtype::BF16).unwrap();
+    assert!(half::bf16::from_le_bytes([bf[0], bf[1]]).to_f32() > 0.0);
+    // Round to nearest even: 1 + 2^-8 is halfway between two bf16 values and goes to 1.
+    let tie = convert(
+        &(1.0f32 + 1.0 / 256.0).to_le_bytes(),
+        WeightDtype::F32,
+        WeightDtype::BF16,
+    );
+    assert_eq!(tie.unwrap(), half::bf16::ONE.to_le_bytes());
+    // Integers and packed codes are never converted.
+    assert_eq!(convert(&[1, 2], WeightDtype::U8, WeightDtype::F32), None);
+    assert_eq!(convert(&[0; 4], WeightDtype::F32, WeightDtype::I8), None);
+}
