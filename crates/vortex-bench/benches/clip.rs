@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use vortex_bench::OutsideArena;
 use vortex_bench::python::{self, Worker};
 use vortex_models::adapter::{ClipB, ModelSpec, adapter_for};
 use vortex_models::clip::network::ClipNetwork;
@@ -30,16 +31,6 @@ const BATCH: usize = 8;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Resident set of this process, bytes.
-fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .map_or(0, |kib| kib * 1024)
 }
 
 fn exports() -> Vec<PathBuf> {
@@ -105,25 +96,22 @@ fn clip(c: &mut Criterion) {
         let registry =
             ModelRegistry::load(vram.arena(), vec![adapter_for(Stage::ClipB, spec)]).unwrap();
         let resident = registry.get::<ClipB>().unwrap().weights().unwrap();
-        let (untracked, rss_before) = (runtime.untracked_bytes().0, rss());
-        let mut network = ClipNetwork::new(
-            runtime,
-            "clip_b",
-            &export,
-            vram.arena(),
-            resident,
-            tokenizer.clone(),
-            2,
-        )
-        .unwrap();
-        let (untracked_after, rss_after) = (runtime.untracked_bytes().0, rss());
-        eprintln!(
-            "{name}: weights {weights} B in the arena; the sessions' creation allocated {} B through the runtime's allocator outside it ({:.2}% of the weights) and grew the resident set by {} B ({:.1}%)",
-            untracked_after.saturating_sub(untracked),
-            100.0 * untracked_after.saturating_sub(untracked) as f64 / weights as f64,
-            rss_after.saturating_sub(rss_before),
-            100.0 * rss_after.saturating_sub(rss_before) as f64 / weights as f64,
+        let (network, outside) = OutsideArena::measure(
+            || runtime.untracked_bytes().0 as u64,
+            || {
+                ClipNetwork::new(
+                    runtime,
+                    "clip_b",
+                    &export,
+                    vram.arena(),
+                    resident,
+                    tokenizer.clone(),
+                    2,
+                )
+            },
         );
+        let mut network = network.unwrap();
+        eprintln!("{}", outside.report(&name, weights));
         let owner = vram.owner("clip_b").unwrap();
         let size = manifest.vision.image_size as usize;
         let pixels: Vec<f32> = (0..BATCH * 3 * size * size)

@@ -123,6 +123,52 @@ mod tests {
     }
 }
 
+/// What creating a network's sessions cost outside Vortex's arena: bytes ONNX Runtime
+/// allocated through its own allocator (folded or repacked weight copies), and the growth of
+/// the process's resident set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutsideArena {
+    /// Bytes allocated through the runtime's allocator during creation.
+    pub allocated: u64,
+    /// Growth of the resident set during creation.
+    pub rss: u64,
+}
+
+impl OutsideArena {
+    /// Measures `create`, given the runtime's untracked-bytes counter.
+    pub fn measure<T>(untracked: impl Fn() -> u64, create: impl FnOnce() -> T) -> (T, Self) {
+        let (before, rss_before) = (untracked(), rss());
+        let made = create();
+        let cost = OutsideArena {
+            allocated: untracked().saturating_sub(before),
+            rss: rss().saturating_sub(rss_before),
+        };
+        (made, cost)
+    }
+
+    /// One log line: `name`, its weights in the arena, and these figures as shares of them.
+    pub fn report(&self, name: &str, weights: u64) -> String {
+        let share = |b: u64| 100.0 * b as f64 / weights.max(1) as f64;
+        format!(
+            "{name}: weights {weights} B in the arena; the sessions' creation allocated {} B through the runtime's allocator outside it ({:.2}% of the weights) and grew the resident set by {} B ({:.1}%)",
+            self.allocated,
+            share(self.allocated),
+            self.rss,
+            share(self.rss)
+        )
+    }
+}
+
+/// Resident set of this process, bytes (0 where `/proc` cannot say).
+pub fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
 pub mod python {
     //! A Python baseline as a worker process: started once, then asked to `run` its work once
     //! per criterion iteration over stdin (one line each way), so that only the work is timed.

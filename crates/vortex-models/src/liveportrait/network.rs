@@ -15,7 +15,7 @@ use crate::compute::{
     VideoInputs, VideoStage, check_dtype, check_rgb, in_place,
 };
 use crate::export::{Export, ExportedNetwork, LivePortraitManifest};
-use crate::runtime::{Graph, Input, Output, Runtime, Terminator};
+use crate::runtime::{Graph, Input, Optimization, Output, Runtime, Terminator};
 use crate::weights::ResidentWeights;
 
 /// The actor's eye-open ratio (LivePortrait measures it with a landmark detector; Vortex has
@@ -233,7 +233,14 @@ impl LivePortraitNetwork {
             // SAFETY: every range lies in the model's static region (checked by `in_place`),
             // which is never freed while a handle on the arena lives; `_arena` is one, and it
             // drops after the graphs (field order).
-            Ok(unsafe { runtime.graph(&export.file(&g.file), &tensors, threads) }?)
+            Ok(unsafe {
+                runtime.graph_with(
+                    &export.file(&g.file),
+                    &tensors,
+                    threads,
+                    Optimization::NoWeightCopies,
+                )
+            }?)
         };
         let [a, m, w, s, l, e] = LivePortraitManifest::GRAPHS;
         let appearance = graph(a)?;

@@ -207,6 +207,7 @@ impl Runtime {
         let what = format!("creating a session for {}", graph.display());
         let level = match optimization {
             Optimization::All => GraphOptimizationLevel::All,
+            Optimization::NoWeightCopies => GraphOptimizationLevel::Level2,
             Optimization::NoTransposePushing => GraphOptimizationLevel::Level1,
         };
         let mut builder = Session::builder(&self.env)
@@ -225,12 +226,16 @@ impl Runtime {
             .map_err(ort_err(what.as_str()))?
             .with_config_entry("session.intra_op.allow_spinning", "0")
             .map_err(ort_err(what.as_str()))?;
-        if optimization == Optimization::NoTransposePushing {
+        let disabled = match optimization {
+            Optimization::All => None,
+            Optimization::NoTransposePushing => Some("TransposeOptimizer"),
+            Optimization::NoWeightCopies => {
+                Some("ConstantFolding;ConvBNFusion;ConvAddFusion;ConvMulFusion;TransposeOptimizer")
+            }
+        };
+        if let Some(disabled) = disabled {
             builder = builder
-                .with_config_entry(
-                    "optimization.disable_specified_optimizers",
-                    "TransposeOptimizer",
-                )
+                .with_config_entry("optimization.disable_specified_optimizers", disabled)
                 .map_err(ort_err(what.as_str()))?;
         }
         for w in weights {
@@ -254,6 +259,13 @@ impl Runtime {
 pub enum Optimization {
     /// Every level (ONNX Runtime's `ORT_ENABLE_ALL`).
     All,
+    /// Every optimization that leaves the weights where they are: the extended level
+    /// (`ORT_ENABLE_EXTENDED`) without constant folding, the Conv + BatchNorm fusion and the
+    /// transpose optimizer. Those, and the layout level's blocked (NCHWc) reorder of every
+    /// Conv weight, make new weight tensors that ONNX Runtime allocates itself, outside the
+    /// arena and the tracker: 423 MB of LivePortrait's 521 MB of weights at full size, plus
+    /// 115 MB of reorders (`benches/liveportrait.rs` prints the figure).
+    NoWeightCopies,
     /// The basic level without ONNX Runtime's transpose optimizer. That optimizer pushes a
     /// Transpose through an elementwise op by reshaping the op's initializer in place, under
     /// its own name; an initializer handed over in place (`AddInitializer`) then replaces the
