@@ -331,6 +331,14 @@ pub enum ComputeError {
         /// Values the manifest makes.
         expected: usize,
     },
+    /// T5's tokenizer file could not be read, or refused a prompt.
+    #[error("T5's tokenizer {}: {problem}; copy the checkpoint's tokenizer_2/tokenizer.json into the export again (export_flux.py --checkpoint)", file.display())]
+    T5Tokenizer {
+        /// The file.
+        file: std::path::PathBuf,
+        /// What the tokenizers crate said.
+        problem: String,
+    },
     /// An export of another network than the stage runs.
     #[error("{} holds a {found} export, but this stage runs {wanted}: point it at a {wanted} export", dir.display())]
     WrongExport {

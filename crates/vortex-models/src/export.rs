@@ -83,7 +83,7 @@ pub enum ExportedNetwork {
     /// CLIP's two towers.
     Clip(ClipManifest),
     /// FLUX.1's text encoders, transformer and VAE decoder.
-    Flux(FluxManifest),
+    Flux(Box<FluxManifest>),
     /// LivePortrait's networks.
     LivePortrait(LivePortraitManifest),
 }
@@ -225,6 +225,22 @@ pub struct FluxManifest {
     /// Tensors of the weights file no graph reads (not loaded).
     #[serde(default)]
     pub unread_parameters: Option<FluxUnread>,
+    /// How graphs were quantized (`quantize_nbits.py --out`); `None`: every weight is float.
+    #[serde(default)]
+    pub quantization: Option<FluxQuantization>,
+}
+
+/// The 4-bit graphs of a quantized FLUX export.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct FluxQuantization {
+    /// `"com.microsoft.MatMulNBits"`.
+    pub op: String,
+    /// Bits per weight (4).
+    pub bits: u32,
+    /// Weights per block along K.
+    pub block_size: u64,
+    /// The graphs whose Linear weights are 4-bit (`transformer`, `t5`).
+    pub graphs: Vec<String>,
 }
 
 /// The four graphs of a FLUX export.
@@ -259,9 +275,13 @@ pub struct FluxTokenizers {
 /// T5's ids.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct T5Ids {
-    /// `"byt5"`: UTF-8 bytes + 3 (the tiny fixture's; a checkpoint's SentencePiece
-    /// `tokenizer.json` is not read yet).
+    /// `"tokenizer.json"`: the checkpoint's own tokenizer (`tokenizer_2/tokenizer.json`, T5's
+    /// SentencePiece vocabulary) copied into the export as `file`; or `"byt5"`: UTF-8 bytes + 3
+    /// (the tiny fixture's test vocabulary).
     pub kind: String,
+    /// The tokenizer file, for kind `"tokenizer.json"`.
+    #[serde(default)]
+    pub file: Option<String>,
     /// Ids a prompt is padded or cut to.
     pub max_length: usize,
     /// Padding id.
@@ -312,17 +332,42 @@ impl FluxManifest {
             ));
         }
         let t5 = &self.tokenizers.t5;
-        if t5.kind != "byt5" {
-            return Err(format!(
-                "tokenizers.t5.kind {:?}: Vortex reads byt5 ids only so far (a checkpoint's SentencePiece tokenizer.json is not read yet)",
-                t5.kind
-            ));
+        match (t5.kind.as_str(), &t5.file) {
+            ("byt5", None) | ("tokenizer.json", Some(_)) => {}
+            ("tokenizer.json", None) => {
+                return Err(
+                    "tokenizers.t5.kind \"tokenizer.json\" needs tokenizers.t5.file".to_owned(),
+                );
+            }
+            (kind, _) => {
+                return Err(format!(
+                    "tokenizers.t5.kind {kind:?}: use \"tokenizer.json\" (with file) or \"byt5\""
+                ));
+            }
         }
         if !(2..=512).contains(&t5.max_length) {
             return Err(format!(
                 "tokenizers.t5.max_length {}: use 2 to 512",
                 t5.max_length
             ));
+        }
+        if let Some(q) = &self.quantization {
+            let known = ["clip_text", "t5", "transformer", "vae_decoder"];
+            if q.op != "com.microsoft.MatMulNBits"
+                || q.bits != 4
+                || q.block_size < 16
+                || !q.block_size.is_power_of_two()
+            {
+                return Err(format!(
+                    "quantization: {} with {} bits in blocks of {}: Vortex runs com.microsoft.MatMulNBits with 4 bits in blocks of a power of two from 16 (quantize_nbits.py writes that)",
+                    q.op, q.bits, q.block_size
+                ));
+            }
+            if let Some(g) = q.graphs.iter().find(|g| !known.contains(&g.as_str())) {
+                return Err(format!(
+                    "quantization.graphs names {g:?}: a FLUX export's graphs are {known:?}"
+                ));
+            }
         }
         let sigmas = &self.scheduler.sigmas;
         if sigmas.len() < 2
@@ -349,14 +394,16 @@ impl FluxManifest {
         Ok(())
     }
 
-    fn files(&self) -> [&str; 5] {
-        [
-            &self.graphs.clip_text.file,
+    fn files(&self) -> Vec<&str> {
+        let mut files = vec![
+            self.graphs.clip_text.file.as_str(),
             &self.graphs.t5.file,
             &self.graphs.transformer.file,
             &self.graphs.vae_decoder.file,
             &self.weights,
-        ]
+        ];
+        files.extend(self.tokenizers.t5.file.as_deref());
+        files
     }
 }
 
@@ -545,7 +592,7 @@ impl Export {
             manifest
                 .check()
                 .map_err(|p| err(format!("{name}: {p}"), script))?;
-            ExportedNetwork::Flux(manifest)
+            ExportedNetwork::Flux(Box::new(manifest))
         } else {
             let manifest: ClipManifest = serde_json::from_str(&text)
                 .map_err(|e| err(format!("{name} is not a CLIP manifest: {e}"), script))?;
@@ -556,7 +603,7 @@ impl Export {
         };
         let files: Vec<&str> = match &network {
             ExportedNetwork::Clip(m) => vec![&m.graphs.vision, &m.graphs.text, &m.weights],
-            ExportedNetwork::Flux(m) => m.files().to_vec(),
+            ExportedNetwork::Flux(m) => m.files(),
             ExportedNetwork::LivePortrait(m) => m
                 .graphs
                 .values()

@@ -12,7 +12,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde_json::Value;
 use vortex_models::adapter::Flux;
 use vortex_models::clip_text::clip_tokenizer;
-use vortex_models::export::Export;
+use vortex_models::export::{Export, ExportedNetwork};
 use vortex_models::flux::network::{FluxNetwork, noise, pack, unpack};
 use vortex_models::layout::WeightDtype;
 use vortex_models::runtime::{Runtime, fetch};
@@ -35,8 +35,8 @@ struct Rig {
     network: FluxNetwork,
 }
 
-fn rig() -> Rig {
-    let (export, vram, registry) = loaded(Stage::Actor, &dir().join("tiny"), 64 << 20);
+fn rig(export: &str) -> Rig {
+    let (export, vram, registry) = loaded(Stage::Actor, &dir().join(export), 64 << 20);
     let weights = registry.get::<Flux>().unwrap().weights().unwrap();
     let network = FluxNetwork::new(
         Runtime::get(None).unwrap(),
@@ -86,8 +86,39 @@ fn the_seeds_noise_and_the_packing_are_the_pipelines() {
 
 #[test]
 fn the_actor_image_is_diffusers_flux_pipelines_step_for_step() {
-    let golden = golden();
-    let mut rig = rig();
+    same_as_golden("tiny", &golden());
+}
+
+/// The 4-bit export (`quantize_nbits.py --out`: the transformer's and T5's Linear weights as
+/// MatMulNBits in blocks of 16) against Python onnxruntime running the same graphs through the
+/// same loop (`tiny_q4_golden.json`, which also records how far 4 bits moved it from the
+/// float golden).
+#[test]
+fn the_4_bit_export_is_python_onnxruntimes_step_for_step() {
+    let path = dir().join("tiny_q4_golden.json");
+    let golden: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let export = Export::open(&dir().join("tiny_q4")).unwrap();
+    let resident = export.resident_layout();
+    // The packed tensors are what is loaded; the float weights they replace are not there.
+    let name = "transformer.transformer_blocks.0.attn.to_q.weight";
+    assert!(resident.get(name).is_none());
+    let q = resident.get(&format!("{name}.qweight")).unwrap();
+    assert_eq!(q.dtype, WeightDtype::U8);
+    assert_eq!(q.shape, [32, 2, 8]);
+    let ExportedNetwork::Flux(manifest) = export.network() else {
+        panic!("a FLUX export")
+    };
+    assert_eq!(manifest.quantization.as_ref().unwrap().block_size, 16);
+    same_as_golden("tiny_q4", &golden);
+    // 4 bits moved the image away from the float one: the golden says how far, and so do we.
+    let float = common::golden("flux");
+    let a = ints(&golden["cases"][0]["image_u8"]);
+    let b = ints(&float["cases"][0]["image_u8"]);
+    assert!(a.iter().zip(&b).any(|(x, y)| x != y));
+}
+
+fn same_as_golden(export: &str, golden: &Value) {
+    let mut rig = rig(export);
     let arena = rig.vram.arena().clone();
     let before = rig.vram.tracker().allocated();
     let seed = golden["seed"].as_u64().unwrap();
@@ -127,7 +158,7 @@ fn the_actor_image_is_diffusers_flux_pipelines_step_for_step() {
             .collect();
         assert!(
             off.iter().all(|&d| d <= 1) && off.len() <= 4,
-            "{prompt}: {} values differ, by at most {:?}",
+            "{export}: {prompt}: {} values differ, by at most {:?}",
             off.len(),
             off.iter().max()
         );
@@ -290,5 +321,32 @@ fn a_bf16_weights_file_loads_converted_to_the_f32_its_graphs_run() {
     assert!(worst <= 16, "bf16 weights moved a pixel by {worst}");
     for dir in [bf16, rounded] {
         std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+#[test]
+fn a_quantization_vortex_does_not_run_is_refused_when_the_export_is_opened() {
+    let q4 = dir().join("tiny_q4");
+    let manifest = std::fs::read_to_string(q4.join("flux.json")).unwrap();
+    for (name, from, to, says) in [
+        ("bits", "\"bits\": 4", "\"bits\": 3", "4 bits"),
+        (
+            "block",
+            "\"block_size\": 16",
+            "\"block_size\": 24",
+            "power of two",
+        ),
+        ("graph", "\"t5\",", "\"unet\",", "\"unet\""),
+    ] {
+        assert!(manifest.contains(from), "{from}");
+        let bad = manifest.replacen(from, to, 1);
+        let broken = broken_copy(&q4, name, "flux.json", bad.as_bytes());
+        let err = Export::open(&broken).unwrap_err().to_string();
+        assert!(err.contains(says), "{name}: {err}");
+        assert!(
+            err.contains("quantize_nbits.py") || err.contains("export_flux.py"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(broken).unwrap();
     }
 }

@@ -1,35 +1,59 @@
 #!/usr/bin/env python3
-"""Block-quantize the FLUX transformer's Linear weights to 4 bits for ONNX Runtime's
-com.microsoft.MatMulNBits, and compute the full-size byte figures.
+"""Block-quantize a FLUX export's Linear weights to 4 bits for ONNX Runtime's
+com.microsoft.MatMulNBits (a new, self-contained export), and compute the full-size byte
+figures.
 
 Pinned versions (tested): as export_flux.py (torch==2.15.0, diffusers==0.36.0,
 transformers==4.57.6, onnx==1.23.2, onnxruntime==1.31.1, safetensors==0.8.0, numpy==2.4.6).
 
 Usage:
-    python quantize_nbits.py --export DIR [--block-size 64] [--check]
+    python quantize_nbits.py --export SRC --out DST [--graphs transformer,t5]
+                             [--block-size 64] [--check]
     python quantize_nbits.py --sizes [--json PATH]   (full_size_bytes.json beside this script
                                                      is its output)
 
---export DIR  reads DIR/transformer.onnx and DIR/weights.safetensors (written by
-    export_flux.py; for the full-size model run export_flux.py --checkpoint on the official
-    bf16 checkpoint first, so this is done once, offline) and writes
-      DIR/transformer_q4.onnx          the same graph with every Gemm(x, W, b, transB=1) whose
-                                       W is a parameter replaced by
-                                       MatMulNBits(x, W.qweight, W.scales, W.zero_points, "", b)
-                                       (domain com.microsoft, bits=4, block_size, K, N); the
-                                       float W is no longer referenced; every other parameter
-                                       still points into weights.safetensors
-      DIR/transformer_q4.safetensors   "<W>.qweight" U8 [N, k_blocks, block_size/2],
-                                       "<W>.scales" F32/F16 (the graph's float type)
-                                       [N, k_blocks], "<W>.zero_points" U8
-                                       [N, ceil(k_blocks/2)], written as export_flux.py writes
-                                       weights.safetensors (deterministic, aligned), and
-                                       referenced by the graph as external data (offset
-                                       8 + header_len + data_offsets[0]); the graph holds no
-                                       weight bytes (asserted; any other initializer >= 4 KiB
-                                       fails)
-      DIR/transformer_q4.json          bits, block size, each quantized weight (N, K, k_blocks,
-                                       bytes), totals.
+--export SRC --out DST  reads the float export SRC (written by export_flux.py: flux.json, the
+    four graphs, weights.safetensors; for the full-size model run export_flux.py --checkpoint
+    on the official bf16 checkpoint first, so this is done once, offline) and writes DST, a
+    complete FLUX export that loads like SRC:
+      DST/<graph>_q4.onnx   for each graph of --graphs (default transformer,t5; any graph of
+                            the manifest may be named): the same graph with every
+                            Gemm(x, W, b, transB=1) (b optional, [N]) whose W is a parameter
+                            replaced by
+                                MatMulNBits(x, W.qweight, W.scales, W.zero_points, "", b)
+                            (domain com.microsoft, bits=4, block_size, K, N); the float W is
+                            no longer referenced and its initializer is dropped
+      DST/<graph>.onnx      every other graph (CLIP text and the VAE decoder by default),
+                            unchanged but for its initializers' external-data offsets
+      DST/weights.safetensors  ONE file holding exactly the tensors the four graphs read: the
+                            float parameters they still read (same names, dtypes, bytes) and,
+                            for each replaced W, "<W>.qweight" U8 [N, k_blocks, block_size/2],
+                            "<W>.scales" [N, k_blocks] in W's float type, "<W>.zero_points"
+                            U8 [N, ceil(k_blocks/2)] (W keeps its component prefix, e.g.
+                            "transformer.x.y.weight.qweight"). Left out: the replaced float
+                            weights and what no graph reads (SRC's unread_parameters: the VAE
+                            encoder, quant_conv). Written as export_flux.py writes
+                            weights.safetensors (deterministic, aligned; SRC's metadata plus
+                            "quantization"); every initializer of every DST graph that is one
+                            of its tensors points at its bytes there as external data
+                            (location "weights.safetensors", offset 8 + header_len +
+                            data_offsets[0], length), so the graphs run file-backed or with
+                            every tensor handed over by name. Any other initializer stays
+                            inline and must be < 4 KiB (else it fails).
+      DST/flux.json         SRC's manifest with graphs.<g>.file (and .parameters: the tensors
+                            of the weights file the graph reads) updated, unread_parameters
+                            removed, and
+                              "quantization": {"op": "com.microsoft.MatMulNBits", "bits": 4,
+                                "block_size": B, "symmetric": false, "scales_dtype":
+                                "float32" | "float16" (W's float type; "mixed" when both occur,
+                                with "scales_dtypes" counting each), "graphs": [...],
+                                "source": SRC's "source", "quantized_weights": count,
+                                "bytes": {"quantized_float": the replaced float weights,
+                                "q4": their qweight + scales + zero_points}}
+                            Everything else as in SRC; a tokenizer file SRC's manifest names
+                            (tokenizers.*.file) is copied.
+    DST must differ from SRC and be absent, empty, or an earlier output of this mode (then
+    the files its flux.json names are replaced). The output is byte-identical on every run.
     The layout is MatMulNBits' as ONNX Runtime 1.31 documents it (and as its own
     matmul_nbits_quantizer writes it): B uint8 [N, k_blocks, blob_size], k_blocks =
     ceil(K / block_size), blob_size = block_size * 4 / 8; within a blob, element 2i in the low
@@ -46,10 +70,14 @@ Usage:
     roundf rounds halves away from zero; an odd k_blocks leaves 8 in the last zero-point byte's
     high nibble. This is bit for bit what onnxruntime's BlockwiseQuantizer does (its
     quantize_matmul_4bits, used by its matmul_nbits_quantizer); --check asserts it.
-    --check compares it with onnxruntime's own C++ quantizer (quantize_matmul_4bits) and
-    runs ONNX Runtime: the quantized graph against the float graph fed the dequantized weights
-    by name (the layout is right when these agree to float rounding), and against the float
-    graph itself (the quantization error), for one transformer call and for 4 Euler steps.
+    --block-size: a power of two >= 16 (MatMulNBits' rule).
+    --check then compares DST with SRC through ONNX Runtime (CPU provider, prepacking off):
+    the numpy quantizer against onnxruntime's own C++ one (quantize_matmul_4bits; float32
+    weights), byte for byte; each unquantized DST graph against SRC's, bit for bit; each
+    quantized graph (a) against SRC's float graph fed the dequantized weights by name (the
+    layout is right when these agree to float rounding) and (b) against SRC's float graph
+    itself (the quantization error), for one call (random inputs) and, for the transformer,
+    for 4 Euler steps.
 
 --sizes  counts the parameters of the full-size FLUX.1-schnell components (export_flux.SCHNELL,
     the official configs, built on torch's meta device: no memory, no weights) and prints the
@@ -62,6 +90,8 @@ Usage:
 import argparse
 import json
 import os
+import shutil
+import struct
 import sys
 
 import numpy as np
@@ -75,6 +105,10 @@ import export_flux  # noqa: E402
 BITS = 4
 SMALL = export_flux.SMALL
 QSUFFIXES = (".qweight", ".scales", ".zero_points")
+OP = "com.microsoft.MatMulNBits"
+NP_TO_ONNX = {np.dtype(np.uint8): TensorProto.UINT8, np.dtype(np.float32): TensorProto.FLOAT,
+              np.dtype(np.float16): TensorProto.FLOAT16}
+FLOAT_NAME = {TensorProto.FLOAT: "float32", TensorProto.FLOAT16: "float16"}
 
 
 # --- quantization -------------------------------------------------------------------------
@@ -149,16 +183,13 @@ def ort_quantize(w, block_size):
 
 # --- graph rewrite ------------------------------------------------------------------------
 
-def rewrite(directory, block_size, out_stem="transformer_q4"):
-    from safetensors import safe_open
-    gpath = os.path.join(directory, "transformer.onnx")
-    wpath = os.path.join(directory, export_flux.WEIGHTS)
-    proto = onnx.load(gpath, load_external_data=False)
+def quantize_graph(proto, params, block_size, graph):
+    """Rewrites proto in place: every Gemm(x, W, b, transB=1) over a parameter W ->
+    MatMulNBits over W's 4-bit tensors (new initializers, no data yet: see point_at); the
+    float W's initializer is dropped. Returns ({name: array}, [per-weight summary])."""
     g = proto.graph
     inits = {t.name: t for t in g.initializer}
-    f = safe_open(wpath, "numpy")
-    params = set(f.keys())
-    quantized, arrays, new_nodes, float_type = [], {}, [], None
+    arrays, quantized, new_nodes = {}, [], []
     for node in g.node:
         w = node.input[1] if node.op_type == "Gemm" and len(node.input) > 1 else None
         if w is None or w not in params:
@@ -167,119 +198,253 @@ def rewrite(directory, block_size, out_stem="transformer_q4"):
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         if attrs.get("transB", 0) != 1 or attrs.get("transA", 0) or \
                 attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
-            raise SystemExit(f"{node.name}: Gemm with {attrs}, not (x, W^T, b)")
+            raise SystemExit(f"{graph}: {node.name}: Gemm with {attrs}, not (x, W^T, b)")
         t = inits[w]
-        dtype = t.data_type
-        if float_type is None:
-            float_type = dtype
-        elif float_type != dtype:
-            raise SystemExit(f"{w}: mixed float types in the transformer graph")
-        wf = f.get_tensor(w)
+        wf = params[w]
         n, k = wf.shape
-        sdtype = np.float16 if dtype == TensorProto.FLOAT16 else np.float32
-        packed, scales, zp = quantize(wf.astype(np.float32), block_size, sdtype)
-        arrays[w + ".qweight"] = packed
-        arrays[w + ".scales"] = scales
-        arrays[w + ".zero_points"] = zp
+        if tuple(t.dims) != (n, k) or t.data_type not in FLOAT_NAME or \
+                helper.tensor_dtype_to_np_dtype(t.data_type) != wf.dtype:
+            raise SystemExit(f"{graph}: {w}: initializer {list(t.dims)} type {t.data_type} is "
+                             f"not the parameter ({wf.shape}, {wf.dtype})")
+        bias = node.input[2] if len(node.input) > 2 and node.input[2] else ""
+        if bias and not (bias in inits and list(inits[bias].dims) == [n]):
+            raise SystemExit(f"{graph}: {node.name}: bias {bias} is not an [N] initializer")
+        if w + ".qweight" not in arrays:  # a weight read by two Gemms is quantized once
+            sdtype = np.float16 if t.data_type == TensorProto.FLOAT16 else np.float32
+            packed, scales, zp = quantize(np.asarray(wf, np.float32), block_size, sdtype)
+            arrays[w + ".qweight"] = packed
+            arrays[w + ".scales"] = scales
+            arrays[w + ".zero_points"] = zp
+            quantized.append({"name": w, "graph": graph, "N": n, "K": k,
+                              "k_blocks": packed.shape[1],
+                              "scales_dtype": FLOAT_NAME[t.data_type],
+                              "float_bytes": int(wf.nbytes),
+                              "q4_bytes": int(packed.nbytes + scales.nbytes + zp.nbytes)})
         inputs = [node.input[0], w + ".qweight", w + ".scales", w + ".zero_points"]
-        if len(node.input) > 2 and node.input[2]:
-            inputs += ["", node.input[2]]
+        if bias:
+            inputs += ["", bias]
         new_nodes.append(helper.make_node(
             "MatMulNBits", inputs, list(node.output), name=node.name + "_Q4",
             domain="com.microsoft", K=k, N=n, bits=BITS, block_size=block_size))
-        kb = packed.shape[1]
-        quantized.append({"name": w, "N": n, "K": k, "k_blocks": kb,
-                          "float_bytes": int(wf.nbytes),
-                          "q4_bytes": int(packed.nbytes + arrays[w + ".scales"].nbytes
-                                          + zp.nbytes)})
     if not quantized:
-        raise SystemExit("no Gemm over a parameter found")
+        raise SystemExit(f"{graph}: no Gemm over a parameter found")
     del g.node[:]
     g.node.extend(new_nodes)
     # the float weights are no longer read: drop their initializers
     read = {i for nd in g.node for i in nd.input}
     keep = [t for t in g.initializer if t.name in read]
     dropped = [t.name for t in g.initializer if t.name not in read]
-    assert sorted(dropped) == sorted(q["name"] for q in quantized), dropped
+    if sorted(dropped) != sorted(q["name"] for q in quantized):
+        raise SystemExit(f"{graph}: dropped {sorted(dropped)[:8]}, quantized "
+                         f"{sorted(q['name'] for q in quantized)[:8]}: a quantized weight is "
+                         "read by something else, or an initializer was never read")
     del g.initializer[:]
     g.initializer.extend(keep)
-
-    qpath = os.path.join(directory, out_stem + ".safetensors")
-    export_flux.write_safetensors(qpath, arrays, {
-        "format": "onnxruntime MatMulNBits", "bits": str(BITS),
-        "block_size": str(block_size), "source": os.path.basename(wpath)})
-    offsets = export_flux.safetensors_offsets(qpath)
     for name, a in arrays.items():
-        start, length = offsets[name]
         t = g.initializer.add()
         t.name = name
-        t.data_type = {np.dtype(np.uint8): TensorProto.UINT8,
-                       np.dtype(np.float32): TensorProto.FLOAT,
-                       np.dtype(np.float16): TensorProto.FLOAT16}[a.dtype]
+        t.data_type = NP_TO_ONNX[a.dtype]
         t.dims.extend(a.shape)
-        t.data_location = TensorProto.EXTERNAL
-        for key, v in (("location", out_stem + ".safetensors"), ("offset", str(start)),
-                       ("length", str(length))):
-            e = t.external_data.add()
-            e.key, e.value = key, v
     if not any(o.domain == "com.microsoft" for o in proto.opset_import):
         proto.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    # every initializer: a parameter (-> weights.safetensors), a quantized tensor (-> q4 file),
-    # or small and inline
-    problems = []
-    for t in g.initializer:
-        if t.name in params or t.name in arrays:
-            loc = {e.key: e.value for e in t.external_data}.get("location")
-            want = export_flux.WEIGHTS if t.name in params else out_stem + ".safetensors"
-            if t.data_location != TensorProto.EXTERNAL or loc != want or t.HasField("raw_data"):
-                problems.append(f"{t.name}: not external in {want}")
+    return arrays, quantized
+
+
+def point_at(proto, offsets, graph):
+    """Every initializer that is a tensor of the weights file -> external data at its bytes
+    there; any other must be small and inline. Returns how many point into the file."""
+    problems, n = [], 0
+    for t in proto.graph.initializer:
+        if t.name in offsets:
+            start, length = offsets[t.name]
+            t.ClearField("raw_data")
+            t.data_location = TensorProto.EXTERNAL
+            del t.external_data[:]
+            for key, v in (("location", export_flux.WEIGHTS), ("offset", str(start)),
+                           ("length", str(length))):
+                e = t.external_data.add()
+                e.key, e.value = key, v
+            n += 1
+        elif t.data_location == TensorProto.EXTERNAL:
+            problems.append(f"{graph}: {t.name} is external data but not in the weights")
         else:
             nbytes = int(np.prod(t.dims)) * helper.tensor_dtype_to_np_dtype(
                 t.data_type).itemsize
             if nbytes >= SMALL:
-                problems.append(f"non-parameter initializer {t.name} of {nbytes} bytes")
+                problems.append(f"{graph}: non-parameter initializer {t.name} of {nbytes} bytes")
     if problems:
         raise SystemExit("\n".join(problems))
-    gout = os.path.join(directory, out_stem + ".onnx")
-    with open(gout, "wb") as fo:
-        fo.write(proto.SerializeToString(deterministic=True))
-    onnx.checker.check_model(gout)
-    summary = {
-        "graph": out_stem + ".onnx", "weights": out_stem + ".safetensors",
-        "float_weights": export_flux.WEIGHTS, "op": "com.microsoft.MatMulNBits",
-        "bits": BITS, "block_size": block_size, "symmetric": False,
-        "scales_dtype": "float16" if float_type == TensorProto.FLOAT16 else "float32",
-        "layout": {"qweight": "uint8 [N, k_blocks, block_size/2], low nibble first",
-                   "scales": "[N, k_blocks]", "zero_points": "uint8 [N, ceil(k_blocks/2)], "
-                   "low nibble first"},
-        "quantized": quantized,
-        "float_bytes": sum(q["float_bytes"] for q in quantized),
-        "q4_bytes": sum(q["q4_bytes"] for q in quantized),
-        "graph_io": export_flux.graph_io(proto),
-    }
-    with open(os.path.join(directory, out_stem + ".json"), "w") as fo:
-        json.dump(summary, fo, indent=1)
-        fo.write("\n")
-    print(f"{out_stem}.onnx: {os.path.getsize(gout)} bytes, {len(quantized)} Gemm -> "
-          f"MatMulNBits (block {block_size}); {out_stem}.safetensors "
-          f"{os.path.getsize(qpath)} bytes; the float weights they replace: "
-          f"{summary['float_bytes']} bytes")
-    return summary
+    return n
+
+
+def read_metadata(path):
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        return json.loads(f.read(n)).get("__metadata__", {})
+
+
+def prepare_out(src, dst):
+    if os.path.realpath(src) == os.path.realpath(dst):
+        raise SystemExit("--out must not be --export: the float export is read, not rewritten")
+    if os.path.isdir(dst) and os.listdir(dst):
+        mpath = os.path.join(dst, "flux.json")
+        try:
+            with open(mpath) as f:
+                old = json.load(f)
+        except (OSError, ValueError):
+            old = None
+        if not old or "quantization" not in old:
+            raise SystemExit(f"{dst} is not empty and not an earlier quantize_nbits.py --out")
+        files = [g["file"] for g in old["graphs"].values()] + [old["weights"], "flux.json"]
+        files += [t["file"] for t in old.get("tokenizers", {}).values() if t.get("file")]
+        for fname in files:
+            if os.path.basename(fname) == fname and os.path.isfile(os.path.join(dst, fname)):
+                os.remove(os.path.join(dst, fname))
+        if os.listdir(dst):
+            raise SystemExit(f"{dst} holds files its flux.json does not name: "
+                             f"{sorted(os.listdir(dst))[:8]}")
+    os.makedirs(dst, exist_ok=True)
+
+
+def quantize_export(src, dst, graphs, block_size):
+    with open(os.path.join(src, "flux.json")) as f:
+        manifest = json.load(f)
+    if "quantization" in manifest:
+        raise SystemExit(f"{src} is already quantized: give the float export")
+    unknown = [g for g in graphs if g not in manifest["graphs"]]
+    if unknown or not graphs:
+        raise SystemExit(f"--graphs {graphs}: the export's graphs are {list(manifest['graphs'])}")
+    graphs = [g for g in manifest["graphs"] if g in graphs]  # manifest order
+    wsrc = os.path.join(src, manifest["weights"])
+    params = export_flux.mmap_safetensors(wsrc)
+
+    protos, arrays, quantized, reads = {}, {}, [], {}
+    for graph, info in manifest["graphs"].items():
+        proto = onnx.load(os.path.join(src, info["file"]), load_external_data=False)
+        for t in proto.graph.initializer:
+            loc = {e.key: e.value for e in t.external_data}.get("location")
+            if t.data_location == TensorProto.EXTERNAL and (
+                    t.name not in params or loc != manifest["weights"]):
+                raise SystemExit(f"{graph}: {t.name} is external data outside the weights")
+        if graph in graphs:
+            a, q = quantize_graph(proto, params, block_size, graph)
+            clash = set(a) & (set(params) | set(arrays))
+            if clash:
+                raise SystemExit(f"{graph}: tensor names taken: {sorted(clash)[:4]}")
+            arrays.update(a)
+            quantized += q
+        protos[graph] = proto
+        reads[graph] = sorted(t.name for t in proto.graph.initializer
+                              if t.name in params or t.name in arrays)
+    tensors = {}
+    for names in reads.values():
+        for name in names:
+            tensors[name] = arrays[name] if name in arrays else params[name]
+
+    prepare_out(src, dst)
+    meta = dict(read_metadata(wsrc))
+    meta["quantization"] = (f"{OP} bits={BITS} block_size={block_size} asymmetric; graphs "
+                            + ",".join(graphs))
+    wdst = os.path.join(dst, export_flux.WEIGHTS)
+    export_flux.write_safetensors(wdst, tensors, meta)
+    offsets = export_flux.safetensors_offsets(wdst)
+    assert set(offsets) == set(tensors)
+
+    out = json.loads(json.dumps(manifest))
+    out["weights"] = export_flux.WEIGHTS
+    out.pop("unread_parameters", None)
+    for graph, proto in protos.items():
+        fname = graph + "_q4.onnx" if graph in graphs else manifest["graphs"][graph]["file"]
+        n = point_at(proto, offsets, graph)
+        path = os.path.join(dst, fname)
+        with open(path, "wb") as f:
+            f.write(proto.SerializeToString(deterministic=True))
+        # full_check runs shape inference, which knows no com.microsoft op
+        onnx.checker.check_model(path, full_check=graph not in graphs)
+        out["graphs"][graph]["file"] = fname
+        out["graphs"][graph]["parameters"] = n
+        print(f"{fname}: {os.path.getsize(path)} bytes, {n} tensors of {export_flux.WEIGHTS}"
+              + (f", {sum(q['graph'] == graph for q in quantized)} Gemm -> MatMulNBits"
+                 if graph in graphs else ""))
+    for tok in out.get("tokenizers", {}).values():
+        if tok.get("file"):
+            shutil.copyfile(os.path.join(src, tok["file"]), os.path.join(dst, tok["file"]))
+
+    kinds = sorted({q["scales_dtype"] for q in quantized})
+    quant = {"op": OP, "bits": BITS, "block_size": block_size, "symmetric": False,
+             "scales_dtype": kinds[0] if len(kinds) == 1 else "mixed"}
+    if len(kinds) > 1:
+        quant["scales_dtypes"] = {k: sum(q["scales_dtype"] == k for q in quantized)
+                                  for k in kinds}
+    quant.update({
+        "graphs": graphs, "source": manifest["source"], "quantized_weights": len(quantized),
+        "bytes": {"quantized_float": sum(q["float_bytes"] for q in quantized),
+                  "q4": sum(q["q4_bytes"] for q in quantized)}})
+    out["quantization"] = quant
+    with open(os.path.join(dst, "flux.json"), "w") as f:
+        json.dump(out, f, indent=1)
+        f.write("\n")
+    ks = {}
+    for q in quantized:
+        ks.setdefault((q["K"], q["k_blocks"]), []).append(q["graph"])
+    unread = sorted(set(params) - set(tensors) - {q["name"] for q in quantized})
+    print(f"{export_flux.WEIGHTS}: {os.path.getsize(wdst)} bytes, {len(tensors)} tensors; "
+          f"{len(quantized)} weights quantized ({quant['bytes']['quantized_float']} float bytes "
+          f"-> {quant['bytes']['q4']}); {len(unread)} unread parameters left out")
+    print("  (K, k_blocks): " + ", ".join(
+        f"({k}, {kb}) x{len(v)} {'/'.join(sorted(set(v)))}" for (k, kb), v in sorted(ks.items())))
+    return out, quantized
 
 
 # --- check --------------------------------------------------------------------------------
 
-def check(directory, summary, seed=0):
+def example_feeds(graph, m, rng):
+    """Random inputs for one call of a FLUX graph, from the manifest."""
+    comps, lat = m["components"], m["latents"]
+    txt = m["tokenizers"]["t5"]["max_length"]
+    if graph == "clip_text":
+        return {"input_ids": rng.integers(0, comps["text_encoder"]["vocab_size"], (1, 77))
+                .astype(np.int64)}
+    if graph == "t5":
+        return {"input_ids": rng.integers(0, comps["text_encoder_2"]["vocab_size"], (1, txt))
+                .astype(np.int64)}
+    if graph == "vae_decoder":
+        h = lat["latent_height"]
+        return {"latents": rng.standard_normal((1, lat["latent_channels"], h, h), np.float32)}
+    tr = comps["transformer"]
+    side = lat["latent_height"] // 2
+    return {
+        "hidden_states": rng.standard_normal((1, lat["packed_tokens"], tr["in_channels"]),
+                                             np.float32),
+        "encoder_hidden_states": rng.standard_normal((1, txt, tr["joint_attention_dim"]),
+                                                     np.float32),
+        "pooled_projections": rng.standard_normal((1, tr["pooled_projection_dim"]), np.float32),
+        "timestep": np.array([1.0], np.float32),
+        "img_ids": export_flux.latent_image_ids(side, side),
+        "txt_ids": np.zeros((txt, 3), np.float32),
+    }
+
+
+def err(a, b):
+    return {"max_abs": float(np.abs(a - b).max()),
+            "rel_max": float(np.abs(a - b).max() / np.abs(b).max()),
+            "rel_rms": float(np.sqrt(np.mean((a - b) ** 2)) / np.sqrt(np.mean(b ** 2)))}
+
+
+def check(src, dst, quantized, seed=0):
     from safetensors.numpy import load_file
-    block = summary["block_size"]
-    params = load_file(os.path.join(directory, export_flux.WEIGHTS))
-    qarrays = load_file(os.path.join(directory, summary["weights"]))
+    with open(os.path.join(src, "flux.json")) as f:
+        m = json.load(f)
+    with open(os.path.join(dst, "flux.json")) as f:
+        mq = json.load(f)
+    block = mq["quantization"]["block_size"]
+    params = export_flux.mmap_safetensors(os.path.join(src, m["weights"]))
+    qarrays = load_file(os.path.join(dst, mq["weights"]))
     # (1) the numpy quantizer against onnxruntime's C++ one
     codes = total = 0
-    for q in summary["quantized"]:
+    for q in quantized:
         w = params[q["name"]]
-        mine = (qarrays[q["name"] + ".qweight"], qarrays[q["name"] + ".scales"],
-                qarrays[q["name"] + ".zero_points"])
+        mine = tuple(qarrays[q["name"] + s] for s in QSUFFIXES)
         if w.dtype != np.float32:
             continue  # onnxruntime's binding quantizes float32 with float32 scales only
         theirs = ort_quantize(w, block)
@@ -290,63 +455,53 @@ def check(directory, summary, seed=0):
           f"{codes} bytes differ")
     if codes:
         raise SystemExit("the quantizer is not onnxruntime's")
+    # the float parameters DST keeps are SRC's, byte for byte
+    for name, a in qarrays.items():
+        if name in params:
+            assert a.dtype == params[name].dtype and np.array_equal(a, params[name]), name
 
-    # (2) ORT: q4 graph vs float graph (a) with dequantized weights (b) with the originals
-    deq = dict(params)
-    for q in summary["quantized"]:
-        deq[q["name"]] = dequantize(qarrays[q["name"] + ".qweight"],
-                                    qarrays[q["name"] + ".scales"],
-                                    qarrays[q["name"] + ".zero_points"], q["K"],
+    # (2) ORT, graph by graph
+    deq = {}
+    for q in quantized:
+        deq[q["name"]] = dequantize(*(qarrays[q["name"] + s] for s in QSUFFIXES), q["K"],
                                     block).astype(params[q["name"]].dtype)
-    fpath = os.path.join(directory, "transformer.onnx")
-    qpath = os.path.join(directory, summary["graph"])
-    s_float = export_flux.session(fpath)
-    s_deq = export_flux.session(fpath, initializers=export_flux.graph_params(fpath, deq))
-    s_q4 = export_flux.session(qpath)
-    with open(os.path.join(directory, "flux.json")) as fo:
-        m = json.load(fo)
-    tr = m["components"]["transformer"]
-    lat = m["latents"]
     rng = np.random.default_rng(seed + 5)
-    tokens, txt = lat["packed_tokens"], m["tokenizers"]["t5"]["max_length"]
-    side = lat["latent_height"] // 2
-    cond = {
-        "encoder_hidden_states": rng.standard_normal((1, txt, tr["joint_attention_dim"]),
-                                                     np.float32),
-        "pooled_projections": rng.standard_normal((1, tr["pooled_projection_dim"]), np.float32),
-        "img_ids": export_flux.latent_image_ids(side, side),
-        "txt_ids": np.zeros((txt, 3), np.float32),
-    }
-    x0 = rng.standard_normal((1, tokens, tr["in_channels"]), np.float32)
-    sig = np.asarray(m["scheduler"]["sigmas"], np.float32)
-    report = {"block_size": block, "numpy_vs_ort_quantizer_bytes_differing": codes,
-              "one_call": {}, "four_steps": {}}
-
-    def call(s, x, t):
-        return s.run(None, dict(cond, hidden_states=x,
-                                timestep=np.array([t], np.float32)))[0]
-    ref, d, q = (call(s, x0, 1.0) for s in (s_float, s_deq, s_q4))
-    scale = float(np.abs(ref).max())
-
-    def err(a, b):
-        return {"max_abs": float(np.abs(a - b).max()),
-                "rel_max": float(np.abs(a - b).max() / np.abs(b).max()),
-                "rel_rms": float(np.sqrt(np.mean((a - b) ** 2)) / np.sqrt(np.mean(b ** 2)))}
-    report["one_call"] = {"q4_vs_float_with_dequantized_weights": err(q, d),
-                          "q4_vs_float": err(q, ref), "scale": scale}
-    xs = {}
-    for label, s in (("float", s_float), ("deq", s_deq), ("q4", s_q4)):
-        x = x0
-        for i in range(len(sig) - 1):
-            v = call(s, x, float(sig[i]))
-            x = (x + (np.float32(sig[i + 1] - sig[i]) * v).astype(np.float32)).astype(np.float32)
-        xs[label] = x
-    report["four_steps"] = {"q4_vs_float_with_dequantized_weights": err(xs["q4"], xs["deq"]),
-                            "q4_vs_float": err(xs["q4"], xs["float"])}
+    report = {"block_size": block, "numpy_vs_ort_quantizer_bytes_differing": codes}
+    for graph, info in m["graphs"].items():
+        fpath = os.path.join(src, info["file"])
+        qpath = os.path.join(dst, mq["graphs"][graph]["file"])
+        feeds = example_feeds(graph, m, rng)
+        s_float, s_dst = export_flux.session(fpath), export_flux.session(qpath)
+        ref, got = s_float.run(None, feeds)[0], s_dst.run(None, feeds)[0]
+        if graph not in mq["quantization"]["graphs"]:
+            if not np.array_equal(ref, got):
+                raise SystemExit(f"{graph}: DST's copy differs from SRC's graph")
+            report[graph] = "identical to the float graph"
+            continue
+        own = export_flux.graph_params(fpath, dict(params, **deq))
+        s_deq = export_flux.session(fpath, initializers=own)
+        d = s_deq.run(None, feeds)[0]
+        r = {"one_call": {"q4_vs_float_with_dequantized_weights": err(got, d),
+                          "q4_vs_float": err(got, ref), "scale": float(np.abs(ref).max())}}
+        if graph == "transformer":
+            sig = np.asarray(m["scheduler"]["sigmas"], np.float32)
+            xs = {}
+            for label, s in (("float", s_float), ("deq", s_deq), ("q4", s_dst)):
+                x = feeds["hidden_states"]
+                for i in range(len(sig) - 1):
+                    v = s.run(None, dict(feeds, hidden_states=x,
+                                         timestep=np.array([sig[i]], np.float32)))[0]
+                    x = (x + (np.float32(sig[i + 1] - sig[i]) * v).astype(np.float32)
+                         ).astype(np.float32)
+                xs[label] = x
+            r["four_steps"] = {"q4_vs_float_with_dequantized_weights": err(xs["q4"], xs["deq"]),
+                               "q4_vs_float": err(xs["q4"], xs["float"])}
+        report[graph] = r
+        lay = r["one_call"]["q4_vs_float_with_dequantized_weights"]["rel_max"]
+        if not lay < (5e-3 if mq["quantization"]["scales_dtype"] != "float32" else 1e-4):
+            raise SystemExit(f"{graph}: MatMulNBits disagrees with the dequantized weights "
+                             f"({lay}): layout")
     print(json.dumps(report, indent=1))
-    lay = report["one_call"]["q4_vs_float_with_dequantized_weights"]["rel_max"]
-    if not lay < (5e-3 if summary["scales_dtype"] == "float16" else 1e-4):
-        raise SystemExit(f"MatMulNBits disagrees with the dequantized weights ({lay}): layout")
     return report
 
 
@@ -476,8 +631,10 @@ def print_sizes(fig):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     mode = ap.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--export")
+    mode.add_argument("--export", metavar="SRC")
     mode.add_argument("--sizes", action="store_true")
+    ap.add_argument("--out", metavar="DST")
+    ap.add_argument("--graphs", default="transformer,t5")
     ap.add_argument("--block-size", type=int, default=64)
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--json")
@@ -490,11 +647,14 @@ def main():
                 json.dump(fig, f, indent=1)
                 f.write("\n")
         return
+    if not args.out:
+        ap.error("--export needs --out DST")
     if args.block_size < 16 or args.block_size & (args.block_size - 1):
         ap.error("--block-size must be a power of two >= 16")
-    summary = rewrite(args.export, args.block_size)
+    graphs = [g for g in args.graphs.split(",") if g]
+    _, quantized = quantize_export(args.export, args.out, graphs, args.block_size)
     if args.check:
-        check(args.export, summary)
+        check(args.export, args.out, quantized)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ pub struct FluxNetwork {
     transformer: Graph,
     vae_decoder: Graph,
     tokenizer: ClipTokenizer,
+    t5_tokenizer: T5Tokenizer,
     /// Keeps the slab (and so the weights the sessions read) alive as long as they are.
     _arena: Arena,
 }
@@ -42,6 +43,55 @@ pub struct Conditioning {
     pub pooled: Vec<f32>,
     /// T5's hidden states, `t5_ids.len() × width`.
     pub prompt_embeds: Vec<f32>,
+}
+
+/// How a prompt becomes T5's ids.
+#[derive(Debug)]
+enum T5Tokenizer {
+    /// UTF-8 bytes + 3 (the tiny fixture's vocabulary).
+    Byt5,
+    /// The checkpoint's `tokenizer.json` (T5's SentencePiece vocabulary), cutting and padding to
+    /// the manifest's length as `FluxPipeline` asks `T5TokenizerFast` to.
+    File {
+        /// The file, for errors.
+        path: std::path::PathBuf,
+        /// The tokenizer.
+        tokenizer: Box<tokenizers::Tokenizer>,
+    },
+}
+
+impl T5Tokenizer {
+    fn open(export: &Export, t5: &crate::export::T5Ids) -> Result<Self, ComputeError> {
+        let Some(file) = &t5.file else {
+            return Ok(T5Tokenizer::Byt5);
+        };
+        let path = export.file(file);
+        let problem = |problem: String| ComputeError::T5Tokenizer {
+            file: path.clone(),
+            problem,
+        };
+        let mut tokenizer = tokenizers::Tokenizer::from_file(&path)
+            .map_err(|e| problem(format!("not a tokenizers file: {e}")))?;
+        let pad_token = tokenizer
+            .id_to_token(t5.pad as u32)
+            .ok_or_else(|| problem(format!("has no token of the padding id {}", t5.pad)))?;
+        tokenizer
+            .with_truncation(Some(tokenizers::TruncationParams {
+                max_length: t5.max_length,
+                ..Default::default()
+            }))
+            .map_err(|e| problem(format!("refused truncation to {}: {e}", t5.max_length)))?;
+        tokenizer.with_padding(Some(tokenizers::PaddingParams {
+            strategy: tokenizers::PaddingStrategy::Fixed(t5.max_length),
+            pad_id: t5.pad as u32,
+            pad_token,
+            ..Default::default()
+        }));
+        Ok(T5Tokenizer::File {
+            path,
+            tokenizer: Box::new(tokenizer),
+        })
+    }
 }
 
 /// splitmix64, the noise generator's source (the golden script's, bit for bit).
@@ -149,37 +199,67 @@ impl FluxNetwork {
             &manifest.graphs.vae_decoder,
             Optimization::NoTransposePushing,
         )?;
+        let t5_tokenizer = T5Tokenizer::open(export, &manifest.tokenizers.t5)?;
         // One stop for all four: a cancelled slot stops whichever runs.
         t5.share_stop(&clip_text);
         transformer.share_stop(&clip_text);
         vae_decoder.share_stop(&clip_text);
+        let weights_kind = manifest.quantization.as_ref().map_or_else(
+            || "f32 weights".to_owned(),
+            |q| {
+                format!(
+                    "{} with {}-bit {} weights in blocks of {}",
+                    q.graphs.join(" and "),
+                    q.bits,
+                    q.op,
+                    q.block_size
+                )
+            },
+        );
         Ok(FluxNetwork {
             detail: format!(
-                "FLUX.1 ({} steps; from {}) exported by export_flux.py, on ONNX Runtime's CPU provider",
+                "FLUX.1 ({} steps; from {}; {weights_kind}) exported by export_flux.py, on ONNX Runtime's CPU provider",
                 manifest.scheduler.sigmas.len() - 1,
                 manifest.source
             ),
-            manifest: manifest.clone(),
+            manifest: (**manifest).clone(),
             clip_text,
             t5,
             transformer,
             vae_decoder,
             tokenizer,
+            t5_tokenizer,
             _arena: arena.clone(),
         })
     }
 
-    /// T5's ids of `prompt`: UTF-8 bytes + 3 (ByT5), cut to `max_length − 1`, `</s>`, padded.
-    pub fn t5_ids(&self, prompt: &str) -> Vec<i64> {
+    /// T5's ids of `prompt`, `max_length` of them: the checkpoint's tokenizer with `</s>`, cut
+    /// and padded as `FluxPipeline` asks for them (or ByT5's: UTF-8 bytes + 3, cut to
+    /// `max_length − 1`, `</s>`, padded).
+    pub fn t5_ids(&self, prompt: &str) -> Result<Vec<i64>, ComputeError> {
         let t5 = &self.manifest.tokenizers.t5;
-        let mut ids: Vec<i64> = prompt
-            .bytes()
-            .take(t5.max_length - 1)
-            .map(|b| i64::from(b) + 3)
-            .collect();
-        ids.push(t5.eos);
-        ids.resize(t5.max_length, t5.pad);
-        ids
+        match &self.t5_tokenizer {
+            T5Tokenizer::Byt5 => {
+                let mut ids: Vec<i64> = prompt
+                    .bytes()
+                    .take(t5.max_length - 1)
+                    .map(|b| i64::from(b) + 3)
+                    .collect();
+                ids.push(t5.eos);
+                ids.resize(t5.max_length, t5.pad);
+                Ok(ids)
+            }
+            T5Tokenizer::File { path, tokenizer } => {
+                let encoding =
+                    tokenizer
+                        .encode(prompt, true)
+                        .map_err(|e| ComputeError::T5Tokenizer {
+                            file: path.clone(),
+                            problem: format!("refused the prompt: {e}"),
+                        })?;
+                Ok(encoding.get_ids().iter().map(|&id| i64::from(id)).collect())
+            }
+        }
     }
 
     /// The prompt through both text encoders.
@@ -194,7 +274,7 @@ impl FluxNetwork {
             .encode(prompt)
             .map_err(|e| ComputeError::Prompt(Box::new(e)))?;
         let clip_ids = encoded.ids().to_vec();
-        let t5_ids = self.t5_ids(prompt);
+        let t5_ids = self.t5_ids(prompt)?;
         let mut pooled = Vec::new();
         self.clip_text.run(
             arena,

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Writes tiny/ (the tiny seeded FLUX export) and tiny_golden.json: what diffusers'
 FluxPipeline makes of two prompts and a seed with the tiny components, and the same generation
-re-run through the ONNX graphs by reference_generate() below (the loop Vortex ports).
+re-run through the ONNX graphs by reference_generate() below (the loop Vortex ports); then
+tiny_q4/ (tiny/ with T5's and the transformer's Linear weights 4-bit) and tiny_q4_golden.json:
+the same generation through tiny_q4/'s graphs.
 
 Pinned (pip): torch==2.15.0 (CPU), transformers==4.57.6, diffusers==0.36.0,
 huggingface-hub==0.36.2, tokenizers==0.22.2, onnx==1.23.2, onnxruntime==1.31.1,
@@ -33,6 +35,17 @@ Steps:
  5. reference_generate(): the whole generation again from the token ids and the seed, through
     the four graphs only (numpy + onnxruntime), compared with the pipeline per step and on the
     image.
+ 6. crates/vortex-models/data/flux/quantize_nbits.py --export tiny --out tiny_q4
+    --graphs transformer,t5 --block-size 16 (a subprocess, as step 1): T5's 7 and the
+    transformer's 28 Gemm over a weight become com.microsoft.MatMulNBits (block 16, so K = 8
+    and 16 give one block, padded for K = 8, with the 8 in the zero points' unused nibble; K
+    from 32 to 256 give 2 to 16 blocks), one weights.safetensors for the four graphs. Then
+    reference_generate() through tiny_q4/'s graphs (onnxruntime as in step 4, every tensor of
+    tiny_q4/weights.safetensors handed over by name; file-backed sessions give the same bits,
+    asserted) for the same token ids and seed -> tiny_q4_golden.json: the same keys as
+    tiny_golden.json, each case's values from that run (CLIP's pooled output and the VAE are
+    float, so pooled_projections is ORT's, not torch's), with how far each is from
+    tiny_golden.json's (vs_float_golden; the head's vs_float_golden_max_abs_diff: the maxima).
 
 Floats in the JSON are float32 values written as Python's repr of float() (exact).
 """
@@ -57,6 +70,8 @@ sys.path.insert(0, str(DATA / "flux"))
 import export_flux  # noqa: E402
 
 TINY = HERE / "tiny"
+TINY_Q4 = HERE / "tiny_q4"
+Q4_ARGS = ["--graphs", "transformer,t5", "--block-size", "16"]
 SEED = 42
 PROMPTS = [
     "a portrait of an actor on a stage, studio light",  # > 31 bytes: T5 ids truncated
@@ -177,10 +192,10 @@ def floats(a):
     return [float(v) for v in np.asarray(a, dtype=np.float32).reshape(-1)]
 
 
-def sessions(manifest, params):
+def sessions(manifest, params, directory=TINY):
     out = {}
     for graph, info in manifest["graphs"].items():
-        path = str(TINY / info["file"])
+        path = str(directory / info["file"])
         own = export_flux.graph_params(path, params)
         out[graph] = export_flux.session(path, prepacking=False, initializers=own)
     return out
@@ -277,7 +292,7 @@ def main():
     ort_diff = {g: 0.0 for g in manifest["graphs"]}
     ref_diff = {"initial_latents": 0.0, "latents_per_step": [0.0] * STEPS, "vae_input": 0.0,
                 "image_f32": 0.0, "image_u8_max_abs_diff": 0, "image_u8_pixels_differing": 0}
-    cases = []
+    cases, float_runs = [], []
     for k, prompt in enumerate(PROMPTS):
         rec = generate(prompt)
         if k == 0:
@@ -344,6 +359,8 @@ def main():
         assert np.array_equal(zz, z.numpy()), "unpack/scale/shift not bit-exact"
 
         img = rec["image"]
+        float_runs.append({"clip_ids": clip_ids, "t5_ids": t5_ids, "pooled": pooled,
+                           "embeds": embeds, "steps": rec["steps"], "image": img})
         cases.append({
             "prompt": prompt,
             "clip_input_ids": clip_ids[0].tolist(),
@@ -413,6 +430,100 @@ def main():
     print(f"wrote {out} ({len(text)} bytes); tiny/ {total} bytes")
     print("ORT vs torch:", ort_diff)
     print("reference loop vs diffusers:", ref_diff)
+    q4_golden(head, cases, float_runs)
+
+
+def q4_golden(head, float_cases, float_runs):
+    """Step 6: tiny_q4/ and tiny_q4_golden.json (see the module docstring)."""
+    subprocess.run([sys.executable, str(DATA / "flux" / "quantize_nbits.py"), "--export",
+                    str(TINY), "--out", str(TINY_Q4)] + Q4_ARGS, check=True)
+    manifest = json.loads((TINY_Q4 / "flux.json").read_text(encoding="utf-8"))
+    q = manifest["quantization"]
+    assert q["graphs"] == ["t5", "transformer"] and q["block_size"] == 16, q
+    total = sum(p.stat().st_size for p in TINY_Q4.iterdir())
+    assert total < 3_000_000, total
+    by_name = sessions(manifest, load_file(str(TINY_Q4 / manifest["weights"])), TINY_Q4)
+    file_backed = {g: export_flux.session(str(TINY_Q4 / info["file"]))
+                   for g, info in manifest["graphs"].items()}
+    outs = {}
+
+    def run(graph, **feeds):
+        feeds = {k: np.ascontiguousarray(v) for k, v in feeds.items()}
+        y = by_name[graph].run(None, feeds)[0]
+        assert np.array_equal(file_backed[graph].run(None, feeds)[0], y), graph
+        outs.setdefault(graph, []).append(y)
+        return y
+
+    def mad(a, b):
+        return float(np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)).max())
+
+    cases = []
+    worst = {"pooled_projections": 0.0, "prompt_embeds": 0.0, "latents_after_step": [0.0] * STEPS,
+             "image_u8_max_abs_diff": 0, "image_u8_pixels_differing": 0}
+    for k, (fc, fr) in enumerate(zip(float_cases, float_runs)):
+        outs.clear()
+        r = {}
+        img = reference_generate(run, manifest, fr["clip_ids"], fr["t5_ids"], SEED, record=r)
+        if k == 0:
+            assert np.array_equal(reference_generate(run, manifest, fr["clip_ids"], fr["t5_ids"],
+                                                     SEED), img), "same recipe, other image"
+        pooled, embeds = outs["clip_text"][0], outs["t5"][0]
+        d8 = np.abs(img.astype(np.int16) - fr["image"].astype(np.int16))
+        vs = {"pooled_projections": mad(pooled, fr["pooled"]),
+              "prompt_embeds": mad(embeds, fr["embeds"]),
+              "latents_after_step": [mad(a, b) for a, b in zip(r["steps"], fr["steps"])],
+              "image_u8_max_abs_diff": int(d8.max()),
+              "image_u8_pixels_differing": int((d8 > 0).sum()),
+              "image_u8_mean_abs_diff": float(d8.mean())}
+        for key in ("pooled_projections", "prompt_embeds", "image_u8_max_abs_diff"):
+            worst[key] = max(worst[key], vs[key])
+        worst["latents_after_step"] = [max(a, b) for a, b in zip(worst["latents_after_step"],
+                                                                 vs["latents_after_step"])]
+        worst["image_u8_pixels_differing"] += vs["image_u8_pixels_differing"]
+        cases.append({
+            "prompt": fc["prompt"],
+            "clip_input_ids": fc["clip_input_ids"],
+            "t5_input_ids": fc["t5_input_ids"],
+            "pooled_projections": floats(pooled),
+            "prompt_embeds_shape": list(embeds.shape),
+            "prompt_embeds": floats(embeds),
+            "initial_latents_packed": floats(r["initial"]),
+            "latents_after_step": [floats(s) for s in r["steps"]],
+            "image_shape": list(img.shape),
+            "image_u8": img.reshape(-1).tolist(),
+            "image_stats": {"mean": float(img.mean()), "zeros": int((img == 0).sum()),
+                            "saturated": int((img == 255).sum())},
+            "vs_float_golden": vs,
+        })
+        assert cases[-1]["initial_latents_packed"] == fc["initial_latents_packed"]
+        print(f"q4 {fc['prompt']!r}: image mean {img.mean():.1f}; vs the float golden: {vs}")
+
+    q4_head = {}
+    for key, v in head.items():
+        if key in ("ort_vs_torch_max_abs_diff", "reference_loop_vs_diffusers"):
+            continue
+        q4_head[key] = v
+        if key == "source":
+            q4_head["source"] = (
+                "reference_generate() in make_golden.py through tiny_q4/'s graphs "
+                "(quantize_nbits.py --export tiny --out tiny_q4 " + " ".join(Q4_ARGS) + "), "
+                "from tiny_golden.json's token ids and seed; onnxruntime CPU provider, "
+                "prepacking off, every tensor of tiny_q4/weights.safetensors handed over by "
+                "name (file-backed sessions: the same bits)")
+            q4_head["quantization"] = q
+    q4_head["vs_float_golden_max_abs_diff"] = dict(
+        worst, note="tiny_q4_golden.json against tiny_golden.json (diffusers' float pipeline), "
+        "the maxima over the cases (image_u8_pixels_differing: summed); each case's own figures "
+        "in its vs_float_golden")
+    lines = [json.dumps(q4_head, ensure_ascii=False)[:-1]]
+    lines.append(' "cases": [\n  ' + ",\n  ".join(json.dumps(c_, ensure_ascii=False)
+                                                   for c_ in cases) + "\n ]\n}\n")
+    text = ",\n".join(lines)
+    json.loads(text)
+    out = HERE / "tiny_q4_golden.json"
+    out.write_text(text, encoding="utf-8")
+    print(f"wrote {out} ({len(text)} bytes); tiny_q4/ {total} bytes")
+    print("q4 vs the float golden:", worst)
 
 
 if __name__ == "__main__":
