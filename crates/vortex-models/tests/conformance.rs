@@ -16,6 +16,8 @@ use vortex_models::compute::{
     ComputeError, FrameSelection, FrameTarget, Implementation, Recipe, StageContext, StageSet,
     VideoInputs,
 };
+use vortex_models::flux::network::FluxNetwork;
+use vortex_models::liveportrait::network::LivePortraitNetwork;
 use vortex_models::runtime::{Runtime, fetch};
 use vortex_models::stage::Stage;
 use vortex_registry::{Dtype, OutputBuffers, Placement};
@@ -24,8 +26,10 @@ use vortex_vram::{
     VramConfig,
 };
 
+/// 128 px: what the tiny LivePortrait export draws (twice its 64 px source); FLUX draws any
+/// multiple of 16.
 const BUFFERS: OutputBuffers = OutputBuffers {
-    image_size: 24,
+    image_size: 128,
     channels: 3,
     actor_dtype: Dtype::U8,
     seconds: 1,
@@ -36,13 +40,55 @@ const BUFFERS: OutputBuffers = OutputBuffers {
     video_placement: Placement::Device,
 };
 
-/// Every stage set to check, by name: the reference one, and the CLIP network on the tiny
-/// export (`tests/data/clip/tiny/`) under both CLIP stages.
+/// Every stage set to check, by name: the reference one; the CLIP network on the tiny export
+/// (`tests/data/clip/tiny/`) under both CLIP stages; FLUX's 4-bit tiny export as the actor and
+/// LivePortrait's as the video.
 fn implementations() -> Vec<(&'static str, StageSet)> {
     let mut clip = StageSet::reference();
     clip.clip_b = Box::new(clip_network(Stage::ClipB));
     clip.clip_l = Box::new(clip_network(Stage::ClipL));
-    vec![("reference", StageSet::reference()), ("clip network", clip)]
+    let mut drawn = StageSet::reference();
+    drawn.actor = Box::new(flux_network());
+    drawn.video = Box::new(liveportrait_network());
+    vec![
+        ("reference", StageSet::reference()),
+        ("clip network", clip),
+        ("flux and liveportrait networks", drawn),
+    ]
+}
+
+/// FLUX.1 over the tiny 4-bit export.
+fn flux_network() -> FluxNetwork {
+    let (export, vram, registry) =
+        common::loaded(Stage::Actor, &common::data("flux").join("tiny_q4"), 1 << 20);
+    let weights = resident_weights(&registry, Stage::Actor).unwrap();
+    FluxNetwork::new(
+        Runtime::get(None).unwrap(),
+        &export,
+        vram.arena(),
+        weights,
+        clip_tokenizer(&fetch::cache_dir()).unwrap(),
+        1,
+    )
+    .unwrap()
+}
+
+/// LivePortrait over the tiny export.
+fn liveportrait_network() -> LivePortraitNetwork {
+    let (export, vram, registry) = common::loaded(
+        Stage::Video,
+        &common::data("liveportrait").join("tiny"),
+        1 << 20,
+    );
+    let weights = resident_weights(&registry, Stage::Video).unwrap();
+    LivePortraitNetwork::new(
+        Runtime::get(None).unwrap(),
+        &export,
+        vram.arena(),
+        weights,
+        1,
+    )
+    .unwrap()
 }
 
 /// The CLIP network over the tiny export, its weights in an arena of its own (kept alive by
@@ -75,7 +121,11 @@ struct Rig {
 
 fn rig() -> Rig {
     let backend = Arc::new(HostBackend::new(HostConfig::rtx3060_12gb()));
-    let vram = Vram::new(backend, VramConfig::new(ArenaConfig::new(1 << 20, 1 << 20))).unwrap();
+    let vram = Vram::new(
+        backend,
+        VramConfig::new(ArenaConfig::new(1 << 20, 64 << 20)),
+    )
+    .unwrap();
     let owner = vram.owner("model").unwrap();
     let region = |purpose, bytes| vram.arena().alloc_static(owner, purpose, bytes).unwrap();
     Rig {
