@@ -12,8 +12,8 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde_json::Value;
 use vortex_models::adapter::Flux;
 use vortex_models::clip_text::clip_tokenizer;
-use vortex_models::export::{Export, ExportedNetwork};
-use vortex_models::flux::network::{FluxNetwork, noise, pack, unpack};
+use vortex_models::export::{Export, ExportedNetwork, T5Ids};
+use vortex_models::flux::network::{FluxNetwork, T5Tokenizer, noise, pack, unpack};
 use vortex_models::layout::WeightDtype;
 use vortex_models::runtime::{Runtime, fetch};
 use vortex_models::stage::Stage;
@@ -349,4 +349,97 @@ fn a_quantization_vortex_does_not_run_is_refused_when_the_export_is_opened() {
         );
         std::fs::remove_dir_all(broken).unwrap();
     }
+}
+
+/// `tests/data/flux/t5_tokenizer/`: a T5 tokenizer made as T5's own (a SentencePiece unigram
+/// model through transformers' converter; `make_t5_tokenizer.py`) and the ids
+/// `T5TokenizerFast` gives, called as `FluxPipeline` calls it.
+fn t5_fixture() -> (PathBuf, Value) {
+    let dir = dir().join("t5_tokenizer");
+    let golden =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
+    (dir, golden)
+}
+
+#[test]
+fn t5_ids_from_a_checkpoints_tokenizer_json_are_t5_tokenizer_fasts() {
+    let (dir, golden) = t5_fixture();
+    let ids = T5Ids {
+        kind: "tokenizer.json".to_owned(),
+        file: Some("tokenizer.json".to_owned()),
+        max_length: golden["max_length"].as_u64().unwrap() as usize,
+        pad: 0,
+        eos: 1,
+    };
+    let tokenizer = T5Tokenizer::open(&dir, &ids).unwrap();
+    let cases = golden["cases"].as_array().unwrap();
+    assert!(cases.len() >= 18);
+    for case in cases {
+        let prompt = case["prompt"].as_str().unwrap();
+        assert_eq!(
+            tokenizer.ids(prompt).unwrap(),
+            ints(&case["ids"]),
+            "{prompt:?}"
+        );
+    }
+    // A tokenizer file that is not one, or without the padding id, is refused naming it.
+    let broken = broken_copy(&dir, "t5", "tokenizer.json", b"{\"not\": \"a tokenizer\"}");
+    let err = T5Tokenizer::open(&broken, &ids).unwrap_err().to_string();
+    assert!(
+        err.contains("tokenizer.json") && err.contains("not a tokenizers file"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(broken).unwrap();
+    let far = T5Ids {
+        pad: 100_000,
+        ..ids
+    };
+    let err = T5Tokenizer::open(&dir, &far).unwrap_err().to_string();
+    assert!(err.contains("padding id 100000"), "{err}");
+}
+
+#[test]
+fn an_export_with_a_tokenizer_json_feeds_its_ids_to_t5() {
+    // The tiny export with the fixture's tokenizer copied in and named by its manifest, as
+    // export_flux.py --checkpoint writes it: T5 reads those ids (the tiny T5's 384-entry
+    // embedding holds the fixture's 270).
+    let (t5_dir, golden) = t5_fixture();
+    let tiny = dir().join("tiny");
+    let manifest = std::fs::read_to_string(tiny.join("flux.json")).unwrap();
+    let mut doc: Value = serde_json::from_str(&manifest).unwrap();
+    doc["tokenizers"]["t5"]["kind"] = "tokenizer.json".into();
+    doc["tokenizers"]["t5"]["file"] = "t5_tokenizer.json".into();
+    let to = broken_copy(
+        &tiny,
+        "t5-json",
+        "flux.json",
+        serde_json::to_string(&doc).unwrap().as_bytes(),
+    );
+    std::fs::copy(t5_dir.join("tokenizer.json"), to.join("t5_tokenizer.json")).unwrap();
+    let (export, vram, registry) = loaded(Stage::Actor, &to, 64 << 20);
+    let weights = registry.get::<Flux>().unwrap().weights().unwrap();
+    let mut network = FluxNetwork::new(
+        Runtime::get(None).unwrap(),
+        &export,
+        vram.arena(),
+        weights,
+        clip_tokenizer(&fetch::cache_dir()).unwrap(),
+        1,
+    )
+    .unwrap();
+    let owner = vram.owner("flux").unwrap();
+    let case = &golden["cases"][0];
+    let prompt = case["prompt"].as_str().unwrap();
+    let cond = network.condition(vram.arena(), owner, prompt).unwrap();
+    assert_eq!(cond.t5_ids, ints(&case["ids"]));
+    assert_eq!(
+        cond.prompt_embeds.len(),
+        32 * 16,
+        "32 ids of the tiny T5's width 16"
+    );
+    // Without the file the export is refused when opened.
+    std::fs::remove_file(to.join("t5_tokenizer.json")).unwrap();
+    let err = Export::open(&to).unwrap_err().to_string();
+    assert!(err.contains("t5_tokenizer.json is missing"), "{err}");
+    std::fs::remove_dir_all(to).unwrap();
 }

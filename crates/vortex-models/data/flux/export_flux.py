@@ -74,6 +74,10 @@ Writes into DIR:
   flux.json            manifest: hyperparameters, tokenizers, scheduler constants (schnell's
                        FlowMatchEulerDiscreteScheduler config), latent packing sizes, each
                        graph's inputs and outputs.
+  t5_tokenizer.json    (--checkpoint only) the checkpoint's tokenizer_2/tokenizer.json, copied
+                       (or made from tokenizer_2/spiece.model by transformers' converter);
+                       tokenizers.t5 names it, and Vortex reads T5's ids through it with the
+                       `tokenizers` crate. --config tiny uses ByT5 ids (bytes + 3) instead.
 
 The property Vortex relies on: in every graph each initializer that comes from a parameter IS
 that parameter, under its prefixed name, with its shape and dtype (no transposed, folded,
@@ -811,13 +815,7 @@ def export_all(models, out, source, dtype_name, extra, scheduler_config, seed, v
             "clip": {"kind": "clip-bpe", "context": CLIP_CONTEXT, "bos": CLIP_BOS,
                      "eos": CLIP_EOS, "pad": CLIP_PAD, "padding": "max_length 77, truncate to "
                      "75 tokens + BOS + EOS, pad with EOS"},
-            "t5": {"kind": extra["t5_tokenizer"], "max_length": extra["t5_max_length"],
-                   "pad": 0, "eos": 1, "unk": 2,
-                   "padding": "ids truncated to max_length - 1, then </s> (1), then pad (0) up "
-                              "to max_length",
-                   "note": ("byt5: id = utf-8 byte + 3 (transformers ByT5Tokenizer); the tiny "
-                            "test vocabulary" if extra["t5_tokenizer"] == "byt5" else
-                            "T5's sentencepiece vocabulary (tokenizer_2/ of the checkpoint)")},
+            "t5": t5_tokenizer_entry(extra, out),
         },
         "scheduler": {
             "class": "FlowMatchEulerDiscreteScheduler",
@@ -859,6 +857,41 @@ def export_all(models, out, source, dtype_name, extra, scheduler_config, seed, v
     return manifest
 
 
+T5_TOKENIZER_FILE = "t5_tokenizer.json"
+
+
+def t5_tokenizer_entry(extra, out):
+    """The manifest's tokenizers.t5; for a checkpoint, its tokenizer_2/tokenizer.json (T5's
+    SentencePiece vocabulary as T5TokenizerFast reads it) copied into the export, or made from
+    tokenizer_2/spiece.model by transformers' converter when only that is there."""
+    if extra["t5_tokenizer"] == "byt5":
+        return {"kind": "byt5", "max_length": extra["t5_max_length"],
+                "pad": 0, "eos": 1, "unk": 2,
+                "padding": "ids truncated to max_length - 1, then </s> (1), then pad (0) up "
+                           "to max_length",
+                "note": "byt5: id = utf-8 byte + 3 (transformers ByT5Tokenizer); the tiny "
+                        "test vocabulary"}
+    folder = os.path.join(extra["checkpoint"], "tokenizer_2")
+    target = os.path.join(out, T5_TOKENIZER_FILE)
+    if os.path.isfile(os.path.join(folder, "tokenizer.json")):
+        shutil.copyfile(os.path.join(folder, "tokenizer.json"), target)
+    elif os.path.isfile(os.path.join(folder, "spiece.model")):
+        from transformers import T5TokenizerFast
+        with tempfile.TemporaryDirectory() as tmp:
+            T5TokenizerFast(vocab_file=os.path.join(folder, "spiece.model"),
+                            from_slow=True).save_pretrained(tmp)
+            shutil.copyfile(os.path.join(tmp, "tokenizer.json"), target)
+    else:
+        raise SystemExit(f"{folder}: neither tokenizer.json nor spiece.model; the checkpoint's "
+                         "T5 tokenizer is needed (diffusers' FLUX.1 repository has both)")
+    return {"kind": "tokenizer.json", "file": T5_TOKENIZER_FILE,
+            "max_length": extra["t5_max_length"], "pad": 0, "eos": 1, "unk": 2,
+            "padding": "T5TokenizerFast(prompt, padding='max_length', max_length, "
+                       "truncation=True, add_special_tokens=True), as FluxPipeline: pieces, "
+                       "</s> (1), <pad> (0) up to max_length",
+            "note": "the checkpoint's tokenizer_2/tokenizer.json, copied"}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True)
@@ -883,7 +916,7 @@ def main():
         dt = torch.float16 if args.dtype == "f16" else torch.float32
         models, sched = load_checkpoint(args.checkpoint, dt)
         source = os.path.abspath(args.checkpoint)
-        extra = dict(SCHNELL_EXTRA)
+        extra = dict(SCHNELL_EXTRA, checkpoint=args.checkpoint)
     torch.manual_seed(0)
     export_all(models, args.out, source, args.dtype, extra, sched, args.seed,
                not args.no_verify)

@@ -13,7 +13,7 @@ use crate::compute::{
     ActorStage, ComputeError, Implementation, Recipe, StageContext, StageImpl, check_dtype,
     check_rgb, check_size, in_place,
 };
-use crate::export::{Export, ExportedNetwork, FluxManifest};
+use crate::export::{Export, ExportedNetwork, FluxManifest, T5Ids};
 use crate::runtime::{Graph, Input, Optimization, Output, Runtime, Terminator};
 use crate::weights::ResidentWeights;
 
@@ -45,52 +45,90 @@ pub struct Conditioning {
     pub prompt_embeds: Vec<f32>,
 }
 
-/// How a prompt becomes T5's ids.
+/// How a prompt becomes T5's ids: the checkpoint's `tokenizer.json` (T5's SentencePiece
+/// vocabulary through the `tokenizers` crate), cut and padded to the manifest's length as
+/// `FluxPipeline` asks `T5TokenizerFast` to, or ByT5's bytes + 3 (the tiny fixture's).
 #[derive(Debug)]
-enum T5Tokenizer {
-    /// UTF-8 bytes + 3 (the tiny fixture's vocabulary).
+pub struct T5Tokenizer {
+    ids: T5Ids,
+    kind: T5Kind,
+}
+
+#[derive(Debug)]
+enum T5Kind {
     Byt5,
-    /// The checkpoint's `tokenizer.json` (T5's SentencePiece vocabulary), cutting and padding to
-    /// the manifest's length as `FluxPipeline` asks `T5TokenizerFast` to.
     File {
-        /// The file, for errors.
         path: std::path::PathBuf,
-        /// The tokenizer.
         tokenizer: Box<tokenizers::Tokenizer>,
     },
 }
 
 impl T5Tokenizer {
-    fn open(export: &Export, t5: &crate::export::T5Ids) -> Result<Self, ComputeError> {
-        let Some(file) = &t5.file else {
-            return Ok(T5Tokenizer::Byt5);
+    /// The tokenizer `ids` describes; its file, if any, is `dir/file`.
+    pub fn open(dir: &std::path::Path, ids: &T5Ids) -> Result<Self, ComputeError> {
+        let Some(file) = &ids.file else {
+            return Ok(T5Tokenizer {
+                ids: ids.clone(),
+                kind: T5Kind::Byt5,
+            });
         };
-        let path = export.file(file);
+        let path = dir.join(file);
         let problem = |problem: String| ComputeError::T5Tokenizer {
             file: path.clone(),
             problem,
         };
         let mut tokenizer = tokenizers::Tokenizer::from_file(&path)
             .map_err(|e| problem(format!("not a tokenizers file: {e}")))?;
-        let pad_token = tokenizer
-            .id_to_token(t5.pad as u32)
-            .ok_or_else(|| problem(format!("has no token of the padding id {}", t5.pad)))?;
+        let pad_token = u32::try_from(ids.pad)
+            .ok()
+            .and_then(|pad| tokenizer.id_to_token(pad))
+            .ok_or_else(|| problem(format!("has no token of the padding id {}", ids.pad)))?;
         tokenizer
             .with_truncation(Some(tokenizers::TruncationParams {
-                max_length: t5.max_length,
+                max_length: ids.max_length,
                 ..Default::default()
             }))
-            .map_err(|e| problem(format!("refused truncation to {}: {e}", t5.max_length)))?;
+            .map_err(|e| problem(format!("refused truncation to {}: {e}", ids.max_length)))?;
         tokenizer.with_padding(Some(tokenizers::PaddingParams {
-            strategy: tokenizers::PaddingStrategy::Fixed(t5.max_length),
-            pad_id: t5.pad as u32,
+            strategy: tokenizers::PaddingStrategy::Fixed(ids.max_length),
+            pad_id: ids.pad as u32,
             pad_token,
             ..Default::default()
         }));
-        Ok(T5Tokenizer::File {
-            path,
-            tokenizer: Box::new(tokenizer),
+        Ok(T5Tokenizer {
+            ids: ids.clone(),
+            kind: T5Kind::File {
+                path,
+                tokenizer: Box::new(tokenizer),
+            },
         })
+    }
+
+    /// `max_length` ids of `prompt`, `</s>` after the text, padded.
+    pub fn ids(&self, prompt: &str) -> Result<Vec<i64>, ComputeError> {
+        let t5 = &self.ids;
+        match &self.kind {
+            T5Kind::Byt5 => {
+                let mut ids: Vec<i64> = prompt
+                    .bytes()
+                    .take(t5.max_length - 1)
+                    .map(|b| i64::from(b) + 3)
+                    .collect();
+                ids.push(t5.eos);
+                ids.resize(t5.max_length, t5.pad);
+                Ok(ids)
+            }
+            T5Kind::File { path, tokenizer } => {
+                let encoding =
+                    tokenizer
+                        .encode(prompt, true)
+                        .map_err(|e| ComputeError::T5Tokenizer {
+                            file: path.clone(),
+                            problem: format!("refused the prompt: {e}"),
+                        })?;
+                Ok(encoding.get_ids().iter().map(|&id| i64::from(id)).collect())
+            }
+        }
     }
 }
 
@@ -199,7 +237,7 @@ impl FluxNetwork {
             &manifest.graphs.vae_decoder,
             Optimization::NoTransposePushing,
         )?;
-        let t5_tokenizer = T5Tokenizer::open(export, &manifest.tokenizers.t5)?;
+        let t5_tokenizer = T5Tokenizer::open(export.dir(), &manifest.tokenizers.t5)?;
         // One stop for all four: a cancelled slot stops whichever runs.
         t5.share_stop(&clip_text);
         transformer.share_stop(&clip_text);
@@ -233,33 +271,9 @@ impl FluxNetwork {
         })
     }
 
-    /// T5's ids of `prompt`, `max_length` of them: the checkpoint's tokenizer with `</s>`, cut
-    /// and padded as `FluxPipeline` asks for them (or ByT5's: UTF-8 bytes + 3, cut to
-    /// `max_length − 1`, `</s>`, padded).
+    /// T5's ids of `prompt` (see [`T5Tokenizer::ids`]).
     pub fn t5_ids(&self, prompt: &str) -> Result<Vec<i64>, ComputeError> {
-        let t5 = &self.manifest.tokenizers.t5;
-        match &self.t5_tokenizer {
-            T5Tokenizer::Byt5 => {
-                let mut ids: Vec<i64> = prompt
-                    .bytes()
-                    .take(t5.max_length - 1)
-                    .map(|b| i64::from(b) + 3)
-                    .collect();
-                ids.push(t5.eos);
-                ids.resize(t5.max_length, t5.pad);
-                Ok(ids)
-            }
-            T5Tokenizer::File { path, tokenizer } => {
-                let encoding =
-                    tokenizer
-                        .encode(prompt, true)
-                        .map_err(|e| ComputeError::T5Tokenizer {
-                            file: path.clone(),
-                            problem: format!("refused the prompt: {e}"),
-                        })?;
-                Ok(encoding.get_ids().iter().map(|&id| i64::from(id)).collect())
-            }
-        }
+        self.t5_tokenizer.ids(prompt)
     }
 
     /// The prompt through both text encoders.
