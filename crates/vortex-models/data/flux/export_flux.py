@@ -75,9 +75,16 @@ Writes into DIR:
                        FlowMatchEulerDiscreteScheduler config), latent packing sizes, each
                        graph's inputs and outputs.
   t5_tokenizer.json    (--checkpoint only) the checkpoint's tokenizer_2/tokenizer.json, copied
-                       (or made from tokenizer_2/spiece.model by transformers' converter);
-                       tokenizers.t5 names it, and Vortex reads T5's ids through it with the
-                       `tokenizers` crate. --config tiny uses ByT5 ids (bytes + 3) instead.
+                       byte for byte; when the checkpoint has only tokenizer_2/spiece.model,
+                       T5TokenizerFast.from_pretrained(tokenizer_2/) (transformers' converter,
+                       with its tokenizer_config.json) saved as tokenizer.json; with neither
+                       the export is refused before it starts. tokenizers.t5 names it
+                       ({"kind": "tokenizer.json", "file": "t5_tokenizer.json", "max_length":
+                       256, "pad": 0, "eos": 1, "unk": 2, "padding", "note"}), and Vortex reads
+                       T5's ids through it with the `tokenizers` crate, cut and padded to
+                       max_length as FluxPipeline asks T5TokenizerFast. --config tiny writes no
+                       file and uses ByT5 ids (utf-8 byte + 3) instead (tokenizers.t5 kind
+                       "byt5").
 
 The property Vortex relies on: in every graph each initializer that comes from a parameter IS
 that parameter, under its prefixed name, with its shape and dtype (no transposed, folded,
@@ -860,10 +867,40 @@ def export_all(models, out, source, dtype_name, extra, scheduler_config, seed, v
 T5_TOKENIZER_FILE = "t5_tokenizer.json"
 
 
+def t5_tokenizer_source(checkpoint):
+    """The checkpoint's T5 tokenizer: ("tokenizer.json", path) or ("spiece.model", folder);
+    refused with a clear message when tokenizer_2/ has neither (checked before the long
+    export starts)."""
+    folder = os.path.join(checkpoint, "tokenizer_2")
+    if os.path.isfile(os.path.join(folder, "tokenizer.json")):
+        return "tokenizer.json", os.path.join(folder, "tokenizer.json")
+    if os.path.isfile(os.path.join(folder, "spiece.model")):
+        return "spiece.model", folder
+    raise SystemExit(f"{folder}: neither tokenizer.json nor spiece.model; the checkpoint's T5 "
+                     "tokenizer is needed (diffusers' FLUX.1 repository has both)")
+
+
+def write_t5_tokenizer(checkpoint, target):
+    """tokenizer_2/tokenizer.json copied byte for byte to target; without one,
+    T5TokenizerFast.from_pretrained(tokenizer_2/) as FluxPipeline loads it (transformers'
+    converter over spiece.model, with tokenizer_config.json's settings: FLUX.1's says
+    legacy false, so "▁" goes before the first split only) saved as tokenizer.json. Returns
+    how it was made."""
+    kind, src = t5_tokenizer_source(checkpoint)
+    if kind == "tokenizer.json":
+        shutil.copyfile(src, target)
+        return "the checkpoint's tokenizer_2/tokenizer.json, copied"
+    from transformers import T5TokenizerFast
+    with tempfile.TemporaryDirectory() as tmp:
+        T5TokenizerFast.from_pretrained(src, local_files_only=True).save_pretrained(tmp)
+        shutil.copyfile(os.path.join(tmp, "tokenizer.json"), target)
+    return ("made from the checkpoint's tokenizer_2/spiece.model by T5TokenizerFast."
+            "from_pretrained(tokenizer_2/) (transformers' converter), saved as tokenizer.json")
+
+
 def t5_tokenizer_entry(extra, out):
-    """The manifest's tokenizers.t5; for a checkpoint, its tokenizer_2/tokenizer.json (T5's
-    SentencePiece vocabulary as T5TokenizerFast reads it) copied into the export, or made from
-    tokenizer_2/spiece.model by transformers' converter when only that is there."""
+    """The manifest's tokenizers.t5; for a checkpoint, its T5 tokenizer written into the
+    export as t5_tokenizer.json (write_t5_tokenizer)."""
     if extra["t5_tokenizer"] == "byt5":
         return {"kind": "byt5", "max_length": extra["t5_max_length"],
                 "pad": 0, "eos": 1, "unk": 2,
@@ -871,25 +908,15 @@ def t5_tokenizer_entry(extra, out):
                            "to max_length",
                 "note": "byt5: id = utf-8 byte + 3 (transformers ByT5Tokenizer); the tiny "
                         "test vocabulary"}
-    folder = os.path.join(extra["checkpoint"], "tokenizer_2")
-    target = os.path.join(out, T5_TOKENIZER_FILE)
-    if os.path.isfile(os.path.join(folder, "tokenizer.json")):
-        shutil.copyfile(os.path.join(folder, "tokenizer.json"), target)
-    elif os.path.isfile(os.path.join(folder, "spiece.model")):
-        from transformers import T5TokenizerFast
-        with tempfile.TemporaryDirectory() as tmp:
-            T5TokenizerFast(vocab_file=os.path.join(folder, "spiece.model"),
-                            from_slow=True).save_pretrained(tmp)
-            shutil.copyfile(os.path.join(tmp, "tokenizer.json"), target)
-    else:
-        raise SystemExit(f"{folder}: neither tokenizer.json nor spiece.model; the checkpoint's "
-                         "T5 tokenizer is needed (diffusers' FLUX.1 repository has both)")
+    note = write_t5_tokenizer(extra["checkpoint"], os.path.join(out, T5_TOKENIZER_FILE))
     return {"kind": "tokenizer.json", "file": T5_TOKENIZER_FILE,
             "max_length": extra["t5_max_length"], "pad": 0, "eos": 1, "unk": 2,
             "padding": "T5TokenizerFast(prompt, padding='max_length', max_length, "
-                       "truncation=True, add_special_tokens=True), as FluxPipeline: pieces, "
-                       "</s> (1), <pad> (0) up to max_length",
-            "note": "the checkpoint's tokenizer_2/tokenizer.json, copied"}
+                       "truncation=True, add_special_tokens=True), as FluxPipeline: pieces "
+                       "cut to max_length - 1, </s> (1), <pad> (0) up to max_length (the "
+                       "tokenizers library: truncation max_length, padding fixed max_length "
+                       "with pad id 0 / <pad>, encode with special tokens)",
+            "note": note}
 
 
 def main():
@@ -913,6 +940,7 @@ def main():
                                                        "t5_tokenizer")}
         sched = dict(SCHNELL_SCHEDULER)
     else:
+        t5_tokenizer_source(args.checkpoint)  # refuse before the long load and export
         dt = torch.float16 if args.dtype == "f16" else torch.float32
         models, sched = load_checkpoint(args.checkpoint, dt)
         source = os.path.abspath(args.checkpoint)
