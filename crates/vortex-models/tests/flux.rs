@@ -36,7 +36,12 @@ struct Rig {
 }
 
 fn rig(export: &str) -> Rig {
-    let (export, vram, registry) = loaded(Stage::Actor, &dir().join(export), 64 << 20);
+    rig_at(&dir().join(export))
+}
+
+/// The export in `dir` loaded, and the actor stage's network over it.
+fn rig_at(dir: &Path) -> Rig {
+    let (export, vram, registry) = loaded(Stage::Actor, dir, 64 << 20);
     let weights = registry.get::<Flux>().unwrap().weights().unwrap();
     let network = FluxNetwork::new(
         Runtime::get(None).unwrap(),
@@ -225,14 +230,8 @@ fn a_bad_graph_file_is_refused_at_start_naming_it_and_nothing_is_kept() {
 /// A copy of the tiny export whose weights file holds every f32 tensor as `f`'s image of it.
 fn converted_copy(name: &str, f: impl Fn(f32) -> (Dtype, Vec<u8>)) -> PathBuf {
     let tiny = dir().join("tiny");
-    let to = std::env::temp_dir().join(format!("vortex-flux-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&to);
-    std::fs::create_dir_all(&to).unwrap();
-    for entry in std::fs::read_dir(&tiny).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
     let bytes = std::fs::read(tiny.join("weights.safetensors")).unwrap();
+    let to = broken_copy(&tiny, name, "weights.safetensors", &bytes);
     let file = SafeTensors::deserialize(&bytes).unwrap();
     let mut tensors = Vec::new();
     for (tensor, view) in file.tensors() {
@@ -281,30 +280,22 @@ fn a_bf16_weights_file_loads_converted_to_the_f32_its_graphs_run() {
     let mut images = Vec::new();
     let mut arenas = Vec::new();
     for dir in [&bf16, &rounded] {
-        let (export, vram, registry) = loaded(Stage::Actor, dir, 64 << 20);
-        let weights = registry.get::<Flux>().unwrap().weights().unwrap();
+        let mut rig = rig_at(dir);
+        let weights = rig.registry.get::<Flux>().unwrap().weights().unwrap();
         let mut bytes = Vec::new();
         for t in &weights.layout.tensors {
             let mut b = vec![0u8; t.bytes() as usize];
-            vram.arena()
+            rig.vram
+                .arena()
                 .download(&weights.region, weights.offset(&t.name).unwrap(), &mut b)
                 .unwrap();
             bytes.push((t.name.clone(), t.dtype, b));
         }
         arenas.push(bytes);
-        let mut network = FluxNetwork::new(
-            Runtime::get(None).unwrap(),
-            &export,
-            vram.arena(),
-            weights,
-            clip_tokenizer(&fetch::cache_dir()).unwrap(),
-            2,
-        )
-        .unwrap();
-        let owner = vram.owner("flux").unwrap();
+        let arena = rig.vram.arena().clone();
         images.push(
-            network
-                .generate(vram.arena(), owner, prompt, seed, size, &mut |_, _| {})
+            rig.network
+                .generate(&arena, rig.owner, prompt, seed, size, &mut |_, _| {})
                 .unwrap(),
         );
     }
@@ -416,21 +407,11 @@ fn an_export_with_a_tokenizer_json_feeds_its_ids_to_t5() {
         serde_json::to_string(&doc).unwrap().as_bytes(),
     );
     std::fs::copy(t5_dir.join("tokenizer.json"), to.join("t5_tokenizer.json")).unwrap();
-    let (export, vram, registry) = loaded(Stage::Actor, &to, 64 << 20);
-    let weights = registry.get::<Flux>().unwrap().weights().unwrap();
-    let mut network = FluxNetwork::new(
-        Runtime::get(None).unwrap(),
-        &export,
-        vram.arena(),
-        weights,
-        clip_tokenizer(&fetch::cache_dir()).unwrap(),
-        1,
-    )
-    .unwrap();
-    let owner = vram.owner("flux").unwrap();
+    let mut rig = rig_at(&to);
     let case = &golden["cases"][0];
     let prompt = case["prompt"].as_str().unwrap();
-    let cond = network.condition(vram.arena(), owner, prompt).unwrap();
+    let arena = rig.vram.arena().clone();
+    let cond = rig.network.condition(&arena, rig.owner, prompt).unwrap();
     assert_eq!(cond.t5_ids, ints(&case["ids"]));
     assert_eq!(
         cond.prompt_embeds.len(),
