@@ -11,7 +11,7 @@ numpy==2.4.6.
 Usage:
     python export_flux.py --out DIR --config tiny [--seed N] [--dtype f32|f16]
     python export_flux.py --out DIR --checkpoint LOCAL_DIFFUSERS_DIR [--dtype f32|f16]
-                          [--no-verify]
+                          [--no-verify] [--in-memory]
 
   --config tiny  builds the four networks from hyperparameters (CONFIGS["tiny"], a test
              fixture: CLIP text width 8 over CLIP's 49,408-token BPE vocabulary; T5 d_model 16,
@@ -34,10 +34,29 @@ Usage:
              text_encoder/, text_encoder_2/, transformer/, vae/, scheduler/). Nothing is
              downloaded here; on a machine that can reach the hub, first
                  huggingface-cli download black-forest-labs/FLUX.1-schnell --local-dir ./schnell
-             The official weights are bf16; they are loaded as --dtype (f32, or f16: T5 keeps
+             The official weights are bf16; they are written as --dtype (f32, or f16: T5 keeps
              its "wo" Linears in f32, as transformers does for T5 in half precision).
-             Full size this needs about 2x the weights' bytes of RAM (75 GB in f32, 40 GB in
-             f16) and a long trace; --no-verify skips the ORT-vs-torch runs.
+             Streaming (the default): the float model is never held in memory. The four
+             networks are built from the subfolders' config.json on the meta device, each
+             parameter then replaced by a zero-stride placeholder (one element expanded to
+             its shape, in its --dtype), and traced on CPU with export_params=False, so each
+             parameter comes out a graph input under its name; those become the initializers
+             (external data into weights.safetensors, as below). weights.safetensors is
+             written from the shards' headers (header first, same order and alignment as
+             write_safetensors) and then tensor by tensor (read, converted by torch, appended).
+             The output is byte for byte what --in-memory writes (checked on a seeded tiny
+             checkpoint in the diffusers layout, bf16 shards, f32 and f16). Memory: the trace
+             needs about 2 GB RSS at full size (placeholders take no memory; each Linear's
+             weight is made contiguous for one matmul at a time, at most ~0.5 GB), the
+             writer about 3x the largest tensor's bf16 bytes (T5's shared embedding: ~0.8 GB
+             in f32); disk: the output (67.4 GB in f32, 34 GB in f16). The verification (unless
+             --no-verify) loads the checkpoint's components one at a time with
+             from_pretrained and ORT sessions over the written weights: at full size about 2x
+             the transformer's bytes in --dtype (~100 GB in f32), so pass --no-verify on a
+             smaller machine.
+             --in-memory: the old path, loading all four components whole with
+             from_pretrained and tracing them: about 2x the weights' bytes of RAM (75 GB in
+             f32, 40 GB in f16).
   --dtype    f32 (default) or f16: weights and graphs in that precision; graph inputs and
              outputs stay float32 / int64 either way.
 
@@ -110,7 +129,8 @@ opset 20, no constant folding) patches, for its duration only:
 Then it checks that every parameter initializer has its exact shape/dtype/bytes and is read
 only by Gemm (B with transB=1, C), Conv (W, B), LayerNormalization (scale, bias), Gather (data),
 Mul or Add; that each graph reads every parameter of its component (the VAE decoder: all but
-vae.encoder.*); that any other initializer or Constant is small (< 4 KiB, else it fails).
+vae.encoder.*); that any other initializer or Constant is small (< 4 KiB, else it fails; but
+the ones / zeros a LayerNorm without affine gets as LayerNormalization's scale / bias pass).
 Finally (unless --no-verify) ONNX Runtime (CPU provider, prepacking off, weights handed over by
 name from weights.safetensors with the graph alone in an empty directory; and file-backed) is
 compared with torch.
@@ -283,28 +303,212 @@ def scheduler_from(config):
     return FlowMatchEulerDiscreteScheduler(**config)
 
 
-def load_checkpoint(directory, dtype):
+def load_component(directory, comp, dtype):
+    """One component of a diffusers-format checkpoint as a torch module in dtype (eval)."""
     from diffusers import AutoencoderKL, FluxTransformer2DModel
     from transformers import CLIPTextModel, T5EncoderModel
     kw = dict(torch_dtype=dtype)
-    models = {
-        "text_encoder": CLIPTextModel.from_pretrained(directory, subfolder="text_encoder",
-                                                      attn_implementation="eager", **kw),
-        "text_encoder_2": T5EncoderModel.from_pretrained(directory, subfolder="text_encoder_2",
-                                                         attn_implementation="eager", **kw),
-        "transformer": FluxTransformer2DModel.from_pretrained(directory, subfolder="transformer",
-                                                              **kw),
-        "vae": AutoencoderKL.from_pretrained(directory, subfolder="vae", **kw),
-    }
-    clip = models["text_encoder"]
-    clip.config.eos_token_id = CLIP_EOS
-    clip.config.bos_token_id = CLIP_BOS
-    clip.text_model.eos_token_id = CLIP_EOS
+    if comp == "text_encoder":
+        m = CLIPTextModel.from_pretrained(directory, subfolder=comp, attn_implementation="eager",
+                                          **kw)
+        m.config.eos_token_id = CLIP_EOS
+        m.config.bos_token_id = CLIP_BOS
+        m.text_model.eos_token_id = CLIP_EOS
+    elif comp == "text_encoder_2":
+        m = T5EncoderModel.from_pretrained(directory, subfolder=comp, attn_implementation="eager",
+                                           **kw)
+    elif comp == "transformer":
+        m = FluxTransformer2DModel.from_pretrained(directory, subfolder=comp, **kw)
+    elif comp == "vae":
+        m = AutoencoderKL.from_pretrained(directory, subfolder=comp, **kw)
+    else:
+        raise KeyError(comp)
+    return m.eval()
+
+
+def read_scheduler_config(directory):
     with open(os.path.join(directory, "scheduler", "scheduler_config.json")) as f:
-        sched = {k: v for k, v in json.load(f).items() if not k.startswith("_")}
-    for m in models.values():
-        m.eval()
-    return models, sched
+        return {k: v for k, v in json.load(f).items() if not k.startswith("_")}
+
+
+def load_checkpoint(directory, dtype):
+    """--in-memory: all four components loaded whole (about 2x the weights' bytes of RAM)."""
+    models = {comp: load_component(directory, comp, dtype) for comp in COMPONENTS}
+    return models, read_scheduler_config(directory)
+
+
+class CheckpointModels(dict):
+    """The checkpoint's components for verify(), loaded on first use, one at a time (the
+    previous one is dropped), so the streaming export's verification holds at most one
+    component in --dtype."""
+
+    def __init__(self, directory, dtype):
+        super().__init__()
+        self.directory, self.dtype = directory, dtype
+
+    def __missing__(self, comp):
+        self.clear()
+        m = load_component(self.directory, comp, self.dtype)
+        self[comp] = m
+        return m
+
+
+# --- streaming (--checkpoint): placeholder modules, weights copied shard by shard ----------
+
+def build_placeholders(directory, dtype):
+    """The four networks from the checkpoint's config.json files, built on the meta device,
+    then every parameter replaced by a zero-stride placeholder (one element, expanded to its
+    shape: 4 bytes of storage however big), tied parameters staying tied, in the dtype
+    load_component would give it (f16: T5's wo in f32, as transformers keeps them). The
+    torch.onnx trace runs them for real on CPU (same Python control flow, same constants as
+    the loaded model), with export_params=False; the weights never enter memory."""
+    from diffusers import AutoencoderKL, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, T5Config
+    from transformers import CLIPTextModel, T5EncoderModel
+    clip = CLIPTextConfig.from_pretrained(directory, subfolder="text_encoder")
+    clip.eos_token_id, clip.bos_token_id = CLIP_EOS, CLIP_BOS
+    clip._attn_implementation = "eager"
+    t5 = T5Config.from_pretrained(directory, subfolder="text_encoder_2")
+    t5._attn_implementation = "eager"
+    with torch.device("meta"):
+        models = {
+            "text_encoder": CLIPTextModel(clip),
+            "text_encoder_2": T5EncoderModel(t5),
+            "transformer": FluxTransformer2DModel.from_config(
+                FluxTransformer2DModel.load_config(directory, subfolder="transformer")),
+            "vae": AutoencoderKL.from_config(
+                AutoencoderKL.load_config(directory, subfolder="vae")),
+        }
+    models["text_encoder"].text_model.eos_token_id = CLIP_EOS
+    keep32 = set()
+    if dtype == torch.float16:
+        keep32 = {f"{n}.weight" for n, _ in models["text_encoder_2"].named_modules()
+                  if n.endswith(".wo")}
+    for comp, model in models.items():
+        placeholders = {}
+        for mname, mod in model.named_modules(remove_duplicate=False):
+            for pname, p in list(mod._parameters.items()):
+                if p is None:
+                    continue
+                full = f"{mname}.{pname}" if mname else pname
+                if id(p) not in placeholders:
+                    dt = torch.float32 if comp == "text_encoder_2" and full in keep32 else dtype
+                    placeholders[id(p)] = nn.Parameter(
+                        torch.zeros(1, dtype=dt).expand(p.shape), requires_grad=False)
+                mod._parameters[pname] = placeholders[id(p)]
+            for bname, b in list(mod._buffers.items()):
+                if b is None:
+                    continue
+                if bname == "position_ids" and type(mod).__name__ == "CLIPTextEmbeddings":
+                    mod._buffers[bname] = torch.arange(b.shape[-1]).expand((1, -1))
+                else:
+                    raise SystemExit(f"{comp}: no placeholder rule for buffer {mname}.{bname}")
+        model.eval()
+    return models
+
+
+ST_TORCH = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+
+
+def read_safetensors_header(path):
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        return 8 + n, json.loads(f.read(n))
+
+
+def checkpoint_plan(directory, models):
+    """Where each parameter's tensor lies in the checkpoint's shards: {prefixed name: (shard
+    path, byte start, byte end, safetensors dtype, shape, target numpy dtype)}, from the
+    shard headers alone. A tied parameter is found under any of its names; a missing one, or
+    one whose shape differs from the module's, refuses the export."""
+    plan, problems = {}, []
+    for comp in COMPONENTS:
+        folder = os.path.join(directory, comp)
+        files = sorted(f for f in os.listdir(folder) if f.endswith(".safetensors"))
+        index = [f for f in os.listdir(folder) if f.endswith(".safetensors.index.json")]
+        if index:
+            with open(os.path.join(folder, index[0])) as f:
+                files = sorted(set(json.load(f)["weight_map"].values()))
+        where = {}
+        for fname in files:
+            path = os.path.join(folder, fname)
+            base, header = read_safetensors_header(path)
+            for k, v in header.items():
+                if k != "__metadata__":
+                    where[k] = (path, base + v["data_offsets"][0], base + v["data_offsets"][1],
+                                v["dtype"], list(v["shape"]))
+        model = models[comp]
+        aliases = {}
+        for k, p in model.named_parameters(remove_duplicate=False):
+            aliases.setdefault(id(p), []).append(k)
+        used = set()
+        for k, p in model.named_parameters():
+            names = [a for a in [k] + aliases[id(p)] if a in where]
+            if not names:
+                problems.append(f"{comp}: {k} is not in the checkpoint")
+                continue
+            used.update(a for a in aliases[id(p)] if a in where)
+            src = where[names[0]]
+            if src[3] not in ST_TORCH or src[4] != list(p.shape):
+                problems.append(f"{comp}: {names[0]} is {src[4]} {src[3]} in the checkpoint, "
+                                f"the module's {list(p.shape)}")
+                continue
+            plan[f"{comp}.{k}"] = src + (np.dtype(str(p.dtype).replace("torch.", "")),)
+        buffers = {k for k, _ in model.named_buffers()}
+        unexpected = sorted(set(where) - used - buffers)
+        if unexpected:  # from_pretrained ignores these too (with a warning)
+            print(f"warning: {comp}: checkpoint tensors no parameter reads: {unexpected[:8]}"
+                  f"{' ...' if len(unexpected) > 8 else ''}", file=sys.stderr)
+    if problems:
+        for p in problems:
+            print("PROBLEM:", p)
+        raise SystemExit(1)
+    return plan
+
+
+def safetensors_header_bytes(specs, metadata):
+    """write_safetensors' header and tensor order for {name: (shape, numpy dtype)}: returns
+    (header bytes, names in file order, {name: nbytes})."""
+    size = {k: int(np.prod(shape, dtype=np.int64)) * dt.itemsize for k, (shape, dt) in
+            specs.items()}
+    names = sorted(specs, key=lambda k: (-specs[k][1].itemsize, k))
+    header, pos = {"__metadata__": metadata}, 0
+    for name in names:
+        shape, dt = specs[name]
+        header[name] = {"dtype": ST_DTYPE[dt], "shape": list(shape),
+                        "data_offsets": [pos, pos + size[name]]}
+        pos += size[name]
+    hb = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    hb += b" " * (-len(hb) % 8)
+    return hb, names, size
+
+
+def stream_safetensors(path, plan, metadata):
+    """weights.safetensors as write_safetensors writes it (same header, order, alignment),
+    with the header computed from the shard headers first, then each tensor read from its
+    shard, converted to its target dtype by torch (bf16 -> f32 exactly; -> f16 rounded to
+    nearest even, as Tensor.to), and appended: about one tensor (source + converted) in
+    memory at a time."""
+    hb, names, size = safetensors_header_bytes(
+        {k: (v[4], v[5]) for k, v in plan.items()}, metadata)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(hb)))
+        f.write(hb)
+        for name in names:
+            spath, start, end, st, shape, dt = plan[name]
+            with open(spath, "rb") as src:
+                src.seek(start)
+                raw = bytearray(src.read(end - start))
+            if len(raw) != end - start:
+                raise SystemExit(f"{spath}: truncated at {name}")
+            t = torch.frombuffer(raw, dtype=ST_TORCH[st]) if raw else \
+                torch.empty(0, dtype=ST_TORCH[st])
+            a = t.to(getattr(torch, dt.name)).numpy()
+            if a.nbytes != size[name]:
+                raise SystemExit(f"{name}: {a.nbytes} bytes, expected {size[name]}")
+            # little-endian and contiguous already here: written without another copy
+            f.write(np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).data)
+            del raw, t, a
 
 
 def half_precision(models):
@@ -524,7 +728,10 @@ IO = {  # graph -> (wrapper, input names, output names, dynamic axes)
 }
 
 
-def export_graph(graph, models, path, seed):
+def export_graph(graph, models, path, seed, export_params=True):
+    """torch.onnx.export of one graph; export_params=False (the streaming path's placeholder
+    modules): every parameter is left a graph input under its name (params_as_initializers
+    then makes it an external initializer)."""
     wrapper_cls, in_names, out_names, dyn = IO[graph]
     wrapper = wrapper_cls(models[GRAPH_COMPONENT[graph]]).eval()
     ex = example_inputs(graph, models, seed)
@@ -534,7 +741,39 @@ def export_graph(graph, models, path, seed):
         torch.onnx.export(
             wrapper, args, path, input_names=in_names, output_names=out_names,
             dynamic_axes=dyn, opset_version=OPSET, do_constant_folding=False,
-            export_params=True, keep_initializers_as_inputs=False, dynamo=False)
+            export_params=export_params, keep_initializers_as_inputs=False, dynamo=False)
+
+
+def params_as_initializers(proto, graph, params, problems):
+    """export_params=False leaves each parameter a graph input (after the graph's own inputs):
+    move them to initializers with the parameter's shape and dtype (their data is set by
+    externalize), in the order the exporter would have written them. Any other extra input
+    is a problem."""
+    _, in_names, _, _ = IO[graph]
+    g = proto.graph
+    kept, moved = [], []
+    for v in g.input:
+        if v.name in in_names:
+            kept.append(v)
+        elif v.name in params:
+            moved.append(v.name)
+        else:
+            problems.append(f"{graph}: graph input {v.name} is neither an input nor a parameter")
+            kept.append(v)
+    del g.input[:]
+    g.input.extend(kept)
+    if len(g.initializer):
+        problems.append(f"{graph}: {len(g.initializer)} initializers besides the parameters")
+    inits = []
+    for name in moved:
+        a = params[name]
+        t = TensorProto()
+        t.name = name
+        t.dims.extend(a.shape)
+        t.data_type = ONNX_DTYPE[a.dtype]
+        inits.append(t)
+    g.initializer.extend(inits)
+    return len(moved)
 
 
 # Where a parameter may be read: (op type, input index).
@@ -555,10 +794,23 @@ def initializer_bytes(t, base_dir):
     return onnx.numpy_helper.to_array(t).tobytes()
 
 
-def check_graph(proto, graph, params, problems, base_dir):
-    """(a) parameter initializers exact (shape, dtype, bytes); (b) other initializers and
-    Constants small; (c) parameters read only as ALLOWED_USES; (d) every parameter of the
-    component read. Returns (other initializers, use counts)."""
+def _affine_identity(value, consumers):
+    """A LayerNorm without affine (FLUX's AdaLayerNormZero and norm2: elementwise_affine=False)
+    exports as LayerNormalization with a Constant scale of ones and bias of zeros, [C] each
+    (12 KiB at full size): no parameter's copy, so not held against SMALL."""
+    if consumers == {("LayerNormalization", 1)}:
+        return bool(np.all(value == 1))
+    if consumers == {("LayerNormalization", 2)}:
+        return bool(np.all(value == 0))
+    return False
+
+
+def check_graph(proto, graph, params, problems, base_dir, offsets=None):
+    """(a) parameter initializers exact (shape, dtype, bytes; with offsets (the streaming
+    path, whose parameter initializers are external from the start): shape, dtype and
+    external data exactly the parameter's bytes in weights.safetensors); (b) other
+    initializers and Constants small; (c) parameters read only as ALLOWED_USES; (d) every
+    parameter of the component read. Returns (other initializers, use counts)."""
     g = proto.graph
     comp = GRAPH_COMPONENT[graph]
     found, others = set(), []
@@ -569,6 +821,15 @@ def check_graph(proto, graph, params, problems, base_dir):
                 problems.append(f"{graph}: {t.name} is {list(t.dims)} "
                                 f"{TensorProto.DataType.Name(t.data_type)}, the parameter "
                                 f"{list(a.shape)} {a.dtype}")
+            elif offsets is not None:
+                ext = {e.key: e.value for e in t.external_data}
+                start, length = offsets[t.name]
+                if (t.data_location != TensorProto.EXTERNAL or t.HasField("raw_data")
+                        or ext != {"location": WEIGHTS, "offset": str(start),
+                                   "length": str(length)}
+                        or length != a.nbytes):
+                    problems.append(f"{graph}: {t.name}: not external data at the parameter's "
+                                    f"bytes in {WEIGHTS}")
             elif initializer_bytes(t, base_dir) != a.tobytes():
                 problems.append(f"{graph}: {t.name}: graph bytes differ from the parameter")
             found.add(t.name)
@@ -579,13 +840,17 @@ def check_graph(proto, graph, params, problems, base_dir):
                 problems.append(f"{graph}: non-parameter initializer {t.name} {list(t.dims)} "
                                 f"of {n} bytes")
     uses = {}
+    consumers = {}
+    for n in g.node:
+        for i, name in enumerate(n.input):
+            consumers.setdefault(name, set()).add((n.op_type, i))
     for n in g.node:
         if n.op_type == "Constant":
             for a in n.attribute:
                 if a.name == "value":
-                    nbytes = onnx.numpy_helper.to_array(a.t).nbytes
-                    if nbytes >= SMALL:
-                        problems.append(f"{graph}: Constant {n.output[0]} of {nbytes} bytes")
+                    v = onnx.numpy_helper.to_array(a.t)
+                    if v.nbytes >= SMALL and not _affine_identity(v, consumers.get(n.output[0])):
+                        problems.append(f"{graph}: Constant {n.output[0]} of {v.nbytes} bytes")
         for i, name in enumerate(n.input):
             if name not in params:
                 continue
@@ -747,39 +1012,61 @@ def check(graph, outs, ref, scale, tolerance, r):
 
 # --- main ---------------------------------------------------------------------------------
 
-def export_all(models, out, source, dtype_name, extra, scheduler_config, seed, verify_it):
+def export_all(models, out, source, dtype_name, extra, scheduler_config, seed, verify_it,
+               plan=None, reference=None):
+    """plan None: models hold the weights (--config, --checkpoint --in-memory). plan (from
+    checkpoint_plan): models are build_placeholders' and the weights are streamed from the
+    checkpoint's shards; reference (CheckpointModels) is what verify compares with."""
     os.makedirs(out, exist_ok=True)
     named = {}
     for comp in COMPONENTS:
         model = models[comp]
-        for k, v in model.named_parameters():
-            named[f"{comp}.{k}"] = v.detach().contiguous().numpy()
+        if plan is None:
+            for k, v in model.named_parameters():
+                named[f"{comp}.{k}"] = v.detach().contiguous().numpy()
         state = set(model.state_dict())
         extra_state = sorted(state - {k for k, _ in model.named_parameters()}
                              - {"encoder.embed_tokens.weight"})
         if extra_state:
             raise SystemExit(f"{comp}: state_dict has non-parameter entries {extra_state}")
     wpath = os.path.join(out, WEIGHTS)
-    write_safetensors(wpath, named, {"format": "pt", "source": source, "dtype": dtype_name})
+    metadata = {"format": "pt", "source": source, "dtype": dtype_name}
+    if plan is None:
+        write_safetensors(wpath, named, metadata)
+    else:
+        stream_safetensors(wpath, plan, metadata)
     offsets = safetensors_offsets(wpath)
     params = mmap_safetensors(wpath)
     from safetensors import safe_open
     with safe_open(wpath, "numpy") as f:  # the file is what the safetensors library reads
-        assert set(f.keys()) == set(named) == set(params)
-        for k, v in named.items():
-            t = f.get_tensor(k)
-            assert t.dtype == v.dtype and np.array_equal(t, v) and np.array_equal(params[k], v), k
+        if plan is None:
+            assert set(f.keys()) == set(named) == set(params)
+            for k, v in named.items():
+                t = f.get_tensor(k)
+                assert (t.dtype == v.dtype and np.array_equal(t, v)
+                        and np.array_equal(params[k], v)), k
+        else:  # names, shapes, dtypes (reading every tensor back would double the time)
+            assert set(f.keys()) == set(plan) == set(params)
+            for k, v in plan.items():
+                sl = f.get_slice(k)
+                assert (list(sl.get_shape()) == list(v[4]) == list(params[k].shape)
+                        and params[k].dtype == v[5]), k
 
     problems, graphs_info = [], {}
     for graph, fname in GRAPHS.items():
         path = os.path.join(out, fname)
         with tempfile.TemporaryDirectory(dir=out) as tmp:
             tpath = os.path.join(tmp, fname)
-            export_graph(graph, models, tpath, seed)
+            export_graph(graph, models, tpath, seed, export_params=plan is None)
             proto = onnx.load(tpath, load_external_data=False)
+            if plan is not None:
+                params_as_initializers(proto, graph, params, problems)
+                externalize(proto, params, offsets)
             fused = export_clip.fuse_projection_transposes(proto.graph, params)
-            others, uses = check_graph(proto, graph, params, problems, tmp)
-        externalize(proto, params, offsets)
+            others, uses = check_graph(proto, graph, params, problems, tmp,
+                                       None if plan is None else offsets)
+        if plan is None:
+            externalize(proto, params, offsets)
         with open(path, "wb") as f:
             f.write(proto.SerializeToString(deterministic=True))
         onnx.checker.check_model(path, full_check=True)
@@ -859,7 +1146,8 @@ def export_all(models, out, source, dtype_name, extra, scheduler_config, seed, v
     print(f"{WEIGHTS}: {os.path.getsize(wpath)} bytes, {len(params)} tensors "
           f"({len(unread)} not read by any graph: {manifest['unread_parameters']['bytes']} bytes)")
     if verify_it:
-        report = verify(models, out, seed, params, TOLERANCE[dtype_name])
+        report = verify(models if reference is None else reference, out, seed, params,
+                        TOLERANCE[dtype_name])
         print(json.dumps({"verify": report}))
     return manifest
 
@@ -928,9 +1216,14 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dtype", choices=["f32", "f16"], default="f32")
     ap.add_argument("--no-verify", action="store_true")
+    ap.add_argument("--in-memory", action="store_true",
+                    help="--checkpoint: load the whole float model and trace it (the old path)")
     args = ap.parse_args()
     if args.checkpoint and args.seed != 0:
         ap.error("--seed applies to --config only")
+    if args.in_memory and not args.checkpoint:
+        ap.error("--in-memory applies to --checkpoint only")
+    plan = reference = None
     if args.config:
         models = build_seeded(args.config, args.seed)
         if args.dtype == "f16":
@@ -942,12 +1235,18 @@ def main():
     else:
         t5_tokenizer_source(args.checkpoint)  # refuse before the long load and export
         dt = torch.float16 if args.dtype == "f16" else torch.float32
-        models, sched = load_checkpoint(args.checkpoint, dt)
+        if args.in_memory:
+            models, sched = load_checkpoint(args.checkpoint, dt)
+        else:
+            models = build_placeholders(args.checkpoint, dt)
+            sched = read_scheduler_config(args.checkpoint)
+            plan = checkpoint_plan(args.checkpoint, models)  # refuse before the long export
+            reference = CheckpointModels(args.checkpoint, dt)
         source = os.path.abspath(args.checkpoint)
         extra = dict(SCHNELL_EXTRA, checkpoint=args.checkpoint)
     torch.manual_seed(0)
     export_all(models, args.out, source, args.dtype, extra, sched, args.seed,
-               not args.no_verify)
+               not args.no_verify, plan=plan, reference=reference)
 
 
 if __name__ == "__main__":
