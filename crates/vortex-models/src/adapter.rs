@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use vortex_registry::{CpuWeights, LoadContext, LoadError, Model, ModelRegistry};
 
 use crate::clip::ClipConfig;
-use crate::flux::{FluxActor, T5Placement};
+use crate::flux::{FluxActor, T5Placement, parts};
 use crate::kokoro::KokoroConfig;
 use crate::layout::{Layout, WeightDtype};
 use crate::liveportrait::LivePortraitConfig;
@@ -193,7 +193,7 @@ pub fn adapter_for(stage: Stage, spec: ModelSpec) -> Box<dyn Model> {
     if let Some((checkpoint, resident)) = layouts {
         return match stage {
             Stage::Audio => Box::new(Kokoro::with_layouts(spec, checkpoint, resident)),
-            Stage::Actor => Box::new(Flux::with_layouts(spec, checkpoint, resident)),
+            Stage::Actor => Box::new(flux_export(spec, checkpoint, resident)),
             Stage::Video => Box::new(LivePortrait::with_layouts(spec, checkpoint, resident)),
             Stage::ClipB => Box::new(ClipB::with_layouts(spec, checkpoint, resident)),
             Stage::ClipL => Box::new(ClipL::with_layouts(spec, checkpoint, resident)),
@@ -230,6 +230,33 @@ fn flux(spec: ModelSpec) -> Flux {
             .with_cpu_weights(CpuWeights { bytes: t5, what })
         }
     }
+}
+
+/// A FLUX export's adapter: every tensor its graphs read on the device when the budget holds
+/// them, else T5's encoder in host memory on the CPU (read there by the network, a line of
+/// the plan) and the rest on the device, as [`flux`] places the official checkpoint's.
+fn flux_export(spec: ModelSpec, checkpoint: Layout, resident: Layout) -> Flux {
+    let all = resident_bytes(&resident);
+    let t5 = resident.select(&[parts::T5]);
+    if all <= spec.budget || t5.tensors.is_empty() {
+        return Flux::with_layouts(spec, checkpoint, resident);
+    }
+    let device = Layout {
+        checkpoint: resident.checkpoint,
+        tensors: resident
+            .tensors
+            .iter()
+            .filter(|t| !t.name.starts_with(parts::T5))
+            .cloned()
+            .collect(),
+    };
+    let what = format!(
+        "T5 encoder of the export, on ONNX Runtime's CPU provider: with it the actor's weights would be {}, over its {} budget; only its output crosses to the device",
+        vortex_vram::Bytes(all),
+        vortex_vram::Bytes(spec.budget)
+    );
+    let bytes = resident_bytes(&t5);
+    Flux::with_layouts(spec, checkpoint, device).with_cpu_weights(CpuWeights { bytes, what })
 }
 
 /// The resident weights of `stage`'s model, once `registry` has loaded it.

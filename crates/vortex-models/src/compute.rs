@@ -331,6 +331,9 @@ pub enum ComputeError {
         /// Values the manifest makes.
         expected: usize,
     },
+    /// Weights a network reads from host memory could not be read.
+    #[error(transparent)]
+    Weights(Box<crate::weights::WeightError>),
     /// T5's tokenizer file could not be read, or refused a prompt.
     #[error("T5's tokenizer {}: {problem}; copy the checkpoint's tokenizer_2/tokenizer.json into the export again (export_flux.py --checkpoint)", file.display())]
     T5Tokenizer {
@@ -704,6 +707,27 @@ pub(crate) fn in_place<'a>(
         });
     }
     Ok(ranges)
+}
+
+impl From<crate::weights::WeightError> for ComputeError {
+    fn from(err: crate::weights::WeightError) -> Self {
+        ComputeError::Weights(Box::new(err))
+    }
+}
+
+/// `host`'s tensors for a session, like [`in_place`] for the arena's.
+pub(crate) fn on_host(host: &crate::weights::HostWeights) -> Vec<InPlace<'_>> {
+    host.tensors()
+        .map(|(spec, bytes)| InPlace {
+            name: &spec.name,
+            dtype: spec.dtype,
+            shape: &spec.shape,
+            // ONNX Runtime never writes an initializer handed over this way; the pointer is
+            // mutable only because its C API takes one.
+            data: std::ptr::NonNull::from(bytes).cast::<u8>(),
+            len: bytes.len(),
+        })
+        .collect()
 }
 
 /// How networks run: what [`StageSet::choose`] needs besides the loaded models.

@@ -6,7 +6,7 @@
 //! the mapping (the `safetensors` crate's validation), then each tensor's name, dtype and shape
 //! against the layout. Every error names the file and, where there is one, the tensor.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -171,6 +171,8 @@ pub struct WeightFile {
     map: Mmap,
     /// Absolute byte ranges in `map`, by layout tensor index.
     ranges: Vec<(usize, usize)>,
+    /// Layout tensor index by name.
+    index: HashMap<String, usize>,
     layout: Layout,
 }
 
@@ -224,10 +226,17 @@ impl WeightFile {
             }
             ranges.push(range);
         }
+        let index = layout
+            .tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
         Ok(WeightFile {
             path: path.to_owned(),
             map,
             ranges,
+            index,
             layout: layout.clone(),
         })
     }
@@ -239,9 +248,13 @@ impl WeightFile {
 
     /// The bytes of the tensor named `name`.
     pub fn tensor(&self, name: &str) -> Option<&[u8]> {
-        let i = self.layout.tensors.iter().position(|t| t.name == name)?;
-        let (start, end) = self.ranges[i];
+        let (start, end) = self.ranges[*self.index.get(name)?];
         self.map.get(start..end)
+    }
+
+    /// The stored dtype of the tensor named `name`.
+    pub fn dtype(&self, name: &str) -> Option<WeightDtype> {
+        Some(self.layout.tensors[*self.index.get(name)?].dtype)
     }
 }
 
@@ -460,48 +473,19 @@ pub fn load(
         WeightSource::Export(export) => Some(WeightFile::open(&export.weights(), checkpoint)?),
         WeightSource::Synthetic { .. } => None,
     };
-    let mut offsets = Vec::with_capacity(load.tensors.len());
-    let mut next = 0;
-    for t in &load.tensors {
-        offsets.push(next);
-        next += align_up(t.bytes()).unwrap_or(u64::MAX);
-    }
-    let region = ctx.alloc(Purpose::ModelWeights, next.max(ALIGNMENT))?;
+    let offsets = aligned_offsets(load);
+    let total = offsets.last().zip(load.tensors.last()).map_or(0, |(o, t)| {
+        o.saturating_add(align_up(t.bytes()).unwrap_or(u64::MAX))
+    });
+    let region = ctx.alloc(Purpose::ModelWeights, total.max(ALIGNMENT))?;
     let arena = ctx.arena();
     for (t, &offset) in load.tensors.iter().zip(&offsets) {
         match (&file, source) {
-            (Some(file), _) => {
-                let missing = || WeightError::Tensor {
-                    file: file.path().to_owned(),
-                    tensor: t.name.clone(),
-                    problem: TensorProblem::Missing,
-                    checkpoint: checkpoint.checkpoint,
-                };
-                let bytes = file.tensor(&t.name).ok_or_else(missing)?;
-                let stored = checkpoint.get(&t.name).ok_or_else(missing)?.dtype;
-                if stored == t.dtype {
-                    arena.upload(&region, offset, bytes)?;
-                } else {
-                    // A 16-bit checkpoint for a graph that runs another float type: converted
-                    // piece by piece on the way in (no copy of the whole tensor in memory).
-                    let step = CONVERT_CHUNK * stored.size() as usize;
-                    let mut at = offset;
-                    for piece in bytes.chunks(step) {
-                        let converted =
-                            convert(piece, stored, t.dtype).ok_or_else(|| WeightError::Tensor {
-                                file: file.path().to_owned(),
-                                tensor: t.name.clone(),
-                                problem: TensorProblem::Dtype {
-                                    expected: t.dtype,
-                                    found: stored.safetensors_name().to_owned(),
-                                },
-                                checkpoint: checkpoint.checkpoint,
-                            })?;
-                        arena.upload(&region, at, &converted)?;
-                        at += converted.len() as u64;
-                    }
-                }
-            }
+            (Some(file), _) => fill(file, checkpoint, t, |at, bytes| {
+                arena
+                    .upload(&region, offset + at, bytes)
+                    .map_err(LoadError::from)
+            })?,
             (None, WeightSource::Synthetic { seed }) => {
                 arena.upload(&region, offset, &stamp(*seed, t))?;
             }
@@ -515,6 +499,151 @@ pub fn load(
         offsets,
         layout: load.clone(),
     })
+}
+
+/// Each tensor's offset when each starts on a 256-byte boundary, in layout order.
+fn aligned_offsets(layout: &Layout) -> Vec<u64> {
+    let mut offsets = Vec::with_capacity(layout.tensors.len());
+    let mut next = 0u64;
+    for t in &layout.tensors {
+        offsets.push(next);
+        next = next.saturating_add(align_up(t.bytes()).unwrap_or(u64::MAX));
+    }
+    offsets
+}
+
+/// Hands tensor `t` of `file` to `put` (offset within the tensor, bytes) as `t.dtype`: as
+/// stored, or converted piece by piece from a 16-bit checkpoint for a graph that runs another
+/// float type (no copy of the whole tensor in memory).
+fn fill<E: From<WeightError>>(
+    file: &WeightFile,
+    checkpoint: &Layout,
+    t: &TensorSpec,
+    mut put: impl FnMut(u64, &[u8]) -> Result<(), E>,
+) -> Result<(), E> {
+    let problem = |problem| WeightError::Tensor {
+        file: file.path().to_owned(),
+        tensor: t.name.clone(),
+        problem,
+        checkpoint: checkpoint.checkpoint,
+    };
+    let bytes = file
+        .tensor(&t.name)
+        .ok_or_else(|| problem(TensorProblem::Missing))?;
+    let stored = file
+        .dtype(&t.name)
+        .ok_or_else(|| problem(TensorProblem::Missing))?;
+    if stored == t.dtype {
+        return put(0, bytes);
+    }
+    let step = CONVERT_CHUNK * stored.size() as usize;
+    let mut at = 0;
+    for piece in bytes.chunks(step) {
+        let converted = convert(piece, stored, t.dtype).ok_or_else(|| {
+            problem(TensorProblem::Dtype {
+                expected: t.dtype,
+                found: stored.safetensors_name().to_owned(),
+            })
+        })?;
+        put(at, &converted)?;
+        at += converted.len() as u64;
+    }
+    Ok(())
+}
+
+/// Tensors in host memory, outside the arena: a part of a model that runs on ONNX Runtime's
+/// CPU provider whatever the device (FLUX's T5 encoder when the actor's budget cannot hold
+/// it). The plan shows their bytes as host memory ([`vortex_registry::CpuWeights`]); the
+/// tracker does not count them. Each tensor starts on a 256-byte boundary, as in the arena.
+#[derive(Debug)]
+pub struct HostWeights {
+    blocks: Vec<Block>,
+    offsets: Vec<u64>,
+    layout: Layout,
+}
+
+/// 256 bytes aligned to 256: the unit [`HostWeights`] allocates in.
+#[derive(Clone, Copy)]
+#[repr(C, align(256))]
+struct Block([u8; 256]);
+
+impl fmt::Debug for Block {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Block")
+    }
+}
+
+impl HostWeights {
+    /// Reads `load` (some of `checkpoint`'s tensors, in the dtypes the graphs run) from the
+    /// weights file at `path`, checked against `checkpoint` as [`load`] checks it.
+    pub fn read(path: &Path, checkpoint: &Layout, load: &Layout) -> Result<Self, WeightError> {
+        let file = WeightFile::open(path, checkpoint)?;
+        let offsets = aligned_offsets(load);
+        let total = resident_bytes(load);
+        let too_big = || WeightError::Io {
+            file: path.to_owned(),
+            source: std::io::Error::other(format!(
+                "{total} bytes of tensors do not fit this machine's address space"
+            )),
+        };
+        let count = usize::try_from(total.div_ceil(ALIGNMENT)).map_err(|_| too_big())?;
+        let mut blocks: Vec<Block> = Vec::new();
+        blocks
+            .try_reserve_exact(count)
+            .map_err(|_| WeightError::Io {
+                file: path.to_owned(),
+                source: std::io::Error::other(format!(
+                    "cannot allocate {total} bytes of host memory for {} tensors",
+                    load.tensors.len()
+                )),
+            })?;
+        blocks.resize(count, Block([0; 256]));
+        let mut host = HostWeights {
+            blocks,
+            offsets,
+            layout: load.clone(),
+        };
+        for i in 0..load.tensors.len() {
+            let start = host.offsets[i] as usize;
+            let t = &load.tensors[i];
+            let bytes = host.bytes_mut();
+            fill::<WeightError>(&file, checkpoint, t, |at, piece| {
+                let at = start + at as usize;
+                bytes[at..at + piece.len()].copy_from_slice(piece);
+                Ok(())
+            })?;
+        }
+        Ok(host)
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        let len = self.blocks.len() * std::mem::size_of::<Block>();
+        // SAFETY: `Block` is a plain `[u8; 256]` (repr C, no padding), so the vector's memory
+        // is `len` initialized bytes, borrowed mutably with `self`.
+        unsafe { std::slice::from_raw_parts_mut(self.blocks.as_mut_ptr().cast::<u8>(), len) }
+    }
+
+    /// The tensors' layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The tensors with their bytes, in layout order.
+    pub fn tensors(&self) -> impl Iterator<Item = (&TensorSpec, &[u8])> {
+        let len = self.blocks.len() * std::mem::size_of::<Block>();
+        // SAFETY: as in `bytes_mut`, shared.
+        let all = unsafe { std::slice::from_raw_parts(self.blocks.as_ptr().cast::<u8>(), len) };
+        self.layout
+            .tensors
+            .iter()
+            .zip(&self.offsets)
+            .map(move |(t, &o)| (t, &all[o as usize..(o + t.bytes()) as usize]))
+    }
+
+    /// Bytes held (with each tensor's alignment).
+    pub fn bytes(&self) -> u64 {
+        (self.blocks.len() * std::mem::size_of::<Block>()) as u64
+    }
 }
 
 /// Elements converted at a time when a tensor's stored float type is not the one loaded.

@@ -148,7 +148,10 @@ fn scaled_down_layouts_load_from_the_fixtures() {
         weights: WeightSource::File(data.join(name)),
     };
     let tiny_clip = ClipConfig::TINY;
-    let tiny_flux = FluxConfig::TINY.layout(Packing::MatMulNBits { block: 16 });
+    let tiny_flux = FluxConfig::TINY.layout(Packing::MatMulNBits {
+        block: 16,
+        float: WeightDtype::F16,
+    });
     let tiny_kokoro = KokoroConfig::TINY.layout(WeightDtype::F16);
     let tiny_lp = LivePortraitConfig::TINY.layout(WeightDtype::F16);
     let models: Vec<Box<dyn Model>> = vec![

@@ -7,17 +7,19 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{floats, ints, loaded, max_diff};
+use common::{floats, ints, loaded, loaded_within, max_diff};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde_json::Value;
 use vortex_models::adapter::Flux;
 use vortex_models::clip_text::clip_tokenizer;
+use vortex_models::compute::StageImpl;
 use vortex_models::export::{Export, ExportedNetwork, T5Ids};
 use vortex_models::flux::network::{FluxNetwork, T5Tokenizer, noise, pack, unpack};
 use vortex_models::layout::WeightDtype;
 use vortex_models::runtime::{Runtime, fetch};
 use vortex_models::stage::Stage;
-use vortex_registry::ModelRegistry;
+use vortex_models::weights::resident_bytes;
+use vortex_registry::{Model, ModelRegistry};
 use vortex_vram::{OwnerId, Purpose, Vram};
 
 fn dir() -> PathBuf {
@@ -41,7 +43,11 @@ fn rig(export: &str) -> Rig {
 
 /// The export in `dir` loaded, and the actor stage's network over it.
 fn rig_at(dir: &Path) -> Rig {
-    let (export, vram, registry) = loaded(Stage::Actor, dir, 64 << 20);
+    rig_loaded(loaded(Stage::Actor, dir, 64 << 20))
+}
+
+/// The actor stage's network over a loaded export.
+fn rig_loaded((export, vram, registry): (Export, Vram, ModelRegistry)) -> Rig {
     let weights = registry.get::<Flux>().unwrap().weights().unwrap();
     let network = FluxNetwork::new(
         Runtime::get(None).unwrap(),
@@ -184,6 +190,57 @@ fn same_as_golden(export: &str, golden: &Value) {
         .to_string();
     assert!(err.contains("prompt is empty"), "{err}");
     let _ = &rig.registry;
+}
+
+/// An actor budget too small for T5: the adapter puts T5's encoder in host memory (a line of
+/// the plan, not counted by the tracker), the arena holds the rest, and the network reads T5
+/// from the export there: the same embeddings and image as with T5 on the device.
+#[test]
+fn t5_runs_from_host_memory_when_the_actor_budget_cannot_hold_it() {
+    let dir = dir().join("tiny_q4");
+    let export = Export::open(&dir).unwrap();
+    let resident = export.resident_layout();
+    let all = resident_bytes(&resident);
+    let t5 = resident_bytes(&resident.select(&["text_encoder_2."]));
+    assert!(t5 > 0);
+    let mut small = rig_loaded(loaded_within(Stage::Actor, &dir, 64 << 20, all - t5));
+    let flux = small.registry.get::<Flux>().unwrap();
+    let cpu = flux.cpu_weights().expect("T5 in host memory");
+    assert_eq!(cpu.bytes, t5);
+    assert!(cpu.what.contains("T5"), "{}", cpu.what);
+    let on_device = flux.weights().unwrap();
+    assert!(
+        on_device
+            .layout
+            .select(&["text_encoder_2."])
+            .tensors
+            .is_empty()
+    );
+    assert_eq!(resident_bytes(&on_device.layout), all - t5);
+    assert_eq!(
+        small.vram.tracker().purpose_bytes(Purpose::ModelWeights),
+        all - t5
+    );
+    let detail = small.network.implementation().detail;
+    assert!(detail.contains("T5 from host memory"), "{detail}");
+    let mut whole = rig("tiny_q4");
+    let prompt = "a lighthouse at dusk";
+    let (a_arena, b_arena) = (small.vram.arena().clone(), whole.vram.arena().clone());
+    let a = small
+        .network
+        .condition(&a_arena, small.owner, prompt)
+        .unwrap();
+    let b = whole
+        .network
+        .condition(&b_arena, whole.owner, prompt)
+        .unwrap();
+    assert_eq!(a.prompt_embeds, b.prompt_embeds, "bit for bit");
+    let image = |rig: &mut Rig, arena| {
+        rig.network
+            .generate(arena, rig.owner, prompt, 7, 32, &mut |_, _| {})
+            .unwrap()
+    };
+    assert_eq!(image(&mut small, &a_arena), image(&mut whole, &b_arena));
 }
 
 /// A copy of an export with one file replaced by `bytes`.

@@ -24,7 +24,10 @@ fn fixtures() -> Vec<(&'static str, Layout)> {
         ("tiny_clip", ClipConfig::TINY.layout(WeightDtype::F16)),
         (
             "tiny_flux_q4",
-            FluxConfig::TINY.layout(Packing::MatMulNBits { block: 16 }),
+            FluxConfig::TINY.layout(Packing::MatMulNBits {
+                block: 16,
+                float: WeightDtype::F16,
+            }),
         ),
         ("tiny_kokoro", KokoroConfig::TINY.layout(WeightDtype::F16)),
         (

@@ -15,7 +15,9 @@
 //! Where T5-XXL lives is decided from those bytes ([`FluxActor::t5_placement`]): with it on
 //! the device the actor needs 9.52 GB of weights, more than a 12 GiB card can give it beside
 //! the other four models, so the 3060 plan runs it on the CPU and only its `[256, 4096]`
-//! output crosses over.
+//! output crosses over. Those are the fp16 graphs' bytes (the CUDA provider's); on the CPU
+//! provider an export loads in f32 ([`Packing::NBITS_F32`]: 7.48 GB without T5, 3.17 GB of
+//! T5), and the adapter places T5 from the export's own bytes the same way.
 //!
 //! [`network`] runs a FLUX export (`data/flux/export_flux.py`) as the actor stage.
 
@@ -32,32 +34,45 @@ pub const NBITS_BLOCK: u64 = 64;
 pub enum Packing {
     /// Every tensor in 16 bits (bf16, as the official checkpoints ship).
     Bf16,
-    /// Every Linear weight 4-bit for MatMulNBits in blocks of `block` along K, with fp16
-    /// scales and 4-bit zero points; everything else 16-bit.
+    /// Every Linear weight 4-bit for MatMulNBits in blocks of `block` along K, with scales in
+    /// the graph's float type `float` and 4-bit zero points; everything else in `float`.
     MatMulNBits {
         /// Weights per block (a power of two, at least 16).
         block: u64,
+        /// The graph's float type: F16 where the CUDA provider runs it, F32 on the CPU
+        /// provider (what `export_flux.py` + `quantize_nbits.py` write by default, and what
+        /// Vortex loads any FLUX export as on the CPU).
+        float: WeightDtype,
     },
 }
 
 impl Packing {
-    /// What the 3060 plan loads: 4-bit in blocks of 64.
-    pub const NBITS: Packing = Packing::MatMulNBits { block: NBITS_BLOCK };
+    /// What the 3060 plan loads: 4-bit in blocks of 64, fp16 scales (the CUDA provider's
+    /// graphs).
+    pub const NBITS: Packing = Packing::MatMulNBits {
+        block: NBITS_BLOCK,
+        float: WeightDtype::F16,
+    };
+
+    /// What the CPU provider loads: 4-bit in blocks of 64, f32 scales and f32 elsewhere.
+    pub const NBITS_F32: Packing = Packing::MatMulNBits {
+        block: NBITS_BLOCK,
+        float: WeightDtype::F32,
+    };
 }
 
 /// Adds a Linear layer `{prefix}.weight [out, inp]` (and its bias) packed as `packing` says.
 fn linear(l: &mut Layout, prefix: &str, packing: Packing, out: u64, inp: u64, bias: bool) {
-    let f16 = WeightDtype::F16;
     match packing {
         Packing::Bf16 => l.push(format!("{prefix}.weight"), WeightDtype::BF16, &[out, inp]),
-        Packing::MatMulNBits { block } => {
+        Packing::MatMulNBits { block, float } => {
             let blocks = inp.div_ceil(block);
             l.push(
                 format!("{prefix}.weight.qweight"),
                 WeightDtype::U8,
                 &[out, blocks, block / 2],
             );
-            l.push(format!("{prefix}.weight.scales"), f16, &[out, blocks]);
+            l.push(format!("{prefix}.weight.scales"), float, &[out, blocks]);
             l.push(
                 format!("{prefix}.weight.zero_points"),
                 WeightDtype::U8,
@@ -71,12 +86,12 @@ fn linear(l: &mut Layout, prefix: &str, packing: Packing, out: u64, inp: u64, bi
 }
 
 impl Packing {
-    /// The dtype of what is not a Linear weight: bf16 beside bf16 weights, fp16 beside
-    /// MatMulNBits' fp16 scales (one float type per graph).
+    /// The dtype of what is not a Linear weight: bf16 beside bf16 weights, the scales' float
+    /// type beside MatMulNBits (one float type per graph).
     const fn other(self) -> WeightDtype {
         match self {
             Packing::Bf16 => WeightDtype::BF16,
-            Packing::MatMulNBits { .. } => WeightDtype::F16,
+            Packing::MatMulNBits { float, .. } => float,
         }
     }
 }
@@ -529,6 +544,35 @@ mod tests {
             .get("single_blocks.0.linear2.weight.zero_points")
             .unwrap();
         assert_eq!(zp.shape, [3072, 120]);
+    }
+
+    /// What the CPU provider loads (scales and every non-Linear tensor in f32): the fp16
+    /// figures above plus 2 more bytes for each scale and each other parameter.
+    #[test]
+    fn an_f32_export_costs_the_fp16_bytes_plus_its_wider_scales_and_others() {
+        let figures = python_figures();
+        let f32_bytes = |key: &str| {
+            let fig = &figures[key];
+            let linear = fig["linear_weight_parameters"].as_u64().unwrap();
+            let other = fig["other_parameters"].as_u64().unwrap();
+            fig["nbits_b64_fp16_scales_zp_bytes"].as_u64().unwrap()
+                + 2 * linear / NBITS_BLOCK
+                + 2 * other
+        };
+        let transformer = FluxConfig::SCHNELL.layout(Packing::NBITS_F32);
+        assert_eq!(transformer.bytes(), f32_bytes("transformer"));
+        let t5 = T5Config::XXL.layout(Packing::NBITS_F32);
+        assert_eq!(t5.bytes(), f32_bytes("text_encoder_2 (T5-XXL encoder)"));
+        let cpu_export = FluxActor {
+            packing: Packing::NBITS_F32,
+            ..FluxActor::SCHNELL
+        };
+        // 7.48 GB on the device without T5 (over the 3060 plan's 7.1 GB actor budget), 3.17 GB
+        // of T5 in host memory: the figures README gives for a CPU-provider export.
+        let device = resident_bytes(&cpu_export.layout(T5Placement::Cpu));
+        assert_eq!(device / 10_000_000, 748, "{device}");
+        assert_eq!(resident_bytes(&t5) / 10_000_000, 316, "{}", t5.bytes());
+        assert_eq!(cpu_export.t5_placement(7_100_000_000), T5Placement::Cpu);
     }
 
     #[test]

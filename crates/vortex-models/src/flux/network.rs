@@ -15,7 +15,7 @@ use crate::compute::{
 };
 use crate::export::{Export, ExportedNetwork, FluxManifest, T5Ids};
 use crate::runtime::{Graph, Input, Optimization, Output, Runtime, Terminator};
-use crate::weights::ResidentWeights;
+use crate::weights::{HostWeights, ResidentWeights};
 
 /// The stage on one FLUX export.
 #[derive(Debug)]
@@ -30,6 +30,9 @@ pub struct FluxNetwork {
     t5_tokenizer: T5Tokenizer,
     /// Keeps the slab (and so the weights the sessions read) alive as long as they are.
     _arena: Arena,
+    /// T5's weights when the actor's budget left them off the device (the plan's host-memory
+    /// line): read from the export into host memory, dropped after the sessions.
+    _t5_host: Option<HostWeights>,
 }
 
 /// What a prompt becomes before the denoising.
@@ -219,13 +222,30 @@ impl FluxNetwork {
             });
         };
         let network = "a FLUX export";
+        // T5's tensors are not resident when the adapter put T5 on the CPU (its budget could
+        // not hold them): they are read from the export into host memory here.
+        let t5_prefix = format!("{}.", manifest.graphs.t5.component);
+        let t5_host = if weights
+            .layout
+            .tensors
+            .iter()
+            .any(|t| t.name.starts_with(&t5_prefix))
+        {
+            None
+        } else {
+            let t5 = export.resident_layout().select(&[t5_prefix.as_str()]);
+            Some(HostWeights::read(&export.weights(), &export.layout(), &t5)?)
+        };
         let graph = |g: &crate::export::FluxGraph, optimization| -> Result<Graph, ComputeError> {
             let prefix = format!("{}.", g.component);
-            let tensors = in_place(arena, weights, network, |n| n.starts_with(&prefix))?;
+            let tensors = match &t5_host {
+                Some(host) if prefix == t5_prefix => crate::compute::on_host(host),
+                _ => in_place(arena, weights, network, |n| n.starts_with(&prefix))?,
+            };
             let file = export.file(&g.file);
             // SAFETY: every range lies in the model's static region (checked by `in_place`),
-            // which is never freed while a handle on the arena lives; `_arena` is one, and it
-            // drops after the graphs (field order).
+            // which is never freed while a handle on the arena lives, or in `t5_host`; `_arena`
+            // and `_t5_host` drop after the graphs (field order).
             Ok(unsafe { runtime.graph_with(&file, &tensors, threads, optimization) }?)
         };
         let clip_text = graph(&manifest.graphs.clip_text, Optimization::All)?;
@@ -254,9 +274,16 @@ impl FluxNetwork {
                 )
             },
         );
+        let t5_where = match &t5_host {
+            Some(host) => format!(
+                "; T5 from host memory ({}), its budget too small for it",
+                vortex_vram::Bytes(host.bytes())
+            ),
+            None => String::new(),
+        };
         Ok(FluxNetwork {
             detail: format!(
-                "FLUX.1 ({} steps; from {}; {weights_kind}) exported by export_flux.py, on ONNX Runtime's CPU provider",
+                "FLUX.1 ({} steps; from {}; {weights_kind}{t5_where}) exported by export_flux.py, on ONNX Runtime's CPU provider",
                 manifest.scheduler.sigmas.len() - 1,
                 manifest.source
             ),
@@ -268,6 +295,7 @@ impl FluxNetwork {
             tokenizer,
             t5_tokenizer,
             _arena: arena.clone(),
+            _t5_host: t5_host,
         })
     }
 

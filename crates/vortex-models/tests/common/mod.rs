@@ -59,14 +59,25 @@ pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 pub fn loaded(stage: Stage, dir: &Path, scratch: u64) -> (Export, Vram, ModelRegistry) {
     let export = Export::open(dir).unwrap();
     let weights = resident_bytes(&export.resident_layout());
+    loaded_within(stage, dir, scratch, weights + (1 << 20))
+}
+
+/// [`loaded`] under a model budget of `budget` bytes (the arena: the budget and a MiB).
+pub fn loaded_within(
+    stage: Stage,
+    dir: &Path,
+    scratch: u64,
+    budget: u64,
+) -> (Export, Vram, ModelRegistry) {
+    let export = Export::open(dir).unwrap();
     let backend = Arc::new(HostBackend::new(HostConfig::rtx3060_12gb()));
     let vram = Vram::new(
         backend,
-        VramConfig::new(ArenaConfig::new(weights + (1 << 20), scratch)),
+        VramConfig::new(ArenaConfig::new(budget + (1 << 20), scratch)),
     )
     .unwrap();
     let spec = ModelSpec {
-        budget: weights + (1 << 20),
+        budget,
         weights: WeightSource::Export(export.clone()),
     };
     let registry = ModelRegistry::load(vram.arena(), vec![adapter_for(stage, spec)]).unwrap();
