@@ -68,8 +68,9 @@ fn liveportrait(c: &mut Criterion) {
         || LivePortraitNetwork::new(runtime, &export, vram.arena(), resident, 2),
     );
     let mut network = network.unwrap();
-    // ORT_ENABLE_ALL folds some weights into new ones (Conv + BatchNorm, the spectral norm)
-    // that the runtime allocates outside the arena: this says how much.
+    // The sessions run Optimization::NoWeightCopies (no constant folding, no Conv fusions, no
+    // NCHWc reorders), so what the runtime allocates outside the arena while they are created
+    // should be small next to the weights: this says how much.
     eprintln!("{}", outside.report(&name, weights));
     let arena = vram.arena().clone();
     let owner = vram.owner("liveportrait").unwrap();

@@ -121,6 +121,35 @@ mod tests {
         assert!(sizes.iter().all(|&s| (256..16 * 1024).contains(&s)));
         assert!(sizes.iter().any(|&s| s > 8 * 1024) && sizes.iter().any(|&s| s < 4 * 1024));
     }
+
+    #[test]
+    fn outside_arena_counts_what_creation_added_and_the_rss_it_grew() {
+        use std::cell::Cell;
+        let counter = Cell::new(1_000u64);
+        let (made, cost) = OutsideArena::measure(
+            || counter.get(),
+            || {
+                counter.set(1_500);
+                // 64 MiB touched: the resident set grows by about that much.
+                let v = vec![1u8; 64 << 20];
+                std::hint::black_box(&v);
+                v
+            },
+        );
+        assert_eq!(made.len(), 64 << 20);
+        assert_eq!(cost.allocated, 500);
+        if rss() > 0 {
+            assert!(cost.rss >= 32 << 20, "{}", cost.rss);
+        }
+        let line = cost.report("net", 50_000);
+        assert!(
+            line.contains("allocated 500 B") && line.contains("(1.00% of the weights)"),
+            "{line}"
+        );
+        // A counter that went down (a free) is no negative cost.
+        let (_, freed) = OutsideArena::measure(|| counter.get(), || counter.set(0));
+        assert_eq!(freed.allocated, 0);
+    }
 }
 
 /// What creating a network's sessions cost outside Vortex's arena: bytes ONNX Runtime

@@ -342,6 +342,14 @@ pub enum ComputeError {
         /// What the tokenizers crate said.
         problem: String,
     },
+    /// T5's tokenizer refused a prompt.
+    #[error("T5's tokenizer ({}) could not encode the prompt: {problem}; change the prompt", file.display())]
+    T5Prompt {
+        /// The tokenizer's file.
+        file: std::path::PathBuf,
+        /// What the tokenizers crate said.
+        problem: String,
+    },
     /// An export of another network than the stage runs.
     #[error("{} holds a {found} export, but this stage runs {wanted}: point it at a {wanted} export", dir.display())]
     WrongExport {

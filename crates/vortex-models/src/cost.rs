@@ -101,7 +101,8 @@ impl CostProfile {
                     fixed_ms: 150.0,
                     per_unit_ms: 10.0,
                 },
-                // FLUX.1-schnell NF4, 4 steps at 512²: community reports on 12 GB Ampere cards run
+                // FLUX.1-schnell 4-bit (the community's figures are NF4; Vortex loads
+                // MatMulNBits, the same bits per weight), 4 steps at 512²: reports on 12 GB Ampere cards run
                 // about 1 s per step at this size plus text encoding and VAE decode: ~6 s.
                 Stage::Actor => StageCost {
                     fixed_ms: 6000.0,

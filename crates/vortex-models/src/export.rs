@@ -334,6 +334,11 @@ impl FluxManifest {
         let t5 = &self.tokenizers.t5;
         match (t5.kind.as_str(), &t5.file) {
             ("byt5", None) | ("tokenizer.json", Some(_)) => {}
+            ("byt5", Some(file)) => {
+                return Err(format!(
+                    "tokenizers.t5.kind \"byt5\" reads no file, but tokenizers.t5.file is {file:?}: drop the file, or set kind = \"tokenizer.json\" to read it"
+                ));
+            }
             ("tokenizer.json", None) => {
                 return Err(
                     "tokenizers.t5.kind \"tokenizer.json\" needs tokenizers.t5.file".to_owned(),

@@ -340,6 +340,25 @@ fn float_conversions_on_load_are_halfs() {
             assert_eq!(got.to_bits(), want.to_bits(), "{dtype:?} {v}");
         }
     }
+    // Fixed bit patterns (IEEE 754 / bfloat16 by hand, not through `half`): 3.140625 is
+    // 0x4049 in bf16 and 0x4248 in f16; 65504, f16's largest, is 0x7BFF; -2.5 is 0xC020 in
+    // bf16 and 0xC100 in f16.
+    let bits = |bytes: Vec<u8>| -> Vec<u16> {
+        bytes
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .collect()
+    };
+    let picked: Vec<u8> = [3.140625f32, 65504.0, -2.5]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let bf = bits(convert(&picked, WeightDtype::F32, WeightDtype::BF16).unwrap());
+    assert_eq!(bf, [0x4049, 0x4780, 0xC020]);
+    let h = bits(convert(&picked, WeightDtype::F32, WeightDtype::F16).unwrap());
+    assert_eq!(h, [0x4248, 0x7BFF, 0xC100]);
+    let back = convert(&[0x49, 0x40], WeightDtype::BF16, WeightDtype::F32).unwrap();
+    assert_eq!(back, 3.140625f32.to_le_bytes());
     // bf16 keeps f32's exponent: 1e-8 survives; f16 flushes it to zero.
     let bf = convert(&1e-8f32.to_le_bytes(), WeightDtype::F32, WeightDtype::BF16).unwrap();
     assert!(half::bf16::from_le_bytes([bf[0], bf[1]]).to_f32() > 0.0);

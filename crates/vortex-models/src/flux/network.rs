@@ -82,10 +82,9 @@ impl T5Tokenizer {
         };
         let mut tokenizer = tokenizers::Tokenizer::from_file(&path)
             .map_err(|e| problem(format!("not a tokenizers file: {e}")))?;
-        let pad_token = u32::try_from(ids.pad)
-            .ok()
-            .and_then(|pad| tokenizer.id_to_token(pad))
-            .ok_or_else(|| problem(format!("has no token of the padding id {}", ids.pad)))?;
+        let no_pad = || problem(format!("has no token of the padding id {}", ids.pad));
+        let pad_id = u32::try_from(ids.pad).map_err(|_| no_pad())?;
+        let pad_token = tokenizer.id_to_token(pad_id).ok_or_else(no_pad)?;
         tokenizer
             .with_truncation(Some(tokenizers::TruncationParams {
                 max_length: ids.max_length,
@@ -94,7 +93,7 @@ impl T5Tokenizer {
             .map_err(|e| problem(format!("refused truncation to {}: {e}", ids.max_length)))?;
         tokenizer.with_padding(Some(tokenizers::PaddingParams {
             strategy: tokenizers::PaddingStrategy::Fixed(ids.max_length),
-            pad_id: ids.pad as u32,
+            pad_id,
             pad_token,
             ..Default::default()
         }));
@@ -125,9 +124,9 @@ impl T5Tokenizer {
                 let encoding =
                     tokenizer
                         .encode(prompt, true)
-                        .map_err(|e| ComputeError::T5Tokenizer {
+                        .map_err(|e| ComputeError::T5Prompt {
                             file: path.clone(),
-                            problem: format!("refused the prompt: {e}"),
+                            problem: e.to_string(),
                         })?;
                 Ok(encoding.get_ids().iter().map(|&id| i64::from(id)).collect())
             }

@@ -260,8 +260,8 @@ pub enum Optimization {
     /// Every level (ONNX Runtime's `ORT_ENABLE_ALL`).
     All,
     /// Every optimization that leaves the weights where they are: the extended level
-    /// (`ORT_ENABLE_EXTENDED`) without constant folding, the Conv + BatchNorm fusion and the
-    /// transpose optimizer. Those, and the layout level's blocked (NCHWc) reorder of every
+    /// (`ORT_ENABLE_EXTENDED`) without constant folding, the Conv + BatchNorm, Conv + Add and
+    /// Conv + Mul fusions and the transpose optimizer. Those, and the layout level's blocked (NCHWc) reorder of every
     /// Conv weight, make new weight tensors that ONNX Runtime allocates itself, outside the
     /// arena and the tracker: 423 MB of LivePortrait's 521 MB of weights at full size, plus
     /// 115 MB of reorders (`benches/liveportrait.rs` prints the figure).
