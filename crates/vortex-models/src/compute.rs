@@ -496,15 +496,43 @@ pub trait StageImpl: Send + fmt::Debug {
     }
 }
 
+/// One speech sound and the samples it spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpeechSound {
+    /// The phoneme symbol (misaki's set, as Kokoro reads it).
+    pub symbol: char,
+    /// First sample (at the buffers' sample rate).
+    pub start: u64,
+    /// One past the last sample.
+    pub end: u64,
+}
+
+/// When each speech sound of the audio is said, as the audio stage knows it (Kokoro's
+/// duration predictor); empty when it does not (the reference implementation). Samples
+/// outside every sound are silence.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpeechTiming {
+    /// The sounds, in order, not overlapping.
+    pub sounds: Vec<SpeechSound>,
+}
+
+impl SpeechTiming {
+    /// Whether the audio stage said nothing of its timing.
+    pub fn is_empty(&self) -> bool {
+        self.sounds.is_empty()
+    }
+}
+
 /// The audio stage: a waveform from the recipe's script.
 pub trait AudioStage: StageImpl {
-    /// Writes `seconds × sample_rate` samples (the buffers' dtype) into `audio`.
+    /// Writes `seconds × sample_rate` samples (the buffers' dtype) into `audio`, and says when
+    /// each sound is spoken where it knows.
     fn run(
         &mut self,
         cx: &mut StageContext<'_>,
         recipe: &Recipe,
         audio: &StaticRegion,
-    ) -> Result<(), ComputeError>;
+    ) -> Result<SpeechTiming, ComputeError>;
 }
 
 /// The actor stage: an image from the recipe's prompt and seed.
@@ -525,6 +553,8 @@ pub struct VideoInputs<'a> {
     pub actor: &'a StaticRegion,
     /// The waveform.
     pub audio: &'a StaticRegion,
+    /// When each sound of it is said (empty when the audio stage does not know).
+    pub speech: &'a SpeechTiming,
 }
 
 /// The video stage: frames of the actor driven by the audio.

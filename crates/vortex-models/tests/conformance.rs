@@ -181,7 +181,8 @@ fn slot(set: &mut StageSet, rig: &mut Rig, recipe: &Recipe) -> [Vec<u8>; 5] {
     set.actor
         .run(&mut rig.cx(&BUFFERS), recipe, &actor)
         .unwrap();
-    set.audio
+    let speech = set
+        .audio
         .run(&mut rig.cx(&BUFFERS), recipe, &audio)
         .unwrap();
     let target = FrameTarget {
@@ -192,6 +193,7 @@ fn slot(set: &mut StageSet, rig: &mut Rig, recipe: &Recipe) -> [Vec<u8>; 5] {
     let inputs = VideoInputs {
         actor: &actor,
         audio: &audio,
+        speech: &speech,
     };
     set.video
         .run(
@@ -401,7 +403,8 @@ fn a_video_stage_stops_when_its_drain_fails_and_keeps_nothing() {
         set.actor
             .run(&mut rig.cx(&BUFFERS), &recipe, &actor)
             .unwrap();
-        set.audio
+        let speech = set
+            .audio
             .run(&mut rig.cx(&BUFFERS), &recipe, &audio)
             .unwrap();
         let before = rig.held();
@@ -414,6 +417,7 @@ fn a_video_stage_stops_when_its_drain_fails_and_keeps_nothing() {
                 VideoInputs {
                     actor: &actor,
                     audio: &audio,
+                    speech: &speech,
                 },
                 FrameTarget {
                     region: &video,

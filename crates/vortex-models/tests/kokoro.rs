@@ -141,6 +141,7 @@ mod network {
             g["num_samples"].as_u64().unwrap(),
             "{name}"
         );
+        check_timing(rig, g["text"].as_str().unwrap(), speech.len() as u64);
         let first = floats(&g["first_2048"]);
         let every = floats(&g["every_97th"]);
         let mut worst = 0f32;
@@ -161,6 +162,35 @@ mod network {
             "{name}: max |diff| {worst} against Python"
         );
         worst
+    }
+
+    /// The duration predictor's timing of the last speech: one sound per phoneme token, in
+    /// the phonemes' order, each whole 25 ms units long, in order inside the waveform (the
+    /// network refuses durations that do not add up to each piece's samples).
+    fn check_timing(rig: &Rig, text: &str, samples: u64) {
+        use vortex_models::kokoro::network::SAMPLES_PER_DURATION;
+        use vortex_models::kokoro::phonemes::{Language, Vocab, phonemize};
+        let files = assets::prepare(&fetch::cache_dir()).unwrap();
+        let vocab = Vocab::from_json(&files.vocab).unwrap();
+        let phonemes = phonemize(text, Language::parse("en-us").unwrap(), &vocab).unwrap();
+        let timing = rig.network.timing();
+        let said: String = timing.sounds.iter().map(|s| s.symbol).collect();
+        let want: String = phonemes
+            .chars()
+            .filter(|&c| vocab.id(c).is_some())
+            .collect();
+        // Pieces split at punctuation may drop the spaces between them.
+        assert_eq!(said.replace(' ', ""), want.replace(' ', ""), "{text}");
+        let mut end = 0;
+        for sound in &timing.sounds {
+            assert!(sound.start >= end && sound.end > sound.start, "{sound:?}");
+            assert_eq!((sound.end - sound.start) % SAMPLES_PER_DURATION, 0);
+            end = sound.end;
+        }
+        assert!(end <= samples, "{end} of {samples}");
+        // The padding tokens are short: the sounds cover most of the speech.
+        let spoken: u64 = timing.sounds.iter().map(|s| s.end - s.start).sum();
+        assert!(spoken * 10 > samples * 7, "{spoken} of {samples}");
     }
 
     #[test]

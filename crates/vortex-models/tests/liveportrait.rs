@@ -13,7 +13,8 @@ use safetensors::SafeTensors;
 use serde_json::Value;
 use vortex_models::adapter::LivePortrait;
 use vortex_models::liveportrait::network::{
-    Drive, LivePortraitNetwork, lip_ratios, natural_motion,
+    Drive, LIP_MAX, LivePortraitNetwork, lip_ratios, lip_ratios_timed, natural_motion,
+    viseme_openness,
 };
 use vortex_models::runtime::Runtime;
 use vortex_models::stage::Stage;
@@ -37,6 +38,60 @@ fn tensor(name: &str) -> Vec<f32> {
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect()
+}
+
+/// With Kokoro's timing the mouth follows the sounds, not just the loudness: at the same
+/// energy it is shut for "m", widest for "a", held through a length mark, shut in silence.
+#[test]
+fn the_mouth_follows_the_sounds_kokoro_says() {
+    use vortex_models::compute::{SpeechSound, SpeechTiming};
+    // 24 kHz at 24 fps: 1,000 samples a frame. "m a m aː" 4 frames each, then a pause.
+    let rate = 24_000;
+    let sounds: Vec<SpeechSound> = [('m', 0, 4), ('a', 4, 8), ('m', 8, 12), ('a', 12, 14)]
+        .into_iter()
+        .chain([('ː', 14, 16), ('.', 16, 20)])
+        .map(|(symbol, a, b)| SpeechSound {
+            symbol,
+            start: a * 1000,
+            end: b * 1000,
+        })
+        .collect();
+    let speech = SpeechTiming { sounds };
+    // The same loudness for all 16 spoken frames, silence after.
+    let samples: Vec<f32> = (0..24_000)
+        .map(|i| {
+            if i < 16_000 {
+                0.5 * ((i % 2) as f32 * 2.0 - 1.0)
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let lips = lip_ratios_timed(&samples, &speech, rate, 24, 24);
+    assert_eq!(lips.len(), 24);
+    // Inside each sound (a frame away from its neighbours' blend).
+    for f in [1, 2, 9, 10] {
+        assert!(lips[f] < 0.01, "m at frame {f}: {}", lips[f]);
+    }
+    for f in [5, 6, 13, 14] {
+        assert!(
+            (lips[f] - LIP_MAX).abs() < 1e-6,
+            "a at frame {f}: {}",
+            lips[f]
+        );
+    }
+    assert!(
+        lips[17..].iter().all(|&l| l == 0.0),
+        "silence: {:?}",
+        &lips[17..]
+    );
+    // Between an m and an a the mouth is on its way: neither shut nor wide.
+    assert!(lips[4] > 0.05 && lips[4] < LIP_MAX, "{}", lips[4]);
+    // The energy alone would hold it open through the m's.
+    let flat = lip_ratios(&samples, rate, 24, 24);
+    assert!(flat[1] > 0.4 && flat[9] > 0.4);
+    assert_eq!(viseme_openness('ː'), None);
+    assert_eq!(viseme_openness('b'), Some(0.0));
 }
 
 #[test]

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use vortex_models::adapter::resident_weights;
 use vortex_models::compute::{
     ActorStage, AudioStage, ComputeError, EmbeddingStage, FrameSelection, FrameTarget,
-    Implementation, Recipe, StageContext, StageSet, VideoInputs, VideoStage,
+    Implementation, Recipe, SpeechTiming, StageContext, StageSet, VideoInputs, VideoStage,
 };
 use vortex_models::cost::{SlotWork, TimePlan};
 use vortex_models::runtime::Terminator;
@@ -801,12 +801,13 @@ impl VortexPipeline {
         };
         let [s_audio, s_actor, s_video, s_clip_b, s_clip_l] = stages.as_mut().into_values();
         let mut took = StageTimings::default();
-        (took[Stage::Audio], took[Stage::Actor]) = slot
+        let ((audio_took, speech), actor_took) = slot
             .audio_and_actor((s_audio, &compute.audio), (s_actor, &compute.actor))
             .await?;
+        (took[Stage::Audio], took[Stage::Actor]) = (audio_took, actor_took);
         slot.deliver_actor_and_audio(host, sink)?;
         took[Stage::Video] = slot
-            .video(s_video, &compute.video, &mut host.video, sink)
+            .video(s_video, &compute.video, &speech, &mut host.video, sink)
             .await?;
         let ((b, score_b), (l, score_l)) = slot
             .verify(
@@ -871,18 +872,19 @@ impl Slot<'_> {
         &self,
         (s_audio, audio): (&mut StageState, &Arc<Mutex<Box<dyn AudioStage>>>),
         (s_actor, actor): (&mut StageState, &Arc<Mutex<Box<dyn ActorStage>>>),
-    ) -> Result<(Duration, Duration), ComputeError> {
+    ) -> Result<((Duration, SpeechTiming), Duration), ComputeError> {
         let t0 = Instant::now();
         let audio = async {
             sweep(self.arena, s_audio).await?;
             let stage = Arc::clone(audio);
             let stop = lock(audio).stopper();
             let region = self.regions.audio;
-            self.offloaded(Stage::Audio, s_audio, stop, move |cx, recipe| {
-                lock(&stage).run(cx, recipe, &region)
-            })
-            .await?;
-            Ok::<_, ComputeError>(self.finish(Stage::Audio, t0).await)
+            let speech = self
+                .offloaded(Stage::Audio, s_audio, stop, move |cx, recipe| {
+                    lock(&stage).run(cx, recipe, &region)
+                })
+                .await?;
+            Ok::<_, ComputeError>((self.finish(Stage::Audio, t0).await, speech))
         };
         let actor = async {
             sweep(self.arena, s_actor).await?;
@@ -975,6 +977,7 @@ impl Slot<'_> {
         &self,
         state: &mut StageState,
         video: &Arc<Mutex<Box<dyn VideoStage>>>,
+        speech: &SpeechTiming,
         host_video: &mut [u8],
         sink: &mut dyn MediaSink,
     ) -> Result<Duration, ComputeError> {
@@ -989,6 +992,7 @@ impl Slot<'_> {
             let inputs = VideoInputs {
                 actor: &regions.actor,
                 audio: &regions.audio,
+                speech,
             };
             let target = FrameTarget {
                 region: &regions.video,
@@ -1036,11 +1040,13 @@ impl Slot<'_> {
                 regions.video,
                 regions.video_frames_on_device,
             );
+            let speech = speech.clone();
             let drawing = self.offloaded(Stage::Video, state, stop, move |cx, recipe| {
                 let arena = cx.arena.clone();
                 let inputs = VideoInputs {
                     actor: &actor,
                     audio: &audio,
+                    speech: &speech,
                 };
                 let target = FrameTarget {
                     region: &video_region,

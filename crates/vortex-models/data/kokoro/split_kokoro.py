@@ -20,6 +20,8 @@ Writes (deterministic, byte-identical on every run):
                          offset (in kokoro.safetensors), sha256 of its bytes.
 
 Usage: python split_kokoro.py [kokoro.onnx] [outdir]
+       python split_kokoro.py --add-durations kokoro.graph.onnx   (in place: adds the
+       `durations` output to a graph split before it existed; see add_durations_output)
 """
 import hashlib
 import json
@@ -73,7 +75,37 @@ def write_safetensors(path, large, metadata):
     return len(hb), header
 
 
+DURATIONS = "durations"
+DURATIONS_OF = "/encoder/Clip_output_0"
+
+
+def add_durations_output(model):
+    """A second graph output, `durations` float32 [1, tokens]: each token's length in frames
+    of 600 samples (25 ms at 24 kHz), padding tokens included. It is the duration predictor's
+    rounded output after its Clip to at least 1 (`/encoder/Clip_output_0`), the one the audio
+    is built from: its sum x 600 is the waveform's length. An Identity names it; nothing
+    the audio depends on changes. Applied last, so running it on a graph split before it
+    existed gives the same bytes as splitting again."""
+    g = model.graph
+    if any(o.name == DURATIONS for o in g.output):
+        return
+    if not any(DURATIONS_OF in n.output for n in g.node):
+        sys.exit(f"{DURATIONS_OF}: not in the graph")
+    g.node.append(onnx.helper.make_node("Identity", [DURATIONS_OF], [DURATIONS],
+                                        name="/vortex/durations"))
+    g.output.append(onnx.helper.make_tensor_value_info(
+        DURATIONS, TensorProto.FLOAT, [1, "tokens"]))
+
+
 def main():
+    if sys.argv[1:2] == ["--add-durations"]:
+        path = sys.argv[2]
+        model = onnx.load(path, load_external_data=False)
+        add_durations_output(model)
+        with open(path, "wb") as f:
+            f.write(model.SerializeToString(deterministic=True))
+        print(path, os.path.getsize(path), hashlib.sha256(open(path, "rb").read()).hexdigest())
+        return
     src = sys.argv[1] if len(sys.argv) > 1 else "kokoro.onnx"
     out = sys.argv[2] if len(sys.argv) > 2 else "."
     os.makedirs(out, exist_ok=True)
@@ -129,6 +161,7 @@ def main():
             e = t.external_data.add()
             e.key, e.value = k, v
 
+    add_durations_output(model)
     # serialize ourselves so onnx.save does not try to (re)write external data
     with open(os.path.join(out, "kokoro.graph.onnx"), "wb") as f:
         f.write(model.SerializeToString(deterministic=True))

@@ -11,8 +11,8 @@ use vortex_vram::{Arena, OwnerId, StaticRegion};
 use super::assets::{KokoroFiles, STYLE, VOICE_ROWS};
 use super::phonemes::{self, Language, MAX_TOKENS, Vocab};
 use crate::compute::{
-    AudioStage, ComputeError, Implementation, Recipe, StageContext, StageImpl, check_dtype,
-    in_place,
+    AudioStage, ComputeError, Implementation, Recipe, SpeechSound, SpeechTiming, StageContext,
+    StageImpl, check_dtype, in_place,
 };
 use crate::runtime::{Graph, Input, Output, Runtime, RuntimeError, Terminator};
 use crate::weights::ResidentWeights;
@@ -32,6 +32,46 @@ pub const MAX_PIECE_TOKENS: usize = 100;
 /// Kokoro's output rate.
 pub const SAMPLE_RATE: u64 = 24_000;
 
+/// Samples per unit of the duration predictor's output (25 ms at 24 kHz).
+pub const SAMPLES_PER_DURATION: u64 = 600;
+
+/// The graph's second output: each token's length in units of [`SAMPLES_PER_DURATION`]
+/// (`data/kokoro/split_kokoro.py` adds it: the duration predictor's rounded, clipped output).
+const DURATIONS: &str = "durations";
+
+/// Appends the sounds of one piece to `timing`: `symbols` (the piece's, one per token between
+/// the two padding tokens) spoken for `durations` (one per token, padding included) from
+/// sample `at`. The durations must add up to the piece's `samples`, else the graph is not the
+/// one Vortex ships.
+fn timing_of(
+    timing: &mut SpeechTiming,
+    at: u64,
+    symbols: impl Iterator<Item = char>,
+    durations: &[f32],
+    samples: u64,
+) -> Result<(), ComputeError> {
+    let units = |d: f32| d.max(0.0).round() as u64;
+    let total: u64 = durations.iter().map(|&d| units(d)).sum();
+    let symbols: Vec<char> = symbols.collect();
+    if durations.len() != symbols.len() + 2 || total * SAMPLES_PER_DURATION != samples {
+        return Err(RuntimeError::Shape(format!(
+            "Kokoro's durations ({} of them, {} samples) do not match its {} tokens and {samples} samples of audio",
+            durations.len(),
+            total * SAMPLES_PER_DURATION,
+            symbols.len() + 2
+        ))
+        .into());
+    }
+    // The leading padding token's span is silence.
+    let mut start = at + units(durations[0]) * SAMPLES_PER_DURATION;
+    for (&symbol, &d) in symbols.iter().zip(&durations[1..]) {
+        let end = start + units(d) * SAMPLES_PER_DURATION;
+        timing.sounds.push(SpeechSound { symbol, start, end });
+        start = end;
+    }
+    Ok(())
+}
+
 /// The audio stage on Kokoro-82M's int8 graph.
 #[derive(Debug)]
 pub struct KokoroNetwork {
@@ -42,7 +82,9 @@ pub struct KokoroNetwork {
     _arena: Arena,
     tokens: Vec<i64>,
     chunk: Vec<f32>,
+    durations: Vec<f32>,
     speech: Vec<f32>,
+    timing: SpeechTiming,
 }
 
 impl KokoroNetwork {
@@ -69,8 +111,15 @@ impl KokoroNetwork {
             _arena: arena.clone(),
             tokens: Vec::new(),
             chunk: Vec::new(),
+            durations: Vec::new(),
             speech: Vec::new(),
+            timing: SpeechTiming::default(),
         })
+    }
+
+    /// When each sound of the last speech is said (from the graph's duration predictor).
+    pub fn timing(&self) -> &SpeechTiming {
+        &self.timing
     }
 
     /// A handle that stops a synthesis in progress.
@@ -127,6 +176,7 @@ impl KokoroNetwork {
                 voices: self.voices.keys().cloned().collect(),
             })?;
         self.speech.clear();
+        self.timing.sounds.clear();
         let _ = MAX_TOKENS; // the graph's own limit; pieces stay far below it
         for piece in phonemes::split(phonemes, MAX_PIECE_TOKENS) {
             if self.graph.terminator().is_stopped() {
@@ -152,9 +202,21 @@ impl KokoroNetwork {
                     Input::F32("style", &[1, STYLE], style),
                     Input::F32("speed", &[1], &[1.0]),
                 ],
-                &mut [Output::F32("audio", &mut self.chunk)],
+                &mut [
+                    Output::F32("audio", &mut self.chunk),
+                    Output::F32(DURATIONS, &mut self.durations),
+                ],
             )?;
+            let at = self.speech.len() as u64;
             self.speech.extend_from_slice(&self.chunk);
+            let symbols = piece.chars().filter(|&c| self.vocab.id(c).is_some());
+            timing_of(
+                &mut self.timing,
+                at,
+                symbols,
+                &self.durations,
+                self.chunk.len() as u64,
+            )?;
             if self.speech.len() > max_samples {
                 // No further piece: the script is already longer than the room for it.
                 return Err(ComputeError::TooLong {
@@ -200,7 +262,7 @@ impl AudioStage for KokoroNetwork {
         cx: &mut StageContext<'_>,
         recipe: &Recipe,
         audio: &StaticRegion,
-    ) -> Result<(), ComputeError> {
+    ) -> Result<SpeechTiming, ComputeError> {
         let b = cx.buffers;
         self.check_buffers(b)?;
         let capacity = (b.seconds * b.sample_rate) as usize;
@@ -238,7 +300,7 @@ impl AudioStage for KokoroNetwork {
             arena.upload(audio, (start * 4) as u64, cx.staging)?;
             start += len;
         }
-        Ok(())
+        Ok(self.timing.clone())
     }
 }
 

@@ -11,8 +11,8 @@ use vortex_registry::Dtype;
 use vortex_vram::{Arena, OwnerId};
 
 use crate::compute::{
-    ComputeError, FrameDrain, FrameTarget, Implementation, Recipe, StageContext, StageImpl,
-    VideoInputs, VideoStage, check_dtype, check_rgb, in_place,
+    ComputeError, FrameDrain, FrameTarget, Implementation, Recipe, SpeechTiming, StageContext,
+    StageImpl, VideoInputs, VideoStage, check_dtype, check_rgb, in_place,
 };
 use crate::export::{Export, ExportedNetwork, LivePortraitManifest};
 use crate::runtime::{Graph, Input, Optimization, Output, Runtime, Terminator};
@@ -127,6 +127,72 @@ pub fn lip_ratios(samples: &[f32], sample_rate: u64, fps: u64, frames: usize) ->
         .map(|r| {
             let e = r / loudest;
             (f64::from(LIP_MAX) * ((e - LIP_GATE) / (1.0 - LIP_GATE)).clamp(0.0, 1.0)) as f32
+        })
+        .collect()
+}
+
+/// How open a speech sound holds the mouth, 0 (lips closed) to 1 (widest): the viseme
+/// classes of misaki's phoneme set (IPA, with its capitals for diphthongs: A eɪ, I aɪ, W aʊ,
+/// Y ɔɪ, O oʊ, Q əʊ). Lips close for p b m, nearly for f v; open vowels most, close vowels
+/// least; other consonants a little. `None` for marks that only modify the sound before them
+/// (length, stress), which keep its opening.
+pub fn viseme_openness(symbol: char) -> Option<f32> {
+    Some(match symbol {
+        'p' | 'b' | 'm' => 0.0,
+        'f' | 'v' => 0.1,
+        'a' | 'ɑ' | 'æ' | 'ɐ' | 'ɒ' | 'ʌ' | 'I' | 'W' => 1.0,
+        'ɔ' | 'Y' => 0.8,
+        'e' | 'ɛ' | 'ɜ' | 'ə' | 'ɚ' | 'A' | 'o' | 'O' | 'Q' => 0.65,
+        'ᵊ' => 0.4,
+        'i' | 'ɪ' | 'y' | 'u' | 'ʊ' | 'w' => 0.35,
+        'ː' | 'ˈ' | 'ˌ' => return None,
+        c if c.is_alphabetic() => 0.25,
+        // Spaces and punctuation: a pause.
+        _ => 0.0,
+    })
+}
+
+/// One lip-open ratio per frame from when each sound is said (the audio stage's timing) and
+/// the waveform's energy: the sounds' openness ([`viseme_openness`]) averaged over the
+/// frame's samples shapes the mouth, the energy sizes it (the gated level of [`lip_ratios`],
+/// doubled and capped at 1, so a quiet sound still shows), then each frame is blended with
+/// its neighbours (¼, ½, ¼: the lips move ahead of and after a sound). At most [`LIP_MAX`].
+pub fn lip_ratios_timed(
+    samples: &[f32],
+    speech: &SpeechTiming,
+    sample_rate: u64,
+    fps: u64,
+    frames: usize,
+) -> Vec<f32> {
+    let level = lip_ratios(samples, sample_rate, fps, frames);
+    let mut open = vec![0f64; frames];
+    let mut held = 0.0;
+    let mut sounds = speech.sounds.iter().peekable();
+    for (i, o) in open.iter_mut().enumerate() {
+        let a = i as u64 * sample_rate / fps;
+        let b = (i as u64 + 1) * sample_rate / fps;
+        // Sounds wholly before this frame are done.
+        while let Some(done) = sounds.next_if(|s| s.end <= a) {
+            if let Some(v) = viseme_openness(done.symbol) {
+                held = v;
+            }
+        }
+        let mut weighted = 0.0;
+        let mut carried = held;
+        for sound in sounds.clone().take_while(|s| s.start < b) {
+            let overlap = sound.end.min(b).saturating_sub(sound.start.max(a));
+            let v = viseme_openness(sound.symbol).unwrap_or(carried);
+            carried = v;
+            weighted += f64::from(v) * overlap as f64;
+        }
+        *o = weighted / (b - a).max(1) as f64;
+    }
+    (0..frames)
+        .map(|i| {
+            let at = |k: usize| open[k.min(frames - 1)];
+            let shape = 0.25 * at(i.saturating_sub(1)) + 0.5 * at(i) + 0.25 * at(i + 1);
+            let size = (2.0 * f64::from(level[i]) / f64::from(LIP_MAX)).min(1.0);
+            (f64::from(LIP_MAX) * shape * size) as f32
         })
         .collect()
 }
@@ -536,7 +602,13 @@ impl VideoStage for LivePortraitNetwork {
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
         let frames = b.frames() as usize;
-        let lips = lip_ratios(&samples, b.sample_rate, b.fps, frames);
+        // Kokoro says when each sound is spoken: the mouth follows the sounds; without that
+        // (the reference audio) the energy alone.
+        let lips = if inputs.speech.is_empty() {
+            lip_ratios(&samples, b.sample_rate, b.fps, frames)
+        } else {
+            lip_ratios_timed(&samples, inputs.speech, b.sample_rate, b.fps, frames)
+        };
         let motion = natural_motion(recipe.seed, frames, b.fps);
         let src = self.prepare(cx.arena, cx.owner, &image)?;
         let frame_bytes = b.frame_bytes();

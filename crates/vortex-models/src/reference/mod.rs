@@ -36,7 +36,8 @@ use helpers::check_dtype;
 
 use crate::compute::{
     ActorStage, AudioStage, ComputeError, EmbeddingStage, FrameDrain, FrameReader, FrameSelection,
-    FrameTarget, Implementation, Recipe, StageContext, StageImpl, VideoInputs, VideoStage,
+    FrameTarget, Implementation, Recipe, SpeechTiming, StageContext, StageImpl, VideoInputs,
+    VideoStage,
 };
 
 /// The audio stage's reference implementation ([`reference_audio`]).
@@ -59,8 +60,9 @@ impl AudioStage for ReferenceAudio {
         cx: &mut StageContext<'_>,
         recipe: &Recipe,
         audio: &StaticRegion,
-    ) -> Result<(), ComputeError> {
-        reference_audio(cx.arena, recipe, cx.buffers, audio, cx.staging)
+    ) -> Result<SpeechTiming, ComputeError> {
+        reference_audio(cx.arena, recipe, cx.buffers, audio, cx.staging)?;
+        Ok(SpeechTiming::default())
     }
 }
 
