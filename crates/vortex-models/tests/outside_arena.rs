@@ -6,13 +6,34 @@
 mod common;
 
 use common::loaded;
-use vortex_models::adapter::LivePortrait;
+use vortex_models::adapter::{Flux, LivePortrait};
+use vortex_models::clip_text::clip_tokenizer;
+use vortex_models::flux::network::FluxNetwork;
 use vortex_models::liveportrait::network::LivePortraitNetwork;
-use vortex_models::runtime::Runtime;
+use vortex_models::runtime::{Runtime, fetch};
 use vortex_models::stage::Stage;
-use vortex_models::weights::resident_bytes;
+use vortex_models::weights::{ResidentWeights, resident_bytes};
 
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Creates `network` (a network's sessions over `weights`) and checks what the runtime
+/// allocated outside the arena meanwhile is under 5% of the weights, and given back with it.
+fn outside_under_5_percent<T>(what: &str, weights: &ResidentWeights, network: impl FnOnce() -> T) {
+    let runtime = Runtime::get(None).unwrap();
+    let before = runtime.untracked_bytes().0;
+    let made = network();
+    let outside = runtime.untracked_bytes().0.saturating_sub(before) as u64;
+    let bytes = resident_bytes(&weights.layout);
+    assert!(
+        outside * 20 < bytes,
+        "{what}: {outside} bytes allocated outside the arena for {bytes} of weights (at most 5%)"
+    );
+    drop(made);
+    assert!(
+        runtime.untracked_bytes().0 <= before + 4096,
+        "{what}: given back"
+    );
+}
 
 /// LivePortrait's sessions run `Optimization::NoWeightCopies`: on the tiny export creating
 /// them allocates 25 KB outside the arena beside 1.79 MB of weights (1.4%); with
@@ -25,16 +46,9 @@ fn liveportraits_sessions_copy_no_weights_out_of_the_arena() {
     let (export, vram, registry) = loaded(Stage::Video, &dir, 128 << 20);
     let weights = registry.get::<LivePortrait>().unwrap().weights().unwrap();
     let runtime = Runtime::get(None).unwrap();
-    let before = runtime.untracked_bytes().0;
-    let network = LivePortraitNetwork::new(runtime, &export, vram.arena(), weights, 2).unwrap();
-    let outside = runtime.untracked_bytes().0.saturating_sub(before) as u64;
-    let bytes = resident_bytes(&weights.layout);
-    assert!(
-        outside * 20 < bytes,
-        "{outside} bytes allocated outside the arena for {bytes} of weights (at most 5%)"
-    );
-    drop(network);
-    assert!(runtime.untracked_bytes().0 <= before + 4096, "given back");
+    outside_under_5_percent("LivePortrait", weights, || {
+        LivePortraitNetwork::new(runtime, &export, vram.arena(), weights, 2).unwrap()
+    });
 }
 
 /// FLUX's sessions keep `ORT_ENABLE_ALL` (the VAE decoder the basic level): its graphs are
@@ -43,25 +57,14 @@ fn liveportraits_sessions_copy_no_weights_out_of_the_arena() {
 #[test]
 fn fluxs_sessions_copy_no_weights_out_of_the_arena() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    use vortex_models::adapter::Flux;
-    use vortex_models::clip_text::clip_tokenizer;
-    use vortex_models::flux::network::FluxNetwork;
-    use vortex_models::runtime::fetch;
     for name in ["tiny", "tiny_q4"] {
         let dir = common::data("flux").join(name);
         let (export, vram, registry) = loaded(Stage::Actor, &dir, 64 << 20);
         let weights = registry.get::<Flux>().unwrap().weights().unwrap();
         let runtime = Runtime::get(None).unwrap();
         let tokenizer = clip_tokenizer(&fetch::cache_dir()).unwrap();
-        let before = runtime.untracked_bytes().0;
-        let network =
-            FluxNetwork::new(runtime, &export, vram.arena(), weights, tokenizer, 2).unwrap();
-        let outside = runtime.untracked_bytes().0.saturating_sub(before) as u64;
-        let bytes = resident_bytes(&weights.layout);
-        assert!(
-            outside * 20 < bytes,
-            "{name}: {outside} bytes allocated outside the arena for {bytes} of weights (at most 5%)"
-        );
-        drop(network);
+        outside_under_5_percent(name, weights, || {
+            FluxNetwork::new(runtime, &export, vram.arena(), weights, tokenizer, 2).unwrap()
+        });
     }
 }
