@@ -54,6 +54,10 @@ Usage:
                             (tokenizers.*.file) is copied.
     DST must differ from SRC and be absent, empty, or an earlier output of this mode (then
     the files its flux.json names are replaced). The output is byte-identical on every run.
+    Memory: SRC's weights are memory-mapped, and each weight's 4-bit tensors are computed as
+    they are written (Lazy4Bit: the header first, from shapes alone; two quantize() calls per
+    weight, counted on the tiny export: 70 for 35 weights), so at most one weight's float
+    copy and 4-bit tensors are in memory at once (~0.5 GB at full size) beside the map.
     The layout is MatMulNBits' as ONNX Runtime 1.31 documents it (and as its own
     matmul_nbits_quantizer writes it): B uint8 [N, k_blocks, blob_size], k_blocks =
     ceil(K / block_size), blob_size = block_size * 4 / 8; within a blob, element 2i in the low
@@ -181,6 +185,39 @@ def ort_quantize(w, block_size):
     return packed, scales, zp
 
 
+class Lazy4Bit:
+    """One of a weight's three 4-bit tensors (qweight, scales, zero_points), computed when it is
+    written: shape, dtype and bytes are known from [N, K] and the block size alone, so the
+    weights file's header is written first and the 4-bit arrays never sit in memory all at
+    once (at full size they are ~10 GB for an f32 export). The three come from one quantize()
+    call, cached for the weight last asked for: write_safetensors writes tensors grouped by
+    item size then by name, so a weight's scales (in the float group) and its qweight and
+    zero_points (adjacent in the uint8 group) cost two calls per weight, never more."""
+
+    _cache = (None, None)
+
+    def __init__(self, name, w, block_size, scale_dtype, part):
+        n, k = w.shape
+        kb = -(-k // block_size)
+        self.name, self.w, self.block_size, self.scale_dtype = name, w, block_size, scale_dtype
+        self.part = part
+        self.dtype, self.shape = {
+            "qweight": (np.dtype(np.uint8), (n, kb, block_size // 2)),
+            "scales": (np.dtype(scale_dtype), (n, kb)),
+            "zero_points": (np.dtype(np.uint8), (n, (kb + 1) // 2)),
+        }[part]
+        self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
+
+    def __array__(self, dtype=None, copy=None):
+        key, parts = Lazy4Bit._cache
+        if key != self.name:
+            parts = quantize(np.asarray(self.w, np.float32), self.block_size, self.scale_dtype)
+            Lazy4Bit._cache = (self.name, parts)
+        a = parts[("qweight", "scales", "zero_points").index(self.part)]
+        assert a.shape == self.shape and a.dtype == self.dtype, (self.name, self.part)
+        return a if dtype is None else a.astype(dtype, copy=False)
+
+
 # --- graph rewrite ------------------------------------------------------------------------
 
 def quantize_graph(proto, params, block_size, graph):
@@ -211,15 +248,15 @@ def quantize_graph(proto, params, block_size, graph):
             raise SystemExit(f"{graph}: {node.name}: bias {bias} is not an [N] initializer")
         if w + ".qweight" not in arrays:  # a weight read by two Gemms is quantized once
             sdtype = np.float16 if t.data_type == TensorProto.FLOAT16 else np.float32
-            packed, scales, zp = quantize(np.asarray(wf, np.float32), block_size, sdtype)
-            arrays[w + ".qweight"] = packed
-            arrays[w + ".scales"] = scales
-            arrays[w + ".zero_points"] = zp
+            parts = {part: Lazy4Bit(w, wf, block_size, sdtype, part)
+                     for part in ("qweight", "scales", "zero_points")}
+            for part, lazy in parts.items():
+                arrays[f"{w}.{part}"] = lazy
             quantized.append({"name": w, "graph": graph, "N": n, "K": k,
-                              "k_blocks": packed.shape[1],
+                              "k_blocks": parts["qweight"].shape[1],
                               "scales_dtype": FLOAT_NAME[t.data_type],
                               "float_bytes": int(wf.nbytes),
-                              "q4_bytes": int(packed.nbytes + scales.nbytes + zp.nbytes)})
+                              "q4_bytes": sum(a.nbytes for a in parts.values())})
         inputs = [node.input[0], w + ".qweight", w + ".scales", w + ".zero_points"]
         if bias:
             inputs += ["", bias]
