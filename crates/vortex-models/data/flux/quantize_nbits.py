@@ -56,8 +56,10 @@ Usage:
     the files its flux.json names are replaced). The output is byte-identical on every run.
     Memory: SRC's weights are memory-mapped, and each weight's 4-bit tensors are computed as
     they are written (Lazy4Bit: the header first, from shapes alone; two quantize() calls per
-    weight, counted on the tiny export: 70 for 35 weights), so at most one weight's float
-    copy and 4-bit tensors are in memory at once (~0.5 GB at full size) beside the map.
+    weight, counted on the tiny export: 70 for 35 weights), so only one weight's quantize()
+    temporaries are in memory at once beside the map: a few times its f32 bytes (the largest,
+    single_blocks.*.linear1 [21504, 3072], is 264 MB: ~1.5 GB by reading the code, not
+    measured at full size).
     The layout is MatMulNBits' as ONNX Runtime 1.31 documents it (and as its own
     matmul_nbits_quantizer writes it): B uint8 [N, k_blocks, blob_size], k_blocks =
     ceil(K / block_size), blob_size = block_size * 4 / 8; within a blob, element 2i in the low
