@@ -139,6 +139,7 @@ mod tests {
         assert_eq!(made.len(), 64 << 20);
         assert_eq!(cost.allocated, 500);
         if rss() > 0 {
+            // (other tests of this binary may free memory meanwhile: half is enough)
             assert!(cost.rss >= 32 << 20, "{}", cost.rss);
         }
         let line = cost.report("net", 50_000);

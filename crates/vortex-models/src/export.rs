@@ -331,6 +331,21 @@ impl FluxManifest {
                 self.dtype
             ));
         }
+        // The plan places T5 by its tensors' prefix (`flux::parts`); the graphs must read the
+        // components under the names the plan knows.
+        let g = &self.graphs;
+        for (graph, found, wanted) in [
+            ("clip_text", &g.clip_text.component, "text_encoder"),
+            ("t5", &g.t5.component, "text_encoder_2"),
+            ("transformer", &g.transformer.component, "transformer"),
+            ("vae_decoder", &g.vae_decoder.component, "vae"),
+        ] {
+            if found != wanted {
+                return Err(format!(
+                    "graphs.{graph}.component {found:?}: export_flux.py writes {wanted:?} (the diffusers folder's name); export again"
+                ));
+            }
+        }
         let t5 = &self.tokenizers.t5;
         match (t5.kind.as_str(), &t5.file) {
             ("byt5", None) | ("tokenizer.json", Some(_)) => {}

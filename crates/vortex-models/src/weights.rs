@@ -593,7 +593,7 @@ impl HostWeights {
             .map_err(|_| WeightError::Io {
                 file: path.to_owned(),
                 source: std::io::Error::other(format!(
-                    "cannot allocate {total} bytes of host memory for {} tensors",
+                    "cannot allocate {total} bytes of host memory for {} tensors that run on the CPU: free host memory, or raise the model's budget so they load on the device",
                     load.tensors.len()
                 )),
             })?;

@@ -251,6 +251,70 @@ fn slot(set: &mut StageSet, rig: &mut Rig, recipe: &Recipe) -> [Vec<u8>; 5] {
     [rig.read(&actor), rig.read(&audio), frames, clip_b, clip_l]
 }
 
+/// The video network reads the audio stage's timing: the same audio and actor with every
+/// sample said as "m" (lips shut) and as "a" (wide) give other frames, each deterministic;
+/// the reference video, which draws from the audio alone, gives the same frames either way.
+#[test]
+fn the_video_network_follows_the_audio_stages_timing() {
+    use vortex_models::compute::{SpeechSound, SpeechTiming};
+    let recipe = recipe(5);
+    let samples = BUFFERS.seconds * BUFFERS.sample_rate;
+    let said = |symbol| SpeechTiming {
+        sounds: vec![SpeechSound {
+            symbol,
+            start: 0,
+            end: samples,
+        }],
+    };
+    let mut rig = rig();
+    let (actor, audio, video) = (rig.actor, rig.audio, rig.video);
+    let mut reference = StageSet::reference();
+    reference
+        .actor
+        .run(&mut rig.cx(&BUFFERS), &recipe, &actor)
+        .unwrap();
+    reference
+        .audio
+        .run(&mut rig.cx(&BUFFERS), &recipe, &audio)
+        .unwrap();
+    let draw = |stage: &mut Box<dyn vortex_models::compute::VideoStage>,
+                speech: &SpeechTiming,
+                rig: &mut Rig| {
+        let inputs = VideoInputs {
+            actor: &actor,
+            audio: &audio,
+            speech,
+        };
+        let target = FrameTarget {
+            region: &video,
+            capacity: BUFFERS.frames(),
+        };
+        stage
+            .run(
+                &mut rig.cx(&BUFFERS),
+                &recipe,
+                inputs,
+                target,
+                &mut |_, _| Ok(()),
+            )
+            .unwrap();
+        rig.read(&video)
+    };
+    let mut network: Box<dyn vortex_models::compute::VideoStage> = Box::new(liveportrait_network());
+    let (shut, wide) = (said('m'), said('a'));
+    let closed = draw(&mut network, &shut, &mut rig);
+    let open = draw(&mut network, &wide, &mut rig);
+    assert_ne!(closed, open, "the mouth follows the timing");
+    assert_eq!(draw(&mut network, &wide, &mut rig), open, "deterministic");
+    let none = draw(&mut network, &SpeechTiming::default(), &mut rig);
+    assert_ne!(none, closed, "without timing the energy alone opens it");
+    let (a, b) = (
+        draw(&mut reference.video, &shut, &mut rig),
+        draw(&mut reference.video, &wide, &mut rig),
+    );
+    assert_eq!(a, b);
+}
+
 #[test]
 fn every_implementation_reports_what_it_is() {
     for (name, set) in implementations() {

@@ -247,6 +247,27 @@ fn t5_runs_from_host_memory_when_the_actor_budget_cannot_hold_it() {
     assert_eq!(image(&mut small, &a_arena), image(&mut whole, &b_arena));
 }
 
+/// The plan finds T5 by its component's name: a manifest that names it otherwise is refused.
+#[test]
+fn a_manifest_naming_a_component_otherwise_is_refused() {
+    let tiny = dir().join("tiny");
+    let manifest = std::fs::read_to_string(tiny.join("flux.json")).unwrap();
+    let mut doc: Value = serde_json::from_str(&manifest).unwrap();
+    doc["graphs"]["t5"]["component"] = "t5_encoder".into();
+    let to = broken_copy(
+        &tiny,
+        "t5-component",
+        "flux.json",
+        serde_json::to_string(&doc).unwrap().as_bytes(),
+    );
+    let err = Export::open(&to).unwrap_err().to_string();
+    assert!(
+        err.contains("graphs.t5.component \"t5_encoder\"") && err.contains("\"text_encoder_2\""),
+        "{err}"
+    );
+    std::fs::remove_dir_all(to).unwrap();
+}
+
 /// A copy of an export with one file replaced by `bytes`.
 fn broken_copy(from: &Path, name: &str, file: &str, bytes: &[u8]) -> PathBuf {
     let to = std::env::temp_dir().join(format!("vortex-broken-{name}-{}", std::process::id()));

@@ -13,7 +13,7 @@ use safetensors::SafeTensors;
 use serde_json::Value;
 use vortex_models::adapter::LivePortrait;
 use vortex_models::liveportrait::network::{
-    Drive, LIP_MAX, LivePortraitNetwork, lip_ratios, lip_ratios_timed, natural_motion,
+    Drive, LIP_MAX, LivePortraitNetwork, Mark, lip_ratios, lip_ratios_timed, natural_motion,
     viseme_openness,
 };
 use vortex_models::runtime::Runtime;
@@ -45,11 +45,12 @@ fn tensor(name: &str) -> Vec<f32> {
 #[test]
 fn the_mouth_follows_the_sounds_kokoro_says() {
     use vortex_models::compute::{SpeechSound, SpeechTiming};
-    // 24 kHz at 24 fps: 1,000 samples a frame. "m a m aː" 4 frames each, then a pause.
+    // 24 kHz at 24 fps: 1,000 samples a frame. "m a m ˈaː" 4 frames each (the stress mark
+    // before the second a, the length mark after it), then a pause.
     let rate = 24_000;
-    let sounds: Vec<SpeechSound> = [('m', 0, 4), ('a', 4, 8), ('m', 8, 12), ('a', 12, 14)]
+    let sounds: Vec<SpeechSound> = [('m', 0, 4), ('a', 4, 8), ('m', 8, 11), ('ˈ', 11, 12)]
         .into_iter()
-        .chain([('ː', 14, 16), ('.', 16, 20)])
+        .chain([('a', 12, 14), ('ː', 14, 16), ('.', 16, 20)])
         .map(|(symbol, a, b)| SpeechSound {
             symbol,
             start: a * 1000,
@@ -70,9 +71,11 @@ fn the_mouth_follows_the_sounds_kokoro_says() {
     let lips = lip_ratios_timed(&samples, &speech, rate, 24, 24);
     assert_eq!(lips.len(), 24);
     // Inside each sound (a frame away from its neighbours' blend).
-    for f in [1, 2, 9, 10] {
+    for f in [1, 2, 9] {
         assert!(lips[f] < 0.01, "m at frame {f}: {}", lips[f]);
     }
+    // The stress mark opens for the vowel it stands before, not the m before it.
+    assert!(lips[11] > 0.6 * LIP_MAX, "ˈ at frame 11: {}", lips[11]);
     for f in [5, 6, 13, 14] {
         assert!(
             (lips[f] - LIP_MAX).abs() < 1e-6,
@@ -90,8 +93,9 @@ fn the_mouth_follows_the_sounds_kokoro_says() {
     // The energy alone would hold it open through the m's.
     let flat = lip_ratios(&samples, rate, 24, 24);
     assert!(flat[1] > 0.4 && flat[9] > 0.4);
-    assert_eq!(viseme_openness('ː'), None);
-    assert_eq!(viseme_openness('b'), Some(0.0));
+    assert_eq!(viseme_openness('ː'), Err(Mark::Before));
+    assert_eq!(viseme_openness('ˈ'), Err(Mark::After));
+    assert_eq!(viseme_openness('b'), Ok(0.0));
 }
 
 #[test]

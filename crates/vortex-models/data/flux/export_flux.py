@@ -995,6 +995,8 @@ def verify(models, out, seed, params, tolerance):
                 r[f"shape_{shapes}"] = list(ref.shape)
                 check(graph, outs, ref, scale, tolerance, r)
             report[graph] = r
+            # The next graph's sessions are made before these would be collected otherwise.
+            del file_backed, by_name
     return report
 
 

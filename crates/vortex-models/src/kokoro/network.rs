@@ -51,13 +51,16 @@ fn timing_of(
     samples: u64,
 ) -> Result<(), ComputeError> {
     let units = |d: f32| d.max(0.0).round() as u64;
-    let total: u64 = durations.iter().map(|&d| units(d)).sum();
     let symbols: Vec<char> = symbols.collect();
-    if durations.len() != symbols.len() + 2 || total * SAMPLES_PER_DURATION != samples {
+    let total = durations
+        .iter()
+        .try_fold(0u64, |sum, &d| sum.checked_add(units(d)))
+        .and_then(|units| units.checked_mul(SAMPLES_PER_DURATION));
+    if durations.len() != symbols.len() + 2 || total != Some(samples) {
         return Err(RuntimeError::Shape(format!(
-            "Kokoro's durations ({} of them, {} samples) do not match its {} tokens and {samples} samples of audio",
+            "Kokoro's graph gave {} durations ({} samples) for {} tokens and {samples} samples of audio: it is not the graph Vortex ships; delete the kokoro-82m-int8 folder of Vortex's cache so it is written again",
             durations.len(),
-            total * SAMPLES_PER_DURATION,
+            total.map_or_else(|| "too many".to_owned(), |t| t.to_string()),
             symbols.len() + 2
         ))
         .into());
@@ -313,5 +316,49 @@ impl From<RuntimeError> for ComputeError {
 impl From<phonemes::PhonemeError> for ComputeError {
     fn from(err: phonemes::PhonemeError) -> Self {
         ComputeError::Speech(Box::new(err))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_symbol_gets_the_duration_after_the_leading_padding() {
+        let mut timing = SpeechTiming::default();
+        // Padding 2 units, a 3, b 1, padding 4: 10 units of 600 samples.
+        timing_of(&mut timing, 0, "ab".chars(), &[2.0, 3.0, 1.0, 4.0], 6000).unwrap();
+        let spans: Vec<(char, u64, u64)> = timing
+            .sounds
+            .iter()
+            .map(|s| (s.symbol, s.start, s.end))
+            .collect();
+        assert_eq!(spans, [('a', 1200, 3000), ('b', 3000, 3600)]);
+        // A second piece starts where the first one's samples end.
+        timing_of(&mut timing, 6000, "c".chars(), &[1.0, 2.0, 1.0], 2400).unwrap();
+        assert_eq!(
+            timing.sounds[2],
+            SpeechSound {
+                symbol: 'c',
+                start: 6600,
+                end: 7800
+            }
+        );
+    }
+
+    #[test]
+    fn durations_that_do_not_match_the_audio_are_refused_saying_what_to_do() {
+        let mut timing = SpeechTiming::default();
+        for (durations, samples) in [
+            (&[2.0, 3.0, 1.0][..], 3600),      // one duration short
+            (&[2.0, 3.0, 1.0, 4.0][..], 6001), // not the audio's length
+            (&[f32::MAX, f32::MAX, 1.0, 1.0][..], 600),
+        ] {
+            let err = timing_of(&mut timing, 0, "ab".chars(), durations, samples)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("delete the kokoro-82m-int8 folder"), "{err}");
+        }
+        assert!(timing.is_empty(), "nothing recorded from a refused piece");
     }
 }

@@ -133,23 +133,62 @@ pub fn lip_ratios(samples: &[f32], sample_rate: u64, fps: u64, frames: usize) ->
 
 /// How open a speech sound holds the mouth, 0 (lips closed) to 1 (widest): the viseme
 /// classes of misaki's phoneme set (IPA, with its capitals for diphthongs: A eɪ, I aɪ, W aʊ,
-/// Y ɔɪ, O oʊ, Q əʊ). Lips close for p b m, nearly for f v; open vowels most, close vowels
-/// least; other consonants a little. `None` for marks that only modify the sound before them
-/// (length, stress), which keep its opening.
-pub fn viseme_openness(symbol: char) -> Option<f32> {
-    Some(match symbol {
+/// Y ɔɪ, O oʊ, Q əʊ). Lips close for p b m, nearly for f v; open vowels most, close and
+/// reduced vowels least; other consonants a little; punctuation is a pause. Marks are not
+/// sounds: a length mark `ː` (and a space between words) takes the opening of the sound
+/// before it, a stress mark `ˈ` `ˌ` (written before its vowel) the one after it ([`Mark`]).
+pub fn viseme_openness(symbol: char) -> Result<f32, Mark> {
+    Ok(match symbol {
         'p' | 'b' | 'm' => 0.0,
         'f' | 'v' => 0.1,
         'a' | 'ɑ' | 'æ' | 'ɐ' | 'ɒ' | 'ʌ' | 'I' | 'W' => 1.0,
         'ɔ' | 'Y' => 0.8,
         'e' | 'ɛ' | 'ɜ' | 'ə' | 'ɚ' | 'A' | 'o' | 'O' | 'Q' => 0.65,
-        'ᵊ' => 0.4,
+        'ᵊ' | 'ᵻ' => 0.4,
         'i' | 'ɪ' | 'y' | 'u' | 'ʊ' | 'w' => 0.35,
-        'ː' | 'ˈ' | 'ˌ' => return None,
+        // A space between words is no pause in connected speech (the energy closes the
+        // mouth where there is one); punctuation is.
+        'ː' | ' ' => return Err(Mark::Before),
+        'ˈ' | 'ˌ' => return Err(Mark::After),
         c if c.is_alphabetic() => 0.25,
-        // Spaces and punctuation: a pause.
         _ => 0.0,
     })
+}
+
+/// Which sound a mark takes its mouth opening from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// The sound before it (length, a space between words).
+    Before,
+    /// The sound after it (stress).
+    After,
+}
+
+/// Each sound's opening, marks resolved to their neighbour's (none: a pause).
+fn openness(speech: &SpeechTiming) -> Vec<f64> {
+    let raw: Vec<Result<f32, Mark>> = speech
+        .sounds
+        .iter()
+        .map(|s| viseme_openness(s.symbol))
+        .collect();
+    let mut open = vec![0f64; raw.len()];
+    let mut before = 0.0;
+    for (o, r) in open.iter_mut().zip(&raw) {
+        match r {
+            Ok(v) => before = f64::from(*v),
+            Err(Mark::Before) => {}
+            Err(Mark::After) => continue,
+        }
+        *o = before;
+    }
+    let mut after = 0.0;
+    for (o, r) in open.iter_mut().zip(&raw).rev() {
+        match r {
+            Ok(_) | Err(Mark::Before) => after = *o,
+            Err(Mark::After) => *o = after,
+        }
+    }
+    open
 }
 
 /// One lip-open ratio per frame from when each sound is said (the audio stage's timing) and
@@ -165,26 +204,23 @@ pub fn lip_ratios_timed(
     frames: usize,
 ) -> Vec<f32> {
     let level = lip_ratios(samples, sample_rate, fps, frames);
+    let opening = openness(speech);
+    let fps = fps.max(1);
     let mut open = vec![0f64; frames];
-    let mut held = 0.0;
-    let mut sounds = speech.sounds.iter().peekable();
+    let mut first = 0;
     for (i, o) in open.iter_mut().enumerate() {
         let a = i as u64 * sample_rate / fps;
         let b = (i as u64 + 1) * sample_rate / fps;
         // Sounds wholly before this frame are done.
-        while let Some(done) = sounds.next_if(|s| s.end <= a) {
-            if let Some(v) = viseme_openness(done.symbol) {
-                held = v;
-            }
+        while speech.sounds.get(first).is_some_and(|s| s.end <= a) {
+            first += 1;
         }
-        let mut weighted = 0.0;
-        let mut carried = held;
-        for sound in sounds.clone().take_while(|s| s.start < b) {
-            let overlap = sound.end.min(b).saturating_sub(sound.start.max(a));
-            let v = viseme_openness(sound.symbol).unwrap_or(carried);
-            carried = v;
-            weighted += f64::from(v) * overlap as f64;
-        }
+        let weighted: f64 = speech.sounds[first.min(speech.sounds.len())..]
+            .iter()
+            .zip(&opening[first.min(opening.len())..])
+            .take_while(|(s, _)| s.start < b)
+            .map(|(s, v)| v * s.end.min(b).saturating_sub(s.start.max(a)) as f64)
+            .sum();
         *o = weighted / (b - a).max(1) as f64;
     }
     (0..frames)
