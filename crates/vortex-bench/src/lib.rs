@@ -123,6 +123,26 @@ mod tests {
     }
 
     #[test]
+    fn interleaved_runs_alternate_and_the_speedup_is_the_median_ratio() {
+        let order = std::cell::RefCell::new(Vec::new());
+        let m = Interleaved::measure(
+            3,
+            || order.borrow_mut().push('a'),
+            || order.borrow_mut().push('b'),
+        );
+        assert_eq!(order.into_inner(), ['a', 'b', 'a', 'b', 'a', 'b', 'a', 'b']);
+        assert_eq!((m.a.len(), m.b.len()), (3, 3));
+        let fixed = Interleaved {
+            a: vec![1.0, 2.0, 1.0, 4.0],
+            b: vec![1.1, 1.0, 0.9, 4.0],
+        };
+        // ratios 1.1, 0.5, 0.9, 1.0 -> median (0.9 + 1.0) / 2
+        assert!((fixed.median_speedup() - 0.95).abs() < 1e-12);
+        assert!(fixed.report("vortex", "python").contains("0.950x"));
+        assert!(Interleaved::default().median_speedup().is_nan());
+    }
+
+    #[test]
     fn outside_arena_counts_what_creation_added_and_the_rss_it_grew() {
         use std::cell::Cell;
         let counter = Cell::new(1_000u64);
@@ -150,6 +170,61 @@ mod tests {
         // A counter that went down (a free) is no negative cost.
         let (_, freed) = OutsideArena::measure(|| counter.get(), || counter.set(0));
         assert_eq!(freed.allocated, 0);
+    }
+}
+
+/// Two workloads timed in alternation (a, b, a, b, …), so a machine's drifting load (a shared
+/// host, thermal limits) falls on both alike; criterion's groups time one and then the other.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Interleaved {
+    /// Seconds of each run of `a`.
+    pub a: Vec<f64>,
+    /// Seconds of each run of `b`, run right after the `a` of the same index.
+    pub b: Vec<f64>,
+}
+
+impl Interleaved {
+    /// `rounds` pairs of one run of `a` then one of `b`, after one unmeasured run of each.
+    pub fn measure(rounds: usize, mut a: impl FnMut(), mut b: impl FnMut()) -> Self {
+        a();
+        b();
+        let mut out = Interleaved::default();
+        for _ in 0..rounds {
+            let t = std::time::Instant::now();
+            a();
+            out.a.push(t.elapsed().as_secs_f64());
+            let t = std::time::Instant::now();
+            b();
+            out.b.push(t.elapsed().as_secs_f64());
+        }
+        out
+    }
+
+    /// The median over the rounds of `b`'s time over `a`'s (above 1: `a` is faster).
+    pub fn median_speedup(&self) -> f64 {
+        let mut r: Vec<f64> = self.a.iter().zip(&self.b).map(|(a, b)| b / a).collect();
+        r.sort_by(f64::total_cmp);
+        match r.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => r[n / 2],
+            n => (r[n / 2 - 1] + r[n / 2]) / 2.0,
+        }
+    }
+
+    /// One line: the medians of both and the median speedup.
+    pub fn report(&self, a: &str, b: &str) -> String {
+        let median = |v: &[f64]| {
+            let mut v = v.to_vec();
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+        };
+        format!(
+            "interleaved, {} rounds: {a} {:.3} s, {b} {:.3} s (medians); {a} is {:.3}x {b}'s speed (median of the rounds' ratios)",
+            self.a.len(),
+            median(&self.a),
+            median(&self.b),
+            self.median_speedup()
+        )
     }
 }
 

@@ -280,8 +280,9 @@ pub enum ComputeError {
     },
     /// A budget that cannot hold the weights and the activation peak of the profile run.
     #[error(
-        "models.{model}.budget is {budget} bytes, but its weights take {weights} and its profile run peaked at {activations} bytes of activations ({} in all): raise the budget to at least that",
-        weights + activations
+        "models.{model}.budget is {budget} bytes, but its weights take {weights} and its profile run peaked at {activations} bytes of activations ({} in all): raise the budget to at least that{}",
+        weights + activations,
+        alternative.as_deref().unwrap_or("")
     )]
     Budget {
         /// The model.
@@ -292,6 +293,8 @@ pub enum ComputeError {
         weights: u64,
         /// The activation peak measured.
         activations: u64,
+        /// Another budget that works, where there is one (FLUX: T5 moved to the CPU).
+        alternative: Option<String>,
     },
     /// The stage's compute panicked or never ran (a bug in Vortex; the slot is failed and the
     /// next one starts clean).
@@ -659,9 +662,32 @@ fn profile(
             budget,
             weights,
             activations,
+            alternative: t5_off_the_device(stage, registry, weights, activations),
         });
     }
     Ok(())
+}
+
+/// For the actor with T5's encoder on the device (its budget held every weight, but not the
+/// activations besides): the budgets under which T5 goes to the CPU and the rest still fits,
+/// when T5's weights are more than the activations need.
+fn t5_off_the_device(
+    stage: Stage,
+    registry: &ModelRegistry,
+    weights: u64,
+    activations: u64,
+) -> Option<String> {
+    if stage != Stage::Actor {
+        return None;
+    }
+    let resident = crate::adapter::resident_weights(registry, stage)?;
+    let t5 = crate::weights::resident_bytes(&resident.layout.select(&[crate::flux::parts::T5]));
+    let least = weights.checked_sub(t5)? + activations;
+    (t5 > 0 && least < weights).then(|| {
+        format!(
+            "; or lower it to at least {least} and under {weights}: T5's encoder ({t5} bytes) then runs on the CPU from host memory, leaving the device its activations"
+        )
+    })
 }
 
 /// The longest piece of phonemes a slot's run of Kokoro gets.
@@ -961,5 +987,61 @@ impl StageSet {
             Stage::ClipB => self.clip_b.implementation(),
             Stage::ClipL => self.clip_l.implementation(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use vortex_registry::ModelRegistry;
+    use vortex_vram::{ArenaConfig, HostBackend, HostConfig, Vram, VramConfig};
+
+    use super::*;
+    use crate::adapter::{ModelSpec, adapter_for};
+    use crate::export::Export;
+    use crate::weights::{WeightSource, resident_bytes};
+
+    /// The actor refused for its activations with T5 on the device is told the budgets that
+    /// move T5 to the CPU, when T5 frees more than the activations need; no one else is.
+    #[test]
+    fn a_flux_budget_refusal_names_the_budgets_that_put_t5_on_the_cpu() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/flux/tiny_q4");
+        let export = Export::open(&dir).unwrap();
+        let all = resident_bytes(&export.resident_layout());
+        let t5 = resident_bytes(&export.resident_layout().select(&[crate::flux::parts::T5]));
+        let backend = Arc::new(HostBackend::new(HostConfig::rtx3060_12gb()));
+        let vram = Vram::new(
+            backend,
+            VramConfig::new(ArenaConfig::new(all + (1 << 20), 1 << 20)),
+        )
+        .unwrap();
+        let spec = ModelSpec {
+            budget: all,
+            weights: WeightSource::Export(export),
+        };
+        let registry =
+            ModelRegistry::load(vram.arena(), vec![adapter_for(Stage::Actor, spec)]).unwrap();
+        let hint = t5_off_the_device(Stage::Actor, &registry, all, 1000).unwrap();
+        let least = all - t5 + 1000;
+        assert!(
+            hint.contains(&format!("at least {least} and under {all}")),
+            "{hint}"
+        );
+        // Activations bigger than T5: moving it would not make room.
+        assert_eq!(t5_off_the_device(Stage::Actor, &registry, all, t5), None);
+        assert_eq!(t5_off_the_device(Stage::Video, &registry, all, 1000), None);
+        let err = ComputeError::Budget {
+            model: "flux",
+            budget: all,
+            weights: all,
+            activations: 1000,
+            alternative: Some(hint),
+        }
+        .to_string();
+        assert!(
+            err.contains("raise the budget") && err.contains("runs on the CPU"),
+            "{err}"
+        );
     }
 }
