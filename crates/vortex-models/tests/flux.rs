@@ -247,25 +247,33 @@ fn t5_runs_from_host_memory_when_the_actor_budget_cannot_hold_it() {
     assert_eq!(image(&mut small, &a_arena), image(&mut whole, &b_arena));
 }
 
-/// The plan finds T5 by its component's name: a manifest that names it otherwise is refused.
-#[test]
-fn a_manifest_naming_a_component_otherwise_is_refused() {
+/// Why `Export::open` refuses a copy of the tiny export whose manifest `edit` changed.
+fn refused_manifest(name: &str, edit: impl FnOnce(&mut Value)) -> String {
     let tiny = dir().join("tiny");
     let manifest = std::fs::read_to_string(tiny.join("flux.json")).unwrap();
     let mut doc: Value = serde_json::from_str(&manifest).unwrap();
-    doc["graphs"]["t5"]["component"] = "t5_encoder".into();
+    edit(&mut doc);
     let to = broken_copy(
         &tiny,
-        "t5-component",
+        name,
         "flux.json",
         serde_json::to_string(&doc).unwrap().as_bytes(),
     );
     let err = Export::open(&to).unwrap_err().to_string();
+    std::fs::remove_dir_all(to).unwrap();
+    err
+}
+
+/// The plan finds T5 by its component's name: a manifest that names it otherwise is refused.
+#[test]
+fn a_manifest_naming_a_component_otherwise_is_refused() {
+    let err = refused_manifest("t5-component", |doc| {
+        doc["graphs"]["t5"]["component"] = "t5_encoder".into();
+    });
     assert!(
         err.contains("graphs.t5.component \"t5_encoder\"") && err.contains("\"text_encoder_2\""),
         "{err}"
     );
-    std::fs::remove_dir_all(to).unwrap();
 }
 
 /// A copy of an export with one file replaced by `bytes`.
@@ -506,17 +514,11 @@ fn an_export_with_a_tokenizer_json_feeds_its_ids_to_t5() {
     assert!(err.contains("t5_tokenizer.json is missing"), "{err}");
     std::fs::remove_dir_all(to).unwrap();
     // A manifest that names a file for ByT5's ids (which read none) says which to change.
-    doc["tokenizers"]["t5"]["kind"] = "byt5".into();
-    let to = broken_copy(
-        &tiny,
-        "t5-byt5-file",
-        "flux.json",
-        serde_json::to_string(&doc).unwrap().as_bytes(),
-    );
-    let err = Export::open(&to).unwrap_err().to_string();
+    let err = refused_manifest("t5-byt5-file", |doc| {
+        doc["tokenizers"]["t5"]["file"] = "t5_tokenizer.json".into();
+    });
     assert!(
         err.contains("\"byt5\" reads no file") && err.contains("drop the file"),
         "{err}"
     );
-    std::fs::remove_dir_all(to).unwrap();
 }
