@@ -184,6 +184,9 @@ pub struct GenerationResult<'a> {
     pub generation_time_ms: f64,
     /// Wall time of each stage.
     pub stages: StageTimings,
+    /// When each speech sound is said (Kokoro's timing, which drove the mouth; empty from the
+    /// reference audio).
+    pub speech: &'a SpeechTiming,
 }
 
 impl GenerationResult<'_> {
@@ -199,6 +202,7 @@ impl GenerationResult<'_> {
             clip_scores: self.clip_scores,
             generation_time_ms: self.generation_time_ms,
             stages: self.stages,
+            speech: self.speech.clone(),
         }
     }
 }
@@ -224,6 +228,8 @@ pub struct Generation {
     pub generation_time_ms: f64,
     /// Wall time of each stage.
     pub stages: StageTimings,
+    /// When each speech sound is said.
+    pub speech: SpeechTiming,
 }
 
 struct Regions {
@@ -244,6 +250,8 @@ struct HostBuffers {
     clip_l: Vec<f32>,
     /// The last slot's scores.
     scores: ClipScores,
+    /// The last slot's speech timing.
+    speech: SpeechTiming,
 }
 
 /// What the pipeline keeps for one stage: its model's owner and resident weights, its
@@ -564,6 +572,7 @@ impl VortexPipeline {
             clip_b: Vec::new(),
             clip_l: Vec::new(),
             scores: ClipScores::default(),
+            speech: SpeechTiming::default(),
         };
         let stages = StageMap::try_from_fn(|stage| stage_state(&vram, &registry, stage))?;
         let compute = StageSet::choose(&registry, vram.arena(), &config.runtime)?;
@@ -634,6 +643,12 @@ impl VortexPipeline {
     /// Changes the slot deadline from the next slot on.
     pub fn set_deadline(&mut self, deadline: Duration) {
         self.config.timing.deadline = deadline;
+    }
+
+    /// The last slot's speech timing (Kokoro's sounds, which drove the mouth; empty from the
+    /// reference audio).
+    pub fn speech(&self) -> &SpeechTiming {
+        &self.host.speech
     }
 
     /// The scores of the last slot that finished its verification.
@@ -763,6 +778,7 @@ impl VortexPipeline {
             clip_scores: self.host.scores,
             generation_time_ms,
             stages,
+            speech: &self.host.speech,
         })
     }
 
@@ -805,9 +821,10 @@ impl VortexPipeline {
             .audio_and_actor((s_audio, &compute.audio), (s_actor, &compute.actor))
             .await?;
         (took[Stage::Audio], took[Stage::Actor]) = (audio_took, actor_took);
+        host.speech = speech;
         slot.deliver_actor_and_audio(host, sink)?;
         took[Stage::Video] = slot
-            .video(s_video, &compute.video, &speech, &mut host.video, sink)
+            .video(s_video, &compute.video, &host.speech, &mut host.video, sink)
             .await?;
         let ((b, score_b), (l, score_l)) = slot
             .verify(

@@ -56,6 +56,9 @@ pub struct SlotDoc {
     pub reference_implementation: bool,
     /// How the frames compare with the prompt (CLIP).
     pub clip_scores: ClipScores,
+    /// Speech sounds the audio stage timed (Kokoro's phonemes), which the video's mouth
+    /// followed; 0 when it gave no timing (the reference audio: the energy drove the mouth).
+    pub speech_sounds: usize,
 }
 
 impl SlotDoc {
@@ -74,6 +77,7 @@ impl SlotDoc {
             implementations,
             reference_implementation,
             clip_scores: result.clip_scores,
+            speech_sounds: result.speech.sounds.len(),
         }
     }
 }
@@ -249,6 +253,9 @@ pub struct Manifest {
     /// How the frames compare with the prompt (CLIP): each model's similarity, the ensemble
     /// score, the threshold and the verdict (`null` where not scored).
     pub verification: ClipScores,
+    /// Speech sounds the audio stage timed (Kokoro's phonemes), which the video's mouth
+    /// followed; 0 when it gave no timing (the reference audio: the energy drove the mouth).
+    pub speech_sounds: usize,
 }
 
 impl Manifest {
@@ -274,6 +281,7 @@ impl Manifest {
             vram_tracked_before: before,
             vram_tracked_after: after,
             verification: pipeline.clip_scores(),
+            speech_sounds: pipeline.speech().sounds.len(),
         }
     }
 }

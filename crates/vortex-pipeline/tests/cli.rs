@@ -234,6 +234,10 @@ fn run_writes_a_playable_mp4_and_a_manifest_per_slot() {
     assert_eq!(manifest["implementations"]["actor"]["kind"], "reference");
     assert_eq!(manifest["reference_implementation"], true);
     assert_eq!(
+        manifest["speech_sounds"], 0,
+        "the reference audio times no sounds"
+    );
+    assert_eq!(
         manifest["vram_tracked_before"],
         manifest["vram_tracked_after"]
     );

@@ -242,6 +242,10 @@ async fn the_actor_stage_draws_with_flux_when_its_export_is_there() {
         .unwrap()
         .to_owned_result();
     assert_eq!(first.actor_image.len(), 64 * 64 * 3);
+    assert!(
+        first.speech.is_empty(),
+        "the reference audio times no sounds"
+    );
     let again = pipeline
         .generate_slot(&recipe(2, "a presenter"))
         .await
@@ -310,6 +314,12 @@ async fn the_video_stage_animates_the_actor_with_liveportrait_when_its_export_is
         .await
         .unwrap()
         .to_owned_result();
+    // Kokoro (the shipped audio) timed each sound of the script, and the pipeline handed that
+    // to the video stage, whose mouth followed it; the result carries it.
+    let sounds: String = first.speech.sounds.iter().map(|s| s.symbol).collect();
+    assert!(sounds.contains('ɡ') || sounds.contains('g'), "{sounds}");
+    let spoken = first.speech.sounds.last().unwrap().end;
+    assert!(spoken <= first.audio_waveform.len() as u64);
     let frame = 128 * 128 * 3;
     assert_eq!(first.video_frames.len(), 8 * frame);
     let frames: Vec<&[u8]> = first.video_frames.chunks_exact(frame).collect();
