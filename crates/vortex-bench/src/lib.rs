@@ -1,6 +1,8 @@
 //! `vortex-bench`: criterion benchmarks of Vortex (not published). The benchmarks live in
-//! `benches/`; this library holds the baselines they compare against, written once and tested
-//! so that a ratio against them means something.
+//! `benches/`; this library holds the baselines they compare against and the measuring aids
+//! they share (`Interleaved`: two workloads timed in alternation; `OutsideArena`: what creating
+//! a network's sessions allocates outside the arena), written once and tested so that a ratio
+//! against them means something.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -193,7 +193,12 @@ pub fn adapter_for(stage: Stage, spec: ModelSpec) -> Box<dyn Model> {
     if let Some((checkpoint, resident)) = layouts {
         return match stage {
             Stage::Audio => Box::new(Kokoro::with_layouts(spec, checkpoint, resident)),
-            Stage::Actor => Box::new(flux_export(spec, checkpoint, resident)),
+            Stage::Actor => Box::new(flux_placed(
+                spec,
+                checkpoint,
+                resident,
+                "T5 encoder of the export",
+            )),
             Stage::Video => Box::new(LivePortrait::with_layouts(spec, checkpoint, resident)),
             Stage::ClipB => Box::new(ClipB::with_layouts(spec, checkpoint, resident)),
             Stage::ClipL => Box::new(ClipL::with_layouts(spec, checkpoint, resident)),
@@ -208,50 +213,24 @@ pub fn adapter_for(stage: Stage, spec: ModelSpec) -> Box<dyn Model> {
     }
 }
 
-/// FLUX.1-schnell's adapter: T5's encoder on the device when the budget holds every part's
-/// weights, else in host memory on the CPU (a line of the plan, not loaded here).
+/// FLUX.1-schnell's adapter over the official checkpoint's layout (see [`flux_placed`]).
 fn flux(spec: ModelSpec) -> Flux {
-    let actor = FluxActor::SCHNELL;
-    match actor.t5_placement(spec.budget) {
-        T5Placement::Device => Flux::new(spec),
-        T5Placement::Cpu => {
-            let t5 = resident_bytes(&actor.t5_layout());
-            let all = resident_bytes(&actor.layout(T5Placement::Device));
-            let what = format!(
-                "T5-XXL encoder, 4-bit MatMulNBits, on ONNX Runtime's CPU provider: with it the actor's weights would be {}, over its {} budget; only its [256, 4096] output crosses to the device",
-                vortex_vram::Bytes(all),
-                vortex_vram::Bytes(spec.budget)
-            );
-            Flux::with_layouts(
-                spec,
-                actor.layout(T5Placement::Device),
-                actor.layout(T5Placement::Cpu),
-            )
-            .with_cpu_weights(CpuWeights { bytes: t5, what })
-        }
-    }
+    let all = FluxActor::SCHNELL.layout(T5Placement::Device);
+    flux_placed(spec, all.clone(), all, "T5-XXL encoder, 4-bit MatMulNBits")
 }
 
-/// A FLUX export's adapter: every tensor its graphs read on the device when the budget holds
-/// them, else T5's encoder in host memory on the CPU (read there by the network, a line of
-/// the plan) and the rest on the device, as [`flux`] places the official checkpoint's.
-fn flux_export(spec: ModelSpec, checkpoint: Layout, resident: Layout) -> Flux {
+/// A FLUX adapter whose graphs read `resident` (the checkpoint's or an export's): all of it on
+/// the device when the budget holds it, else T5's encoder (`what`) in host memory on the CPU —
+/// a line of the plan, read there by the network — and the rest on the device. The same rule
+/// as [`FluxActor::t5_placement`], for any layout.
+fn flux_placed(spec: ModelSpec, checkpoint: Layout, resident: Layout, what: &str) -> Flux {
     let all = resident_bytes(&resident);
-    let t5 = resident.select(&[parts::T5]);
+    let (t5, device) = resident.split(&[parts::T5]);
     if all <= spec.budget || t5.tensors.is_empty() {
         return Flux::with_layouts(spec, checkpoint, resident);
     }
-    let device = Layout {
-        checkpoint: resident.checkpoint,
-        tensors: resident
-            .tensors
-            .iter()
-            .filter(|t| !t.name.starts_with(parts::T5))
-            .cloned()
-            .collect(),
-    };
     let what = format!(
-        "T5 encoder of the export, on ONNX Runtime's CPU provider: with it the actor's weights would be {}, over its {} budget; only its output crosses to the device",
+        "{what}, on ONNX Runtime's CPU provider: with it the actor's weights would be {}, over its {} budget; only its output crosses to the device",
         vortex_vram::Bytes(all),
         vortex_vram::Bytes(spec.budget)
     );

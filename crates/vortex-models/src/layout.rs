@@ -131,6 +131,20 @@ impl Layout {
             }));
     }
 
+    /// The tensors whose names start with one of `prefixes`, and the others.
+    pub fn split(&self, prefixes: &[&str]) -> (Layout, Layout) {
+        let (picked, rest) = self
+            .tensors
+            .iter()
+            .cloned()
+            .partition(|t| prefixes.iter().any(|p| t.name.starts_with(p)));
+        let layout = |tensors| Layout {
+            checkpoint: self.checkpoint,
+            tensors,
+        };
+        (layout(picked), layout(rest))
+    }
+
     /// The tensors whose names start with one of `prefixes`.
     pub fn select(&self, prefixes: &[&str]) -> Layout {
         Layout {

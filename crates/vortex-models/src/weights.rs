@@ -454,7 +454,7 @@ pub fn resident_bytes(layout: &Layout) -> u64 {
         .tensors
         .iter()
         .map(|t| align_up(t.bytes()).unwrap_or(u64::MAX))
-        .sum()
+        .fold(0, u64::saturating_add)
 }
 
 /// Reserves one region for `load` (a subset of `checkpoint`'s tensors) and fills it from
@@ -474,10 +474,7 @@ pub fn load(
         WeightSource::Synthetic { .. } => None,
     };
     let offsets = aligned_offsets(load);
-    let total = offsets.last().zip(load.tensors.last()).map_or(0, |(o, t)| {
-        o.saturating_add(align_up(t.bytes()).unwrap_or(u64::MAX))
-    });
-    let region = ctx.alloc(Purpose::ModelWeights, total.max(ALIGNMENT))?;
+    let region = ctx.alloc(Purpose::ModelWeights, resident_bytes(load).max(ALIGNMENT))?;
     let arena = ctx.arena();
     for (t, &offset) in load.tensors.iter().zip(&offsets) {
         match (&file, source) {
@@ -621,11 +618,6 @@ impl HostWeights {
         // SAFETY: `Block` is a plain `[u8; 256]` (repr C, no padding), so the vector's memory
         // is `len` initialized bytes, borrowed mutably with `self`.
         unsafe { std::slice::from_raw_parts_mut(self.blocks.as_mut_ptr().cast::<u8>(), len) }
-    }
-
-    /// The tensors' layout.
-    pub fn layout(&self) -> &Layout {
-        &self.layout
     }
 
     /// The tensors with their bytes, in layout order.

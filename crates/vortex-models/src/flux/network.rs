@@ -223,16 +223,17 @@ impl FluxNetwork {
         let network = "a FLUX export";
         // T5's tensors are not resident when the adapter put T5 on the CPU (its budget could
         // not hold them): they are read from the export into host memory here.
-        let t5_prefix = format!("{}.", manifest.graphs.t5.component);
+        // (The manifest's T5 component is `parts::T5`'s name: `FluxManifest` checks it.)
+        let t5_prefix = crate::flux::parts::T5;
         let t5_host = if weights
             .layout
             .tensors
             .iter()
-            .any(|t| t.name.starts_with(&t5_prefix))
+            .any(|t| t.name.starts_with(t5_prefix))
         {
             None
         } else {
-            let t5 = export.resident_layout().select(&[t5_prefix.as_str()]);
+            let t5 = export.resident_layout().select(&[t5_prefix]);
             Some(HostWeights::read(&export.weights(), &export.layout(), &t5)?)
         };
         let graph = |g: &crate::export::FluxGraph, optimization| -> Result<Graph, ComputeError> {

@@ -215,9 +215,10 @@ pub fn lip_ratios_timed(
         while speech.sounds.get(first).is_some_and(|s| s.end <= a) {
             first += 1;
         }
-        let weighted: f64 = speech.sounds[first.min(speech.sounds.len())..]
+        // (`first` stops at the end: the slices are never out of range.)
+        let weighted: f64 = speech.sounds[first..]
             .iter()
-            .zip(&opening[first.min(opening.len())..])
+            .zip(&opening[first..])
             .take_while(|(s, _)| s.start < b)
             .map(|(s, v)| v * s.end.min(b).saturating_sub(s.start.max(a)) as f64)
             .sum();
