@@ -194,10 +194,10 @@ fn ratios() -> Vec<Ratio> {
     let mut r = Vec::new();
     for t in [1, 2] {
         r.push((
-            format!("tracker, {t} thread(s): mutex_hashmap / vortex (≥ 5)"),
+            format!("tracker, {t} thread(s): mutex_hashmap / vortex (≥ 2)"),
             format!("tracker/record_release/mutex_hashmap/{t}"),
             format!("tracker/record_release/vortex/{t}"),
-            5.0,
+            2.0,
         ));
     }
     r.push((
@@ -408,7 +408,7 @@ mod tests {
         let slot = r#"{"backend":"host","device":"host (rtx3060-12gb)","slots":3,"profile":"seed-targets","time_scale":1.0,"critical_path_ms":14300.0,"deadline_ms":15000.0,"slot":{"p50_ms":14301.0,"p99_ms":14500.0},"stages":{"audio":{"p50_ms":2000.0,"p99_ms":2001.0}}}"#;
         let (md, json) = report(
             &[
-                e("tracker/record_release/mutex_hashmap/1", 80.0),
+                e("tracker/record_release/mutex_hashmap/1", 30.0),
                 e("tracker/record_release/vortex/1", 20.0),
             ],
             slot,
@@ -416,7 +416,7 @@ mod tests {
             &[],
         );
         assert!(
-            md.contains("| tracker, 1 thread(s): mutex_hashmap / vortex (≥ 5) | 4.00 | 5 | no |"),
+            md.contains("| tracker, 1 thread(s): mutex_hashmap / vortex (≥ 2) | 1.50 | 2 | no |"),
             "{md}"
         );
         assert!(md.contains("| slot | 14301.0 ms | 14500.0 ms |"), "{md}");

@@ -20,10 +20,10 @@ use vortex_models::adapter::{ClipB, ModelSpec, adapter_for};
 use vortex_models::clip::network::ClipNetwork;
 use vortex_models::clip_text::clip_tokenizer;
 use vortex_models::export::{Export, ExportedNetwork};
-use vortex_models::runtime::{Runtime, fetch};
 use vortex_models::stage::Stage;
 use vortex_models::weights::{WeightSource, resident_bytes};
 use vortex_registry::ModelRegistry;
+use vortex_runtime::{Runtime, fetch};
 use vortex_vram::{ArenaConfig, HostBackend, HostConfig, Vram, VramConfig};
 
 /// Frames a slot verifies.

@@ -17,10 +17,10 @@ use vortex_bench::python::{self, Worker};
 use vortex_models::adapter::{Kokoro, ModelSpec, adapter_for};
 use vortex_models::kokoro::assets;
 use vortex_models::kokoro::network::KokoroNetwork;
-use vortex_models::runtime::{Runtime, fetch};
 use vortex_models::stage::Stage;
 use vortex_models::weights::{Network, WeightSource};
 use vortex_registry::ModelRegistry;
+use vortex_runtime::{Runtime, fetch};
 use vortex_vram::{ArenaConfig, HostBackend, HostConfig, Vram, VramConfig};
 
 const PHONEMES: &str = "ðə kwˈɪk bɹˈWn fˈɑks ʤˈʌmps ˌOvəɹ ðə lˈAzi dˈɑɡ.";

@@ -17,10 +17,10 @@ use vortex_bench::{Interleaved, OutsideArena};
 use vortex_models::adapter::{LivePortrait, ModelSpec, adapter_for};
 use vortex_models::export::Export;
 use vortex_models::liveportrait::network::{Drive, LivePortraitNetwork};
-use vortex_models::runtime::Runtime;
 use vortex_models::stage::Stage;
 use vortex_models::weights::{WeightSource, resident_bytes};
 use vortex_registry::ModelRegistry;
+use vortex_runtime::Runtime;
 use vortex_vram::{ArenaConfig, HostBackend, HostConfig, Vram, VramConfig};
 
 fn workspace() -> PathBuf {

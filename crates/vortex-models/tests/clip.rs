@@ -131,9 +131,9 @@ mod network {
     use vortex_models::clip::network::ClipNetwork;
     use vortex_models::clip_text::clip_tokenizer;
     use vortex_models::compute::ComputeError;
-    use vortex_models::runtime::{Runtime, fetch};
     use vortex_models::stage::Stage;
     use vortex_registry::ModelRegistry;
+    use vortex_runtime::{Runtime, fetch};
     use vortex_vram::{OwnerId, Purpose, Vram};
 
     use super::common::{floats, loaded, max_diff};

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use vortex_models::clip_text::{
     BOS, CONTEXT, ClipTextError, ClipTokenizer, EOS, MERGES_MEMBER, MERGES_WHEEL, clip_tokenizer,
 };
-use vortex_models::runtime::fetch;
+use vortex_runtime::fetch;
 
 const CORPUS: &str = include_str!("data/clip/tokens.json");
 

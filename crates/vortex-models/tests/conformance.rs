@@ -10,17 +10,17 @@ mod common;
 use std::sync::Arc;
 
 use vortex_models::adapter::resident_weights;
+use vortex_models::choose::StageSet;
 use vortex_models::clip::network::ClipNetwork;
 use vortex_models::clip_text::clip_tokenizer;
 use vortex_models::compute::{
-    ComputeError, FrameSelection, FrameTarget, Implementation, Recipe, StageContext, StageSet,
-    VideoInputs,
+    ComputeError, FrameSelection, FrameTarget, Implementation, Recipe, StageContext, VideoInputs,
 };
 use vortex_models::flux::network::FluxNetwork;
 use vortex_models::liveportrait::network::LivePortraitNetwork;
-use vortex_models::runtime::{Runtime, fetch};
 use vortex_models::stage::Stage;
 use vortex_registry::{Dtype, OutputBuffers, Placement};
+use vortex_runtime::{Runtime, fetch};
 use vortex_vram::{
     ArenaConfig, HostBackend, HostConfig, OwnerId, Purpose, StaticRegion, StreamId, Vram,
     VramConfig,

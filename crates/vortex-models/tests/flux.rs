@@ -16,10 +16,10 @@ use vortex_models::compute::StageImpl;
 use vortex_models::export::{Export, ExportedNetwork, T5Ids};
 use vortex_models::flux::network::{FluxNetwork, T5Tokenizer, noise, pack, unpack};
 use vortex_models::layout::WeightDtype;
-use vortex_models::runtime::{Runtime, fetch};
 use vortex_models::stage::Stage;
 use vortex_models::weights::resident_bytes;
 use vortex_registry::{Model, ModelRegistry};
+use vortex_runtime::{Runtime, fetch};
 use vortex_vram::{OwnerId, Purpose, Vram};
 
 fn dir() -> PathBuf {

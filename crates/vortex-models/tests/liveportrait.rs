@@ -16,8 +16,8 @@ use vortex_models::liveportrait::network::{
     Drive, LIP_MAX, LivePortraitNetwork, Mark, lip_ratios, lip_ratios_timed, natural_motion,
     viseme_openness,
 };
-use vortex_models::runtime::Runtime;
 use vortex_models::stage::Stage;
+use vortex_runtime::Runtime;
 use vortex_vram::Purpose;
 
 fn dir() -> PathBuf {

@@ -10,9 +10,9 @@ use vortex_models::adapter::{Flux, LivePortrait};
 use vortex_models::clip_text::clip_tokenizer;
 use vortex_models::flux::network::FluxNetwork;
 use vortex_models::liveportrait::network::LivePortraitNetwork;
-use vortex_models::runtime::{Runtime, fetch};
 use vortex_models::stage::Stage;
 use vortex_models::weights::{ResidentWeights, resident_bytes};
+use vortex_runtime::{Runtime, fetch};
 
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 

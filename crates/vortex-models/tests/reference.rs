@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use vortex_models::compute::{ComputeError, FrameTarget, Recipe};
+use vortex_models::compute::{
+    ComputeError, FrameSelection, FrameTarget, Recipe, SpeechTiming, VideoInputs,
+};
 use vortex_models::reference::{
     EmbeddingProjection, read_device_frame, reference_actor, reference_audio, reference_embedding,
     reference_video,
@@ -87,8 +89,11 @@ fn run(rig: &mut Rig, recipe: &Recipe) -> Slot {
         arena,
         recipe,
         &BUFFERS,
-        &rig.actor,
-        &rig.audio,
+        VideoInputs {
+            actor: &rig.actor,
+            audio: &rig.audio,
+            speech: &SpeechTiming::default(),
+        },
         target,
         &mut rig.staging,
         &mut |i, offset| {
@@ -108,8 +113,10 @@ fn run(rig: &mut Rig, recipe: &Recipe) -> Slot {
     reference_embedding(
         &projection_b,
         &BUFFERS,
-        frames,
-        4,
+        FrameSelection {
+            frames,
+            verified: 4,
+        },
         &mut frame,
         staging,
         &mut clip_b,
@@ -118,8 +125,10 @@ fn run(rig: &mut Rig, recipe: &Recipe) -> Slot {
     reference_embedding(
         &projection_l,
         &BUFFERS,
-        frames,
-        4,
+        FrameSelection {
+            frames,
+            verified: 4,
+        },
         &mut frame,
         staging,
         &mut clip_l,
@@ -242,8 +251,11 @@ fn unsupported_dtypes_and_short_buffers_say_what_to_change() {
         arena,
         &recipe(1),
         &f16_video,
-        &rig.actor,
-        &rig.audio,
+        VideoInputs {
+            actor: &rig.actor,
+            audio: &rig.audio,
+            speech: &SpeechTiming::default(),
+        },
         target,
         &mut rig.staging,
         &mut |_, _| Ok(()),

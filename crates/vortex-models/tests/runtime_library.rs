@@ -1,7 +1,7 @@
 //! A library that is not ONNX Runtime: a clear error, in a process of its own (the runtime is
 //! started once per process; a failure is not remembered, so a fixed path works next time).
 
-use vortex_models::runtime::{Runtime, RuntimeError};
+use vortex_runtime::{Runtime, RuntimeError};
 
 #[test]
 fn a_library_that_is_not_onnx_runtime_is_a_clear_error_each_time() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use vortex_models::adapter::{ModelSpec, adapter_for};
-use vortex_models::compute::RuntimeSettings;
+use vortex_models::choose::RuntimeSettings;
 use vortex_models::cost::{CostProfile, SlotWork, TimePlan};
 use vortex_models::export::Export;
 use vortex_models::stage::Stage;
@@ -406,9 +406,7 @@ impl Config {
                 true,
             )?,
         };
-        let mut runtime = v.runtime(&raw.runtime, base)?;
-        runtime.verified_frames = verified_frames;
-        runtime.actor_size = buffers.image_size;
+        let runtime = v.runtime(&raw.runtime, base)?;
         let verify = v.verify(&raw.verify)?;
         Ok(Config {
             verify,
@@ -587,8 +585,6 @@ impl Validator<'_> {
                     ));
                 }
             },
-            verified_frames: 0,
-            actor_size: 0,
         })
     }
 

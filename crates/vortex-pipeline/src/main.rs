@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use vortex_models::compute::StageSet;
+use vortex_models::choose::StageSet;
 use vortex_models::weights::WeightSource;
 use vortex_pipeline::config::{Config, DeviceKind};
 use vortex_pipeline::http::{Limits, ServerState, serve_with};

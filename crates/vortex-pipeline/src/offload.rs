@@ -7,7 +7,7 @@
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use tokio::sync::Notify;
-use vortex_models::runtime::Terminator;
+use vortex_runtime::Terminator;
 
 struct Slot<T> {
     value: Mutex<Option<Outcome<T>>>,

@@ -7,14 +7,15 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use vortex_models::adapter::resident_weights;
+use vortex_models::choose::{SlotShapes, StageSet};
 use vortex_models::compute::{
     ActorStage, AudioStage, ComputeError, EmbeddingStage, FrameSelection, FrameTarget,
-    Implementation, Recipe, SpeechTiming, StageContext, StageSet, VideoInputs, VideoStage,
+    Implementation, Recipe, SpeechTiming, StageContext, VideoInputs, VideoStage,
 };
 use vortex_models::cost::{SlotWork, TimePlan};
-use vortex_models::runtime::Terminator;
 use vortex_models::stage::{Stage, StageMap};
 use vortex_registry::{InitError, ModelRegistry, OutputBuffers, Placement, VramPlan};
+use vortex_runtime::Terminator;
 use vortex_vram::{
     Arena, Backend, BackendError, EventId, HostBackend, OwnerId, Purpose, ScratchBuffer,
     StaticRegion, StreamId, Vram, VramConfig, VramError, VramTracker, metrics as names,
@@ -265,19 +266,6 @@ struct StageState {
     frames: Vec<u8>,
 }
 
-impl StageState {
-    fn context<'a>(&'a mut self, arena: &'a Arena, buffers: &'a OutputBuffers) -> StageContext<'a> {
-        StageContext {
-            arena,
-            owner: self.owner,
-            weights: &self.weights,
-            buffers,
-            staging: &mut self.staging,
-            stream: self.queue.stream,
-        }
-    }
-}
-
 /// Every model resident, every buffer allocated; generates slots. See the module docs.
 pub struct VortexPipeline {
     config: Config,
@@ -463,15 +451,15 @@ fn check_plans(config: &Config, plan: &VramPlan, backend: &dyn Backend) -> Resul
     Ok(())
 }
 
-/// Refuses a scratch region that cannot hold what a stage takes from it in every slot: the
-/// reference actor's latent, and on a GPU the weight sweep's chunk. (A network's activations
-/// are checked by its profile run.)
-fn check_scratch(config: &Config, backend: &dyn Backend) -> Result<(), PipelineError> {
-    let round = |b: u64| b.div_ceil(vortex_vram::ALIGNMENT) * vortex_vram::ALIGNMENT;
-    let mut needs = vec![(
-        Stage::Actor,
-        round(vortex_models::reference::latent_bytes(&config.buffers)),
-    )];
+/// Refuses a scratch region that cannot hold what a stage takes from it in every slot: what
+/// its implementation says it takes (a reference actor's latent), and on a GPU the weight
+/// sweep's chunk. (A network's activations are checked by its profile run.)
+fn check_scratch(
+    config: &Config,
+    compute: &StageSet,
+    backend: &dyn Backend,
+) -> Result<(), PipelineError> {
+    let mut needs = vec![compute.scratch_bytes(&config.buffers)];
     if !backend.emulates_latency() {
         needs.push((Stage::Video, SWEEP_CHUNK));
     }
@@ -551,7 +539,6 @@ impl VortexPipeline {
         let models = config.build_models();
         let plan = config.plan(&models, backend.total_memory()?);
         check_plans(&config, &plan, backend.as_ref())?;
-        check_scratch(&config, backend.as_ref())?;
         let vram = Vram::new(
             backend,
             VramConfig {
@@ -575,8 +562,13 @@ impl VortexPipeline {
             speech: SpeechTiming::default(),
         };
         let stages = StageMap::try_from_fn(|stage| stage_state(&vram, &registry, stage))?;
-        let compute = StageSet::choose(&registry, vram.arena(), &config.runtime)?;
+        let shapes = SlotShapes {
+            buffers: &config.buffers,
+            verified_frames: config.timing.verified_frames,
+        };
+        let compute = StageSet::choose(&registry, vram.arena(), &config.runtime, shapes)?;
         compute.check_buffers(&b)?;
+        check_scratch(&config, &compute, vram.backend().as_ref())?;
         let mut host = host;
         host.clip_b = vec![0.0; compute.clip_b.dim()];
         host.clip_l = vec![0.0; compute.clip_l.dim()];
@@ -897,7 +889,7 @@ impl Slot<'_> {
             let stop = lock(audio).stopper();
             let region = self.regions.audio;
             let speech = self
-                .offloaded(Stage::Audio, s_audio, stop, move |cx, recipe| {
+                .offloaded(s_audio, stop, move |cx, recipe| {
                     lock(&stage).run(cx, recipe, &region)
                 })
                 .await?;
@@ -908,7 +900,7 @@ impl Slot<'_> {
             let stage = Arc::clone(actor);
             let stop = lock(actor).stopper();
             let region = self.regions.actor;
-            self.offloaded(Stage::Actor, s_actor, stop, move |cx, recipe| {
+            self.offloaded(s_actor, stop, move |cx, recipe| {
                 lock(&stage).run(cx, recipe, &region)
             })
             .await?;
@@ -917,13 +909,11 @@ impl Slot<'_> {
         tokio::try_join!(audio, actor)
     }
 
-    /// Runs `stage`'s `compute`: a network's on the blocking pool, with a context made of owned
-    /// copies of what the stage needs (the staging memory goes there and back); a reference
-    /// implementation's here, where it takes microseconds at small shapes (the slot overhead
-    /// benchmark) and the host backend's emulated latency follows anyway.
+    /// Runs `stage`'s `compute` on the blocking pool, network or reference implementation
+    /// alike (one path: nothing slow runs on an async worker), with a context made of owned
+    /// copies of what the stage needs (the staging memory goes there and back).
     async fn offloaded<T, F>(
         &self,
-        stage: Stage,
         state: &mut StageState,
         stop: Option<Terminator>,
         compute: F,
@@ -932,10 +922,6 @@ impl Slot<'_> {
         T: Send + 'static,
         F: FnOnce(&mut StageContext<'_>, &Recipe) -> Result<T, ComputeError> + Send + 'static,
     {
-        if self.implementations[stage].is_reference() {
-            let mut cx = state.context(self.arena, self.buffers);
-            return compute(&mut cx, self.recipe);
-        }
         let arena = self.arena.clone();
         let buffers = *self.buffers;
         let recipe = self.recipe.clone();
@@ -1004,97 +990,67 @@ impl Slot<'_> {
         let in_ring = self.buffers.video_placement != Placement::Device;
         let deadline_at = self.deadline_at;
         sweep(self.arena, state).await?;
-        if self.implementations[Stage::Video].is_reference() {
-            let mut cx = state.context(self.arena, self.buffers);
+        // Where frame `i` goes in host memory and to the sink.
+        let mut deliver = |i: u64, frame: &[u8]| -> Result<(), ComputeError> {
+            let at = i as usize * frame_bytes;
+            host_video
+                .get_mut(at..at + frame_bytes)
+                .ok_or(ComputeError::Shape {
+                    what: "video frame",
+                    have: at as u64,
+                    need: (at + frame_bytes) as u64,
+                })?
+                .copy_from_slice(frame);
+            sink.frame(i, frame).map_err(drain_error)
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(u64, Vec<u8>)>(2);
+        let shared = Arc::clone(video);
+        let stop = lock(video).stopper();
+        let (actor, audio, video_region, capacity) = (
+            regions.actor,
+            regions.audio,
+            regions.video,
+            regions.video_frames_on_device,
+        );
+        let speech = speech.clone();
+        let drawing = self.offloaded(state, stop, move |cx, recipe| {
+            let arena = cx.arena.clone();
             let inputs = VideoInputs {
-                actor: &regions.actor,
-                audio: &regions.audio,
-                speech,
+                actor: &actor,
+                audio: &audio,
+                speech: &speech,
             };
             let target = FrameTarget {
-                region: &regions.video,
-                capacity: regions.video_frames_on_device,
+                region: &video_region,
+                capacity,
             };
-            lock(video).run(&mut cx, self.recipe, inputs, target, &mut |i, offset| {
+            lock(&shared).run(cx, recipe, inputs, target, &mut |i, offset| {
                 if Instant::now() >= deadline_at {
                     return Err(ComputeError::DeadlinePassed);
                 }
                 if in_ring {
-                    let at = i as usize * frame_bytes;
-                    let frame =
-                        host_video
-                            .get_mut(at..at + frame_bytes)
-                            .ok_or(ComputeError::Shape {
-                                what: "video frame",
-                                have: at as u64,
-                                need: (at + frame_bytes) as u64,
-                            })?;
-                    self.arena.download(&regions.video, offset, frame)?;
-                    sink.frame(i, frame).map_err(drain_error)?;
+                    let mut frame = vec![0u8; frame_bytes];
+                    arena.download(&video_region, offset, &mut frame)?;
+                    // The receiver is gone only when the sink failed: stop drawing.
+                    tx.blocking_send((i, frame))
+                        .map_err(|_| ComputeError::Drain("the frame consumer stopped".into()))?;
                 }
                 Ok(())
-            })?;
-        } else {
-            // Where frame `i` goes in host memory and to the sink.
-            let mut deliver = |i: u64, frame: &[u8]| -> Result<(), ComputeError> {
-                let at = i as usize * frame_bytes;
-                host_video
-                    .get_mut(at..at + frame_bytes)
-                    .ok_or(ComputeError::Shape {
-                        what: "video frame",
-                        have: at as u64,
-                        need: (at + frame_bytes) as u64,
-                    })?
-                    .copy_from_slice(frame);
-                sink.frame(i, frame).map_err(drain_error)
-            };
-            let (tx, mut rx) = tokio::sync::mpsc::channel::<(u64, Vec<u8>)>(2);
-            let shared = Arc::clone(video);
-            let stop = lock(video).stopper();
-            let (actor, audio, video_region, capacity) = (
-                regions.actor,
-                regions.audio,
-                regions.video,
-                regions.video_frames_on_device,
-            );
-            let speech = speech.clone();
-            let drawing = self.offloaded(Stage::Video, state, stop, move |cx, recipe| {
-                let arena = cx.arena.clone();
-                let inputs = VideoInputs {
-                    actor: &actor,
-                    audio: &audio,
-                    speech: &speech,
-                };
-                let target = FrameTarget {
-                    region: &video_region,
-                    capacity,
-                };
-                lock(&shared).run(cx, recipe, inputs, target, &mut |i, offset| {
-                    if Instant::now() >= deadline_at {
-                        return Err(ComputeError::DeadlinePassed);
-                    }
-                    if in_ring {
-                        let mut frame = vec![0u8; frame_bytes];
-                        arena.download(&video_region, offset, &mut frame)?;
-                        // The receiver is gone only when the sink failed: stop drawing.
-                        tx.blocking_send((i, frame)).map_err(|_| {
-                            ComputeError::Drain("the frame consumer stopped".into())
-                        })?;
-                    }
-                    Ok(())
-                })
-            });
-            let receiving = async {
-                while let Some((i, frame)) = rx.recv().await {
-                    deliver(i, &frame)?;
-                }
-                Ok::<_, ComputeError>(())
-            };
-            let (drawn, received) = tokio::join!(drawing, receiving);
-            // The sink's own error says more than the drawing's "consumer stopped".
-            received?;
-            drawn?;
-        }
+            })
+        });
+        // The receiver is owned by its future, which comes first in the join: when the slot is
+        // dropped (a missed deadline), it drops before the drawing's handle waits for the
+        // work, so a frame blocked on a full channel is refused and the work ends.
+        let receiving = async move {
+            while let Some((i, frame)) = rx.recv().await {
+                deliver(i, &frame)?;
+            }
+            Ok::<_, ComputeError>(())
+        };
+        let (received, drawn) = tokio::join!(receiving, drawing);
+        // The sink's own error says more than the drawing's "consumer stopped".
+        received?;
+        drawn?;
         if !in_ring {
             self.arena.download(&regions.video, 0, host_video)?;
             for (i, frame) in host_video.chunks_exact(frame_bytes).enumerate() {
@@ -1144,27 +1100,6 @@ impl Slot<'_> {
                 })
         };
         sweep(self.arena, state).await?;
-        if self.implementations[stage].is_reference() {
-            let deadline_at = self.deadline_at;
-            let mut read = |index: u64, into: &mut [u8]| {
-                if Instant::now() >= deadline_at {
-                    return Err(ComputeError::DeadlinePassed);
-                }
-                let frame = frame(index)?;
-                if frame.len() != into.len() {
-                    return Err(ComputeError::Shape {
-                        what: "verified frame",
-                        have: into.len() as u64,
-                        need: frame_bytes as u64,
-                    });
-                }
-                into.copy_from_slice(frame);
-                Ok(())
-            };
-            let mut cx = state.context(self.arena, self.buffers);
-            let similarity = lock(embed).run(&mut cx, self.recipe, selection, &mut read, out)?;
-            return Ok((self.finish(stage, start).await, similarity));
-        }
         // The indices the stage reads, and their frames.
         let indices: Vec<u64> = selection.indices().collect();
         let mut frames = std::mem::take(&mut state.frames);
@@ -1182,7 +1117,7 @@ impl Slot<'_> {
         let shared = Arc::clone(embed);
         let mut owned = std::mem::take(out);
         let (similarity, frames, owned) = self
-            .offloaded(stage, state, stop, move |cx, recipe| {
+            .offloaded(state, stop, move |cx, recipe| {
                 let mut read = |index: u64, into: &mut [u8]| {
                     let k = indices
                         .binary_search(&index)

@@ -427,3 +427,70 @@ async fn oversized_and_trickled_request_heads_are_refused() {
     assert_eq!(request(addr, "GET", "/health").await.0, 200);
     server.abort();
 }
+
+/// Every stage runs off the async worker (one path, reference implementations included), so
+/// `/health` stays fast while a slot of the shipped configuration runs on the server's one
+/// worker thread (the `vortex serve` runtime is current-thread, as this test's is): 100
+/// probes, all while a slot is running, 99th percentile at most 50 ms. Before the single
+/// stage path the reference video ran on the worker and stalled `/health` for seconds.
+#[tokio::test]
+async fn health_answers_fast_while_a_shipped_slot_runs() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = Arc::new(ServerState::new(Box::new(String::new)));
+    let server = tokio::spawn(serve(listener, Arc::clone(&state)));
+    // The shipped buffers (45 s at 24 fps, 512²) and stages; no emulated latency, so the
+    // slot takes what its compute takes and the probes land during that compute.
+    let config = Shipped::new()
+        .with(&[("timing.cost_profile", "\"zero\"")])
+        .config();
+    state.loaded(VortexPipeline::new(config).unwrap()).await;
+    let busy = || async {
+        let (_, _, body) = request(addr, "GET", "/ready").await;
+        body.contains("\"busy\":true")
+    };
+    let mut times = Vec::with_capacity(100);
+    let mut slot_id = 0;
+    while times.len() < 100 {
+        if !busy().await {
+            slot_id += 1;
+            assert!(slot_id <= 20, "100 probes did not fit in 20 slots");
+            let recipe = format!(r#"{{"slot_id": {slot_id}, "script": "Good evening."}}"#);
+            let (status, _, body) = send(addr, "POST", "/slots", "", Some(&recipe)).await;
+            assert_eq!(status, 202, "{body}");
+            // Until the slot holds the pipeline.
+            for _ in 0..400 {
+                if busy().await {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let (status, _, _) = request(addr, "GET", "/health").await;
+        let took = started.elapsed();
+        assert_eq!(status, 200);
+        // Counted only when the slot still ran after the answer.
+        if busy().await {
+            times.push(took);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    times.sort();
+    let p99 = times[98];
+    assert!(
+        p99 <= std::time::Duration::from_millis(50),
+        "/health's 99th percentile during a slot was {p99:?} (slowest {:?}); a stage is running on the async worker",
+        times[99]
+    );
+    // The slot was still whole when the probes were done (a debug build may not finish the
+    // shipped slot inside its deadline; that is not what this test measures).
+    let (_, _, body) = request(addr, "GET", &format!("/slots/{slot_id}")).await;
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        doc["status"] == "running" || doc["status"] == "done",
+        "{doc}"
+    );
+    server.abort();
+}

@@ -357,7 +357,7 @@ fn the_plan_names_every_exported_stage_a_network() {
             ("models.clip_l.weights", &clip),
         ])
         .config();
-    let planned = vortex_models::compute::StageSet::planned(&config.weight_sources());
+    let planned = vortex_models::choose::StageSet::planned(&config.weight_sources());
     assert!(planned[Stage::Audio].is_reference());
     for stage in [Stage::Actor, Stage::Video, Stage::ClipB, Stage::ClipL] {
         let i = &planned[stage];

@@ -377,6 +377,11 @@ impl Arena {
         Ok(unsafe { self.inner.backend.copy_from_device(ptr, out) }?)
     }
 
+    /// Whether `other` is a handle on this very arena.
+    pub fn same_arena(&self, other: &Arena) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Where `offset..offset + len` of `region` is in host memory, when the backend's memory
     /// is host-addressable ([`Backend::host_addressable`]: the host stand-in), so a CPU
     /// runtime can read weights in place; `None` on a GPU. Bounds-checked as for

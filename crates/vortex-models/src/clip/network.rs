@@ -13,11 +13,11 @@ use super::image::ImagePrep;
 use crate::clip_text::{self, ClipTokenizer};
 use crate::compute::{
     ComputeError, EmbeddingStage, FrameReader, FrameSelection, Implementation, Recipe,
-    StageContext, StageImpl, check_dtype, check_rgb, in_place,
+    StageContext, StageImpl, check_dtype, check_rgb,
 };
 use crate::export::{Export, ExportedNetwork};
-use crate::runtime::{Graph, Input, Output, Runtime, Terminator};
 use crate::weights::ResidentWeights;
+use vortex_runtime::{Graph, Input, Output, Runtime, Terminator};
 
 /// The verification stage on one CLIP export.
 #[derive(Debug)]
@@ -32,8 +32,6 @@ pub struct ClipNetwork {
     prep: ImagePrep,
     size: usize,
     dim: usize,
-    /// Keeps the slab (and so the weights the sessions read) alive as long as they are.
-    _arena: Arena,
     pixels: Vec<f32>,
     embeds: Vec<f32>,
     /// The last prompt and its normalized text embedding (a slot's prompt is embedded once).
@@ -56,7 +54,6 @@ impl ClipNetwork {
         tokenizer: ClipTokenizer,
         threads: usize,
     ) -> Result<Self, ComputeError> {
-        let network = "a CLIP export";
         let ExportedNetwork::Clip(manifest) = export.network() else {
             return Err(ComputeError::WrongExport {
                 dir: export.dir().to_owned(),
@@ -66,18 +63,12 @@ impl ClipNetwork {
         };
         let vision_file = export.file(&manifest.graphs.vision);
         let text_file = export.file(&manifest.graphs.text);
-        let vision_weights = in_place(arena, weights, network, |n| {
-            VISION.iter().any(|p| n.starts_with(p))
-        })?;
-        let text_weights = in_place(arena, weights, network, |n| {
-            TEXT.iter().any(|p| n.starts_with(p))
-        })?;
-        // SAFETY: every range lies in the model's static region (checked by `in_place`), which
-        // is never freed while a handle on the arena lives; `_arena` is one, and it drops
-        // after both graphs (field order).
-        let vision = unsafe { runtime.graph(&vision_file, &vision_weights, threads) }?;
-        // SAFETY: as above.
-        let mut text = unsafe { runtime.graph(&text_file, &text_weights, threads) }?;
+        let vision_weights =
+            weights.graph_weights(arena, |n| VISION.iter().any(|p| n.starts_with(p)))?;
+        let text_weights =
+            weights.graph_weights(arena, |n| TEXT.iter().any(|p| n.starts_with(p)))?;
+        let vision = runtime.graph(&vision_file, vision_weights, threads)?;
+        let mut text = runtime.graph(&text_file, text_weights, threads)?;
         // One stop for both towers: a cancelled slot stops whichever runs.
         text.share_stop(&vision);
         let size = manifest.vision.image_size as usize;
@@ -102,7 +93,6 @@ impl ClipNetwork {
             prep: ImagePrep::new(size as u32, manifest.image_mean, manifest.image_std),
             size,
             dim: manifest.projection_dim as usize,
-            _arena: arena.clone(),
             pixels: Vec::new(),
             embeds: Vec::new(),
             prompt: None,

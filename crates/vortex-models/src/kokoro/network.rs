@@ -9,13 +9,13 @@ use vortex_registry::Dtype;
 use vortex_vram::{Arena, OwnerId, StaticRegion};
 
 use super::assets::{KokoroFiles, STYLE, VOICE_ROWS};
-use super::phonemes::{self, Language, MAX_TOKENS, Vocab};
+use super::phonemes::{self, Language, Vocab};
 use crate::compute::{
     AudioStage, ComputeError, Implementation, Recipe, SpeechSound, SpeechTiming, StageContext,
-    StageImpl, check_dtype, in_place,
+    StageImpl, check_dtype,
 };
-use crate::runtime::{Graph, Input, Output, Runtime, RuntimeError, Terminator};
 use crate::weights::ResidentWeights;
+use vortex_runtime::{Graph, Input, Output, Runtime, RuntimeError, Terminator};
 
 /// How the network describes itself.
 pub const KOKORO_DETAIL: &str =
@@ -81,8 +81,6 @@ pub struct KokoroNetwork {
     graph: Graph,
     vocab: Vocab,
     voices: BTreeMap<String, Vec<f32>>,
-    /// Keeps the slab (and so the weights the session reads) alive as long as the session.
-    _arena: Arena,
     tokens: Vec<i64>,
     chunk: Vec<f32>,
     durations: Vec<f32>,
@@ -101,17 +99,16 @@ impl KokoroNetwork {
         weights: &ResidentWeights,
         threads: usize,
     ) -> Result<Self, ComputeError> {
-        let in_place = in_place(arena, weights, super::assets::NETWORK, |_| true)?;
-        // SAFETY: every range lies in the model's static region (checked by `in_place`),
-        // which is never freed while a handle on the arena lives; `_arena` is one, and it
-        // drops after `graph` (field order).
-        let graph = unsafe { runtime.graph(&files.graph, &in_place, threads) }?;
+        let graph = runtime.graph(
+            &files.graph,
+            weights.graph_weights(arena, |_| true)?,
+            threads,
+        )?;
         let vocab = Vocab::from_json(&files.vocab)?;
         Ok(KokoroNetwork {
             graph,
             vocab,
             voices: files.voices.clone(),
-            _arena: arena.clone(),
             tokens: Vec::new(),
             chunk: Vec::new(),
             durations: Vec::new(),
@@ -180,7 +177,6 @@ impl KokoroNetwork {
             })?;
         self.speech.clear();
         self.timing.sounds.clear();
-        let _ = MAX_TOKENS; // the graph's own limit; pieces stay far below it
         for piece in phonemes::split(phonemes, MAX_PIECE_TOKENS) {
             if self.graph.terminator().is_stopped() {
                 return Err(RuntimeError::Terminated.into());

@@ -12,11 +12,11 @@ use vortex_vram::{Arena, OwnerId};
 
 use crate::compute::{
     ComputeError, FrameDrain, FrameTarget, Implementation, Recipe, SpeechTiming, StageContext,
-    StageImpl, VideoInputs, VideoStage, check_dtype, check_rgb, in_place,
+    StageImpl, VideoInputs, VideoStage, check_dtype, check_rgb,
 };
 use crate::export::{Export, ExportedNetwork, LivePortraitManifest};
-use crate::runtime::{Graph, Input, Optimization, Output, Runtime, Terminator};
 use crate::weights::ResidentWeights;
+use vortex_runtime::{Graph, Input, Optimization, Output, Runtime, Terminator};
 
 /// The actor's eye-open ratio (LivePortrait measures it with a landmark detector; Vortex has
 /// none, so it is this constant, the golden's).
@@ -306,8 +306,6 @@ pub struct LivePortraitNetwork {
     stitching: Graph,
     lip: Graph,
     eye: Graph,
-    /// Keeps the slab (and so the weights the sessions read) alive as long as they are.
-    _arena: Arena,
     frame: Vec<f32>,
 }
 
@@ -327,23 +325,16 @@ impl LivePortraitNetwork {
                 wanted: "LivePortrait",
             });
         };
-        let network = "a LivePortrait export";
         let graph = |name: &str| -> Result<Graph, ComputeError> {
             let g = manifest.graph(name);
-            let tensors = in_place(arena, weights, network, |n| {
-                g.external_initializers.iter().any(|i| i == n)
-            })?;
-            // SAFETY: every range lies in the model's static region (checked by `in_place`),
-            // which is never freed while a handle on the arena lives; `_arena` is one, and it
-            // drops after the graphs (field order).
-            Ok(unsafe {
-                runtime.graph_with(
-                    &export.file(&g.file),
-                    &tensors,
-                    threads,
-                    Optimization::NoWeightCopies,
-                )
-            }?)
+            let tensors =
+                weights.graph_weights(arena, |n| g.external_initializers.iter().any(|i| i == n))?;
+            Ok(runtime.graph_with(
+                &export.file(&g.file),
+                tensors,
+                threads,
+                Optimization::NoWeightCopies,
+            )?)
         };
         let [a, m, w, s, l, e] = LivePortraitManifest::GRAPHS;
         let appearance = graph(a)?;
@@ -386,7 +377,6 @@ impl LivePortraitNetwork {
             stitching,
             lip,
             eye,
-            _arena: arena.clone(),
             frame: Vec::new(),
         })
     }

@@ -5,7 +5,7 @@ use vortex_registry::{Dtype, OutputBuffers};
 use vortex_vram::Arena;
 
 use super::helpers::{Rng, check_dtype, resize};
-use crate::compute::{ComputeError, FrameReader, FrameTarget};
+use crate::compute::{ComputeError, FrameReader, FrameSelection, FrameTarget};
 
 /// Features per frame: the mean of each colour channel over a 4×4 grid of blocks.
 const FEATURES: usize = 48;
@@ -35,12 +35,10 @@ impl EmbeddingProjection {
 /// ViT-B/32, 768 for ViT-L/14), from `verified` evenly spaced frames of the `frames` a slot
 /// has, each fetched by `read_frame(index, into)` (from the device or from host memory): the
 /// frames' 4×4 block colour means, summed, projected, then L2-normalized.
-#[allow(clippy::too_many_arguments)]
 pub fn reference_embedding(
     projection: &EmbeddingProjection,
     buffers: &OutputBuffers,
-    frames: u64,
-    verified: u64,
+    selection: FrameSelection,
     read_frame: &mut FrameReader<'_>,
     staging: &mut Vec<u8>,
     out: &mut [f32],
@@ -48,8 +46,8 @@ pub fn reference_embedding(
     check_dtype("the video", "video_dtype", buffers.video_dtype, Dtype::U8)?;
     let frame_bytes = buffers.frame_bytes() as usize;
     let (n, c) = (buffers.image_size as usize, buffers.channels as usize);
-    let frames = frames.max(1);
-    let verified = verified.clamp(1, frames);
+    let frames = selection.frames.max(1);
+    let verified = selection.verified.clamp(1, frames);
     let frame = resize(staging, frame_bytes);
     let mut features = [0f32; FEATURES];
     for k in 0..verified {

@@ -78,6 +78,11 @@ impl StageImpl for ReferenceActor {
     fn implementation(&self) -> Implementation {
         Implementation::reference("a procedural portrait from the prompt and seed")
     }
+
+    fn scratch_bytes(&self, buffers: &OutputBuffers) -> u64 {
+        // Its latent, on the arena's alignment.
+        actor::latent_bytes(buffers).next_multiple_of(vortex_vram::ALIGNMENT)
+    }
 }
 
 impl ActorStage for ReferenceActor {
@@ -117,14 +122,7 @@ impl VideoStage for ReferenceVideo {
         drain: &mut FrameDrain<'_>,
     ) -> Result<(), ComputeError> {
         reference_video(
-            cx.arena,
-            recipe,
-            cx.buffers,
-            inputs.actor,
-            inputs.audio,
-            target,
-            cx.staging,
-            drain,
+            cx.arena, recipe, cx.buffers, inputs, target, cx.staging, drain,
         )
     }
 }
@@ -177,8 +175,7 @@ impl EmbeddingStage for ReferenceEmbedding {
         reference_embedding(
             &self.projection,
             cx.buffers,
-            selection.frames,
-            selection.verified,
+            selection,
             read_frame,
             cx.staging,
             out,

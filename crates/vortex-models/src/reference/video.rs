@@ -2,22 +2,20 @@
 //! audio envelope, not LivePortrait.
 
 use vortex_registry::{Dtype, OutputBuffers};
-use vortex_vram::{Arena, StaticRegion};
+use vortex_vram::Arena;
 
 use super::helpers::{Rng, check_dtype, check_size, resize};
-use crate::compute::{ComputeError, FrameTarget, Recipe};
+use crate::compute::{ComputeError, FrameTarget, Recipe, VideoInputs};
 
 /// The video (reference implementation): every frame is the actor image shifted by a head bob
 /// and with the mouth opened by the audio envelope of that frame's samples. After each frame
 /// is written, `on_frame(index, offset)` runs (to drain a staging ring, or to check for
 /// cancellation).
-#[allow(clippy::too_many_arguments)]
 pub fn reference_video(
     arena: &Arena,
     recipe: &Recipe,
     buffers: &OutputBuffers,
-    actor: &StaticRegion,
-    audio: &StaticRegion,
+    inputs: VideoInputs<'_>,
     target: FrameTarget<'_>,
     staging: &mut Vec<u8>,
     on_frame: &mut dyn FnMut(u64, u64) -> Result<(), ComputeError>,
@@ -34,6 +32,7 @@ pub fn reference_video(
     resize(staging, 2 * frame_bytes + window);
     let (actor_px, rest) = staging.split_at_mut(frame_bytes);
     let (frame, samples) = rest.split_at_mut(frame_bytes);
+    let (actor, audio) = (inputs.actor, inputs.audio);
     arena.download(actor, 0, actor_px)?;
     for i in 0..buffers.frames() {
         let first = i as usize * samples_per_frame;

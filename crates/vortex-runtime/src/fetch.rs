@@ -186,7 +186,7 @@ pub fn fetch_wheel(wheel: &Wheel, cache: &Path, hint: &str) -> Result<PathBuf, F
             pip.args(["--python-version", python_version, "--platform", platform]);
         }
         pip.arg(wheel.requirement());
-        tracing::info!(target: "vortex_models::runtime", wheel = wheel.file, "fetching {} with pip", wheel.requirement());
+        tracing::info!(target: "vortex_runtime", wheel = wheel.file, "fetching {} with pip", wheel.requirement());
         let output = pip.output().map_err(|source| FetchError::PipMissing {
             python: python.clone(),
             wheel: wheel.requirement(),
