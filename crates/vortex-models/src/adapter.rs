@@ -221,12 +221,11 @@ fn flux(spec: ModelSpec) -> Flux {
 
 /// A FLUX adapter whose graphs read `resident` (the checkpoint's or an export's): all of it on
 /// the device when the budget holds it, else T5's encoder (`what`) in host memory on the CPU —
-/// a line of the plan, read there by the network — and the rest on the device. The same rule
-/// as [`FluxActor::t5_placement`], for any layout.
+/// a line of the plan, read there by the network — and the rest on the device.
 fn flux_placed(spec: ModelSpec, checkpoint: Layout, resident: Layout, what: &str) -> Flux {
     let all = resident_bytes(&resident);
     let (t5, device) = resident.split(&[parts::T5]);
-    if all <= spec.budget || t5.tensors.is_empty() {
+    if t5_placement(&resident, spec.budget) == T5Placement::Device || t5.tensors.is_empty() {
         return Flux::with_layouts(spec, checkpoint, resident);
     }
     let what = format!(
@@ -236,6 +235,17 @@ fn flux_placed(spec: ModelSpec, checkpoint: Layout, resident: Layout, what: &str
     );
     let bytes = resident_bytes(&t5);
     Flux::with_layouts(spec, checkpoint, device).with_cpu_weights(CpuWeights { bytes, what })
+}
+
+/// Where T5 runs when the actor's graphs read `resident` under a device budget of `budget`
+/// bytes: on the device when every tensor fits in it, else on the CPU (its weights then take
+/// host memory, and the budget's remainder is the transformer's and the VAE's working memory).
+pub(crate) fn t5_placement(resident: &Layout, budget: u64) -> T5Placement {
+    if resident_bytes(resident) <= budget {
+        T5Placement::Device
+    } else {
+        T5Placement::Cpu
+    }
 }
 
 /// The resident weights of `stage`'s model, once `registry` has loaded it.

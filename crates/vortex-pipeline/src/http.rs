@@ -45,7 +45,7 @@ use vortex_vram::metrics as names;
 use crate::Recipe;
 use crate::output::{SlotFiles, VideoFormat};
 use crate::pipeline::VortexPipeline;
-use crate::report::{Probe, VramDoc};
+use crate::report::Probe;
 
 /// Bucket bounds of `icn_vortex_slot_duration_seconds`, seconds: dense around a 15 s
 /// deadline, so `histogram_quantile(0.99, …)` says which side of it P99 falls.
@@ -615,9 +615,4 @@ async fn slot_file(
         Ok(bytes) => ([(header::CONTENT_TYPE, *content_type)], Body::from(bytes)).into_response(),
         Err(err) => error(StatusCode::GONE, format!("{name} of slot {id}: {err}")),
     }
-}
-
-/// The `/vram` document.
-pub fn vram_json(pipeline: &VortexPipeline) -> serde_json::Value {
-    json!(VramDoc::new(pipeline))
 }

@@ -445,24 +445,17 @@ impl FluxActor {
         l.extend_prefixed(parts::VAE, &self.vae.layout(other));
         l
     }
-
-    /// Where T5 runs under a device budget of `budget` bytes: on the device when every part's
-    /// weights fit in it, else on the CPU (its weights then take host memory, and the budget's
-    /// remainder is the transformer's and the VAE's working memory).
-    pub fn t5_placement(&self, budget: u64) -> T5Placement {
-        let all = self.layout(T5Placement::Device);
-        if crate::weights::resident_bytes(&all) <= budget {
-            T5Placement::Device
-        } else {
-            T5Placement::Cpu
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::weights::resident_bytes;
+
+    /// Where T5 runs for the checkpoint's layout under `budget` (the adapter's rule).
+    fn placement(actor: &FluxActor, budget: u64) -> T5Placement {
+        crate::adapter::t5_placement(&actor.layout(T5Placement::Device), budget)
+    }
 
     /// `data/flux/full_size_bytes.json`: what `quantize_nbits.py --sizes` counts from
     /// diffusers' and transformers' own modules on torch's meta device.
@@ -572,7 +565,7 @@ mod tests {
         let device = resident_bytes(&cpu_export.layout(T5Placement::Cpu));
         assert_eq!(device / 10_000_000, 748, "{device}");
         assert_eq!(resident_bytes(&t5) / 10_000_000, 316, "{}", t5.bytes());
-        assert_eq!(cpu_export.t5_placement(7_100_000_000), T5Placement::Cpu);
+        assert_eq!(placement(&cpu_export, 7_100_000_000), T5Placement::Cpu);
     }
 
     #[test]
@@ -589,8 +582,8 @@ mod tests {
             (6_759_000_000..6_761_000_000).contains(&without),
             "{without}"
         );
-        assert_eq!(actor.t5_placement(7_100_000_000), T5Placement::Cpu);
-        assert_eq!(actor.t5_placement(with_t5), T5Placement::Device);
-        assert_eq!(actor.t5_placement(with_t5 - 1), T5Placement::Cpu);
+        assert_eq!(placement(&actor, 7_100_000_000), T5Placement::Cpu);
+        assert_eq!(placement(&actor, with_t5), T5Placement::Device);
+        assert_eq!(placement(&actor, with_t5 - 1), T5Placement::Cpu);
     }
 }

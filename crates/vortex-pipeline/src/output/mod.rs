@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 
 use vortex_registry::OutputBuffers;
 
-use crate::pipeline::GenerationResult;
 
 pub mod background;
 pub mod mp4;
@@ -184,20 +183,4 @@ impl Drop for SlotFiles {
             self.abort();
         }
     }
-}
-
-/// Writes `actor.png`, `audio.wav` and `video.y4m` of a finished slot into `dir`.
-pub fn write_slot(
-    dir: &Path,
-    buffers: &OutputBuffers,
-    result: &GenerationResult<'_>,
-) -> io::Result<()> {
-    let mut files = SlotFiles::new(dir, buffers);
-    files.actor(result.actor_image)?;
-    files.audio(result.audio_waveform)?;
-    let frame_bytes = buffers.frame_bytes() as usize;
-    for (index, frame) in result.video_frames.chunks_exact(frame_bytes).enumerate() {
-        files.frame(index as u64, frame)?;
-    }
-    files.finish()
 }
