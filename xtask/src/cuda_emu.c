@@ -143,6 +143,7 @@ static struct {
     unsigned long long capacity, reserve, allocated;
     int deferred, misuse_abort, leak_abort;
     int initialized, init_error;
+    int driver_version;
     int refs;
     /* device memory */
     int fd;
@@ -188,6 +189,8 @@ static void configure(void) {
     g.lost_after = -1;
     g.lost_code = CUDA_ERROR_UNKNOWN;
     g.fd = -1;
+    /* A CUDA 13.0 driver (r580), what ONNX Runtime 1.31's CUDA provider needs. */
+    g.driver_version = 13000;
 }
 
 __attribute__((noreturn)) void vortex_emu_unimplemented(const char *name) {
@@ -587,7 +590,10 @@ CUresult cuInit(unsigned int flags) {
 CUresult cuDriverGetVersion(int *version) {
     ENTER(0);
     if (!version) return CUDA_ERROR_INVALID_VALUE;
-    *version = 12040;
+    pthread_once(&g_once, configure);
+    pthread_mutex_lock(&g_lock);
+    *version = g.driver_version;
+    pthread_mutex_unlock(&g_lock);
     return CUDA_SUCCESS;
 }
 
@@ -1210,6 +1216,7 @@ long long vortex_emu_control(const char *key, long long value) {
     else if (!strcmp(key, "device_lost_code")) g.lost_code = (int)value;
     else if (!strcmp(key, "deferred")) g.deferred = value != 0;     /* for streams made later */
     else if (!strcmp(key, "misuse_abort")) g.misuse_abort = value != 0;
+    else if (!strcmp(key, "driver_version")) g.driver_version = (int)value; /* 12040 = 12.4 */
     else if (!strcmp(key, "reset")) {
         g.fail_alloc_at = 0;
         g.init_error = 0;
@@ -1217,6 +1224,7 @@ long long vortex_emu_control(const char *key, long long value) {
         g.lost = 0;
         g.lost_code = CUDA_ERROR_UNKNOWN;
         g.sticky = 0;
+        g.driver_version = 13000;
     } else if (!strcmp(key, "live_allocations")) {
         for (size_t i = 0; i < g.nallocs; i++) out += g.allocs[i].live;
     } else if (!strcmp(key, "live_pinned")) {

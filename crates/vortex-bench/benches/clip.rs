@@ -12,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use vortex_runtime::SessionConfig;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use vortex_bench::OutsideArena;
@@ -106,7 +107,7 @@ fn clip(c: &mut Criterion) {
                     vram.arena(),
                     resident,
                     tokenizer.clone(),
-                    2,
+                    &SessionConfig::cpu(2),
                 )
             },
         );

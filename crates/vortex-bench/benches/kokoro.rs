@@ -11,6 +11,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use vortex_runtime::SessionConfig;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use vortex_bench::python::{self, Worker};
@@ -86,7 +87,14 @@ fn kokoro(c: &mut Criterion) {
     let registry =
         ModelRegistry::load(vram.arena(), vec![adapter_for(Stage::Audio, spec)]).unwrap();
     let weights = registry.get::<Kokoro>().unwrap().weights().unwrap();
-    let mut network = KokoroNetwork::new(runtime, &files, vram.arena(), weights, 2).unwrap();
+    let mut network = KokoroNetwork::new(
+        runtime,
+        &files,
+        vram.arena(),
+        weights,
+        &SessionConfig::cpu(2),
+    )
+    .unwrap();
     let owner = vram.owner("kokoro").unwrap();
     let arena = vram.arena().clone();
     let vocab = vortex_models::kokoro::phonemes::Vocab::from_json(&files.vocab).unwrap();

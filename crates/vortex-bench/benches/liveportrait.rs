@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use vortex_runtime::SessionConfig;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use vortex_bench::python::{self, Worker};
@@ -65,7 +66,15 @@ fn liveportrait(c: &mut Criterion) {
         .map_or("liveportrait".into(), |n| n.to_string_lossy().into_owned());
     let (network, outside) = OutsideArena::measure(
         || runtime.untracked_bytes().0 as u64,
-        || LivePortraitNetwork::new(runtime, &export, vram.arena(), resident, 2),
+        || {
+            LivePortraitNetwork::new(
+                runtime,
+                &export,
+                vram.arena(),
+                resident,
+                &SessionConfig::cpu(2),
+            )
+        },
     );
     let mut network = network.unwrap();
     // The sessions run Optimization::NoWeightCopies (no constant folding, no Conv fusions, no

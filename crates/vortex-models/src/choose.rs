@@ -4,8 +4,8 @@
 //! trait and an arm in [`StageSet::choose`], not an edit of the pipeline.
 
 use vortex_registry::{ModelRegistry, OutputBuffers};
-use vortex_runtime::{Runtime, RuntimeError};
-use vortex_vram::{Arena, OwnerId};
+use vortex_runtime::{CudaOptions, Provider, Runtime, RuntimeError, SessionConfig};
+use vortex_vram::{Arena, OwnerId, StreamId};
 
 use crate::clip::network::ClipNetwork;
 use crate::compute::{
@@ -117,6 +117,9 @@ pub struct RuntimeSettings {
     pub onnxruntime: Option<std::path::PathBuf>,
     /// Threads of a network's session (`[runtime] threads`); 0 = the machine's cores.
     pub threads: usize,
+    /// On CUDA, capture each fixed-shape graph's kernels once and replay them
+    /// (`[runtime] cuda_graphs`).
+    pub cuda_graphs: bool,
 }
 
 /// The largest work a slot gives each network: what the profile runs do.
@@ -127,6 +130,8 @@ pub struct SlotShapes<'a> {
     /// Frames a slot's verification embeds at once (`[timing] verified_frames`): the batch of
     /// CLIP's profile run.
     pub verified_frames: u64,
+    /// Each stage's stream: on a GPU, the stream its network's session queues its work on.
+    pub streams: &'a StageMap<StreamId>,
 }
 
 impl StageSet {
@@ -144,7 +149,26 @@ impl StageSet {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
         };
-        let runtime = || Runtime::get(settings.onnxruntime.as_deref());
+        // On a GPU every network but Kokoro runs on ONNX Runtime's CUDA provider, inside the
+        // arena's device memory, on its stage's stream; Kokoro's int8 graph has no CUDA
+        // kernels and stays on the CPU.
+        let backend = arena.backend();
+        let on_gpu = !backend.host_addressable();
+        let runtime = || match on_gpu {
+            false => Runtime::get(settings.onnxruntime.as_deref()),
+            true => Runtime::get_cuda(0, backend.driver_version()),
+        };
+        let session = |stage: Stage| SessionConfig {
+            threads,
+            provider: match on_gpu && stage != Stage::Audio {
+                false => Provider::Cpu,
+                true => Provider::Cuda(CudaOptions {
+                    stream: backend.raw_stream(shapes.streams[stage]),
+                    cuda_graph: settings.cuda_graphs,
+                    ..CudaOptions::on(0)
+                }),
+            },
+        };
         // CLIP's tokenizer (read from its wheel) is built once for every stage that needs it.
         let mut tokenizer: Option<crate::clip_text::ClipTokenizer> = None;
         let mut tokenizer = || -> Result<crate::clip_text::ClipTokenizer, ComputeError> {
@@ -167,7 +191,7 @@ impl StageSet {
                             ComputeError::Runtime(Box::new(RuntimeError::Assets(e.to_string())))
                         })?;
                     let mut network =
-                        KokoroNetwork::new(runtime()?, &files, arena, weights, threads)?;
+                        KokoroNetwork::new(runtime()?, &files, arena, weights, &session(stage))?;
                     profile(stage, registry, arena, |owner| {
                         network
                             .speak_phonemes(
@@ -188,7 +212,7 @@ impl StageSet {
                         arena,
                         weights,
                         tokenizer()?,
-                        threads,
+                        &session(stage),
                     )?;
                     let size = shapes.buffers.image_size as usize;
                     profile(stage, registry, arena, |owner| {
@@ -197,8 +221,13 @@ impl StageSet {
                     set.actor = Box::new(network);
                 }
                 (Stage::Video, WeightSource::Export(export)) => {
-                    let mut network =
-                        LivePortraitNetwork::new(runtime()?, export, arena, weights, threads)?;
+                    let mut network = LivePortraitNetwork::new(
+                        runtime()?,
+                        export,
+                        arena,
+                        weights,
+                        &session(stage),
+                    )?;
                     profile(stage, registry, arena, |owner| {
                         network.profile(arena, owner)
                     })?;
@@ -212,7 +241,7 @@ impl StageSet {
                         arena,
                         weights,
                         tokenizer()?,
-                        threads,
+                        &session(stage),
                     )?;
                     let frames = shapes.verified_frames as usize;
                     profile(stage, registry, arena, |owner| {

@@ -133,7 +133,7 @@ mod network {
     use vortex_models::compute::ComputeError;
     use vortex_models::stage::Stage;
     use vortex_registry::ModelRegistry;
-    use vortex_runtime::{Runtime, fetch};
+    use vortex_runtime::{Runtime, SessionConfig, fetch};
     use vortex_vram::{OwnerId, Purpose, Vram};
 
     use super::common::{floats, loaded, max_diff};
@@ -173,7 +173,7 @@ mod network {
             vram.arena(),
             weights,
             tokenizer,
-            2,
+            &SessionConfig::cpu(2),
         )
         .unwrap();
         let owner = vram.owner("clip_b").unwrap();

@@ -8,6 +8,7 @@
 mod common;
 
 use std::sync::Arc;
+use vortex_runtime::SessionConfig;
 
 use vortex_models::adapter::resident_weights;
 use vortex_models::choose::StageSet;
@@ -68,7 +69,7 @@ fn flux_network() -> FluxNetwork {
         vram.arena(),
         weights,
         clip_tokenizer(&fetch::cache_dir()).unwrap(),
-        1,
+        &SessionConfig::cpu(1),
     )
     .unwrap()
 }
@@ -86,7 +87,7 @@ fn liveportrait_network() -> LivePortraitNetwork {
         &export,
         vram.arena(),
         weights,
-        1,
+        &SessionConfig::cpu(1),
     )
     .unwrap()
 }
@@ -104,7 +105,7 @@ fn clip_network(stage: Stage) -> ClipNetwork {
         vram.arena(),
         weights,
         clip_tokenizer(&fetch::cache_dir()).unwrap(),
-        1,
+        &SessionConfig::cpu(1),
     )
     .unwrap()
 }

@@ -6,6 +6,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use vortex_runtime::SessionConfig;
 
 use common::{floats, ints, loaded, loaded_within, max_diff};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -55,7 +56,7 @@ fn rig_loaded((export, vram, registry): (Export, Vram, ModelRegistry)) -> Rig {
         vram.arena(),
         weights,
         clip_tokenizer(&fetch::cache_dir()).unwrap(),
-        2,
+        &SessionConfig::cpu(2),
     )
     .unwrap();
     let owner = vram.owner("flux").unwrap();
@@ -307,7 +308,7 @@ fn a_bad_graph_file_is_refused_at_start_naming_it_and_nothing_is_kept() {
             vram.arena(),
             weights,
             clip_tokenizer(&fetch::cache_dir()).unwrap(),
-            1,
+            &SessionConfig::cpu(1),
         )
         .unwrap_err()
         .to_string();

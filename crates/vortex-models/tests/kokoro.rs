@@ -42,7 +42,7 @@ mod network {
     use vortex_models::stage::Stage;
     use vortex_models::weights::{Network, WeightSource};
     use vortex_registry::ModelRegistry;
-    use vortex_runtime::{Runtime, fetch};
+    use vortex_runtime::{Runtime, SessionConfig, fetch};
     use vortex_vram::{ArenaConfig, HostBackend, HostConfig, OwnerId, Purpose, Vram, VramConfig};
 
     /// One network test at a time: they measure what the process's one runtime holds.
@@ -90,7 +90,14 @@ mod network {
         let files = assets::prepare(&fetch::cache_dir()).unwrap();
         let runtime = Runtime::get(None).unwrap();
         let (untracked, resident) = (runtime.untracked_bytes().0, rss());
-        let network = KokoroNetwork::new(runtime, &files, vram.arena(), weights, 2).unwrap();
+        let network = KokoroNetwork::new(
+            runtime,
+            &files,
+            vram.arena(),
+            weights,
+            &SessionConfig::cpu(2),
+        )
+        .unwrap();
         let outside = (
             runtime.untracked_bytes().0 - untracked,
             rss().saturating_sub(resident),
@@ -415,7 +422,7 @@ fn activation_peak_by_tokens() {
     use vortex_models::stage::Stage;
     use vortex_models::weights::{Network, WeightSource};
     use vortex_registry::ModelRegistry;
-    use vortex_runtime::Runtime;
+    use vortex_runtime::{Runtime, SessionConfig};
     use vortex_vram::{ArenaConfig, HostBackend, HostConfig, Vram, VramConfig};
     let backend = Arc::new(HostBackend::new(HostConfig::rtx3060_12gb()));
     let vram = Vram::new(
@@ -436,7 +443,7 @@ fn activation_peak_by_tokens() {
         &files,
         vram.arena(),
         weights,
-        2,
+        &SessionConfig::cpu(2),
     )
     .unwrap();
     let owner = vram.owner("kokoro").unwrap();

@@ -7,6 +7,7 @@
 mod common;
 
 use std::path::PathBuf;
+use vortex_runtime::SessionConfig;
 
 use common::{floats, loaded, max_diff};
 use safetensors::SafeTensors;
@@ -143,7 +144,7 @@ fn the_source_and_a_driven_clip_match_the_pytorch_modules() {
         &export,
         vram.arena(),
         weights,
-        2,
+        &SessionConfig::cpu(2),
     )
     .unwrap();
     let arena = vram.arena().clone();

@@ -12,6 +12,7 @@ use vortex_models::flux::network::FluxNetwork;
 use vortex_models::liveportrait::network::LivePortraitNetwork;
 use vortex_models::stage::Stage;
 use vortex_models::weights::{ResidentWeights, resident_bytes};
+use vortex_runtime::SessionConfig;
 use vortex_runtime::{Runtime, fetch};
 
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -47,7 +48,14 @@ fn liveportraits_sessions_copy_no_weights_out_of_the_arena() {
     let weights = registry.get::<LivePortrait>().unwrap().weights().unwrap();
     let runtime = Runtime::get(None).unwrap();
     outside_under_5_percent("LivePortrait", weights, || {
-        LivePortraitNetwork::new(runtime, &export, vram.arena(), weights, 2).unwrap()
+        LivePortraitNetwork::new(
+            runtime,
+            &export,
+            vram.arena(),
+            weights,
+            &SessionConfig::cpu(2),
+        )
+        .unwrap()
     });
 }
 
@@ -64,7 +72,15 @@ fn fluxs_sessions_copy_no_weights_out_of_the_arena() {
         let runtime = Runtime::get(None).unwrap();
         let tokenizer = clip_tokenizer(&fetch::cache_dir()).unwrap();
         outside_under_5_percent(name, weights, || {
-            FluxNetwork::new(runtime, &export, vram.arena(), weights, tokenizer, 2).unwrap()
+            FluxNetwork::new(
+                runtime,
+                &export,
+                vram.arena(),
+                weights,
+                tokenizer,
+                &SessionConfig::cpu(2),
+            )
+            .unwrap()
         });
     }
 }

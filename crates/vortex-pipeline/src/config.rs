@@ -124,6 +124,8 @@ struct RawRuntime {
     onnxruntime: Option<String>,
     #[serde(default)]
     threads: Option<i64>,
+    #[serde(default)]
+    cuda_graphs: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -585,6 +587,7 @@ impl Validator<'_> {
                     ));
                 }
             },
+            cuda_graphs: raw.cuda_graphs,
         })
     }
 

@@ -562,9 +562,11 @@ impl VortexPipeline {
             speech: SpeechTiming::default(),
         };
         let stages = StageMap::try_from_fn(|stage| stage_state(&vram, &registry, stage))?;
+        let streams = stages.as_ref().map(|_, s| s.queue.stream);
         let shapes = SlotShapes {
             buffers: &config.buffers,
             verified_frames: config.timing.verified_frames,
+            streams: &streams,
         };
         let compute = StageSet::choose(&registry, vram.arena(), &config.runtime, shapes)?;
         compute.check_buffers(&b)?;

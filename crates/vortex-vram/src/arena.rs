@@ -377,6 +377,19 @@ impl Arena {
         Ok(unsafe { self.inner.backend.copy_from_device(ptr, out) }?)
     }
 
+    /// Where `offset..offset + len` of `region` is in the device's address space, for a
+    /// library that reads it in place on the device (ONNX Runtime's CUDA provider).
+    /// Bounds-checked as for [`Arena::upload`]. The range stays valid while any handle on this
+    /// arena lives.
+    pub fn device_range(
+        &self,
+        region: &StaticRegion,
+        offset: u64,
+        len: usize,
+    ) -> Result<DevicePtr, VramError> {
+        self.region_range(region, offset, len)
+    }
+
     /// Whether `other` is a handle on this very arena.
     pub fn same_arena(&self, other: &Arena) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)

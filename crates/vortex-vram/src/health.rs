@@ -112,6 +112,14 @@ impl Backend for Watched {
         self.inner.device_name()
     }
 
+    fn driver_version(&self) -> Option<u32> {
+        self.inner.driver_version()
+    }
+
+    fn raw_stream(&self, stream: StreamId) -> Option<usize> {
+        self.inner.raw_stream(stream)
+    }
+
     fn mem_info(&self) -> Result<MemInfo, BackendError> {
         self.call(|b| b.mem_info())
     }

@@ -299,3 +299,15 @@ fn misuse_is_reported_not_silently_done() {
     }
     assert_eq!(reports() - before, 3, "each misuse reported once");
 }
+
+/// The backend reports the driver's version as the driver gives it, so the layer above can
+/// refuse a driver too old for ONNX Runtime's CUDA provider with the figure.
+#[test]
+fn the_driver_version_is_reported_as_the_driver_gives_it() {
+    let Some(emulator) = Emulator::get() else {
+        return;
+    };
+    assert_eq!(backend().driver_version(), Some(13000));
+    emulator.set("driver_version", 12040);
+    assert_eq!(backend().driver_version(), Some(12040));
+}

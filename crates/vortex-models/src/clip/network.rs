@@ -17,7 +17,7 @@ use crate::compute::{
 };
 use crate::export::{Export, ExportedNetwork};
 use crate::weights::ResidentWeights;
-use vortex_runtime::{Graph, Input, Output, Runtime, Terminator};
+use vortex_runtime::{Graph, Input, Output, Runtime, SessionConfig, Terminator};
 
 /// The verification stage on one CLIP export.
 #[derive(Debug)]
@@ -44,7 +44,7 @@ const TEXT: [&str; 2] = ["text_model.", "text_projection."];
 
 impl ClipNetwork {
     /// Sessions over `weights` (the export's tensors, resident in `arena`, whose memory must be
-    /// host-addressable: the towers run on ONNX Runtime's CPU provider).
+    /// host-addressable for the CPU provider, device memory for the CUDA one).
     pub fn new(
         runtime: &'static Runtime,
         model: &'static str,
@@ -52,7 +52,7 @@ impl ClipNetwork {
         arena: &Arena,
         weights: &ResidentWeights,
         tokenizer: ClipTokenizer,
-        threads: usize,
+        session: &SessionConfig,
     ) -> Result<Self, ComputeError> {
         let ExportedNetwork::Clip(manifest) = export.network() else {
             return Err(ComputeError::WrongExport {
@@ -67,15 +67,15 @@ impl ClipNetwork {
             weights.graph_weights(arena, |n| VISION.iter().any(|p| n.starts_with(p)))?;
         let text_weights =
             weights.graph_weights(arena, |n| TEXT.iter().any(|p| n.starts_with(p)))?;
-        let vision = runtime.graph(&vision_file, vision_weights, threads)?;
-        let mut text = runtime.graph(&text_file, text_weights, threads)?;
+        let vision = runtime.graph(&vision_file, vision_weights, session)?;
+        let mut text = runtime.graph(&text_file, text_weights, session)?;
         // One stop for both towers: a cancelled slot stops whichever runs.
         text.share_stop(&vision);
         let size = manifest.vision.image_size as usize;
         Ok(ClipNetwork {
             model,
             detail: format!(
-                "CLIP (image tower {}×{}, patch {}, {} px; text tower {}×{}; embeddings of {}; from {}) exported by export_clip.py, on ONNX Runtime's CPU provider",
+                "CLIP (image tower {}×{}, patch {}, {} px; text tower {}×{}; embeddings of {}; from {}) exported by export_clip.py, on ONNX Runtime's {} provider",
                 manifest.vision.width,
                 manifest.vision.layers,
                 manifest.vision.patch,
@@ -83,7 +83,8 @@ impl ClipNetwork {
                 manifest.text.width,
                 manifest.text.layers,
                 manifest.projection_dim,
-                manifest.source
+                manifest.source,
+                session.provider.name()
             ),
             vision,
             text,

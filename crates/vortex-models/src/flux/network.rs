@@ -15,7 +15,7 @@ use crate::compute::{
 };
 use crate::export::{Export, ExportedNetwork, FluxManifest, T5Ids};
 use crate::weights::{HostWeights, ResidentWeights};
-use vortex_runtime::{Graph, Input, Optimization, Output, Runtime, Terminator};
+use vortex_runtime::{Graph, Input, Optimization, Output, Runtime, SessionConfig, Terminator};
 
 /// The stage on one FLUX export.
 #[derive(Debug)]
@@ -199,14 +199,14 @@ pub fn unpack(packed: &[f32], c: usize, h: usize, w: usize) -> Vec<f32> {
 
 impl FluxNetwork {
     /// Sessions over `weights` (the export's tensors, resident in `arena`, whose memory must be
-    /// host-addressable: the graphs run on ONNX Runtime's CPU provider).
+    /// host-addressable for the CPU provider, device memory for the CUDA one).
     pub fn new(
         runtime: &'static Runtime,
         export: &Export,
         arena: &Arena,
         weights: &ResidentWeights,
         tokenizer: ClipTokenizer,
-        threads: usize,
+        session: &SessionConfig,
     ) -> Result<Self, ComputeError> {
         let ExportedNetwork::Flux(manifest) = export.network() else {
             return Err(ComputeError::WrongExport {
@@ -233,12 +233,18 @@ impl FluxNetwork {
         let graph = |g: &crate::export::FluxGraph, optimization| -> Result<Graph, ComputeError> {
             let prefix = format!("{}.", g.component);
             // T5's graph keeps the host buffer its weights are read from, the others the arena.
-            let tensors = match &t5_host {
-                Some(host) if prefix == t5_prefix => host.graph_weights()?,
-                _ => weights.graph_weights(arena, |n| n.starts_with(&prefix))?,
+            // T5 from host memory runs on the CPU provider whatever the device.
+            let (tensors, on) = match &t5_host {
+                Some(host) if prefix == t5_prefix => {
+                    (host.graph_weights()?, SessionConfig::cpu(session.threads))
+                }
+                _ => (
+                    weights.graph_weights(arena, |n| n.starts_with(&prefix))?,
+                    *session,
+                ),
             };
             let file = export.file(&g.file);
-            Ok(runtime.graph_with(&file, tensors, threads, optimization)?)
+            Ok(runtime.graph_with(&file, tensors, &on, optimization)?)
         };
         let clip_text = graph(&manifest.graphs.clip_text, Optimization::All)?;
         let mut t5 = graph(&manifest.graphs.t5, Optimization::All)?;
@@ -275,9 +281,10 @@ impl FluxNetwork {
         };
         Ok(FluxNetwork {
             detail: format!(
-                "FLUX.1 ({} steps; from {}; {weights_kind}{t5_where}) exported by export_flux.py, on ONNX Runtime's CPU provider",
+                "FLUX.1 ({} steps; from {}; {weights_kind}{t5_where}) exported by export_flux.py, on ONNX Runtime's {} provider",
                 manifest.scheduler.sigmas.len() - 1,
-                manifest.source
+                manifest.source,
+                session.provider.name()
             ),
             manifest: (**manifest).clone(),
             clip_text,

@@ -15,7 +15,7 @@ use crate::compute::{
     StageImpl, check_dtype,
 };
 use crate::weights::ResidentWeights;
-use vortex_runtime::{Graph, Input, Output, Runtime, RuntimeError, Terminator};
+use vortex_runtime::{Graph, Input, Output, Runtime, RuntimeError, SessionConfig, Terminator};
 
 /// How the network describes itself.
 pub const KOKORO_DETAIL: &str =
@@ -97,12 +97,12 @@ impl KokoroNetwork {
         files: &KokoroFiles,
         arena: &Arena,
         weights: &ResidentWeights,
-        threads: usize,
+        session: &SessionConfig,
     ) -> Result<Self, ComputeError> {
         let graph = runtime.graph(
             &files.graph,
             weights.graph_weights(arena, |_| true)?,
-            threads,
+            session,
         )?;
         let vocab = Vocab::from_json(&files.vocab)?;
         Ok(KokoroNetwork {

@@ -16,7 +16,7 @@ use crate::compute::{
 };
 use crate::export::{Export, ExportedNetwork, LivePortraitManifest};
 use crate::weights::ResidentWeights;
-use vortex_runtime::{Graph, Input, Optimization, Output, Runtime, Terminator};
+use vortex_runtime::{Graph, Input, Optimization, Output, Runtime, SessionConfig, Terminator};
 
 /// The actor's eye-open ratio (LivePortrait measures it with a landmark detector; Vortex has
 /// none, so it is this constant, the golden's).
@@ -316,7 +316,7 @@ impl LivePortraitNetwork {
         export: &Export,
         arena: &Arena,
         weights: &ResidentWeights,
-        threads: usize,
+        session: &SessionConfig,
     ) -> Result<Self, ComputeError> {
         let ExportedNetwork::LivePortrait(manifest) = export.network() else {
             return Err(ComputeError::WrongExport {
@@ -332,7 +332,7 @@ impl LivePortraitNetwork {
             Ok(runtime.graph_with(
                 &export.file(&g.file),
                 tensors,
-                threads,
+                session,
                 Optimization::NoWeightCopies,
             )?)
         };
@@ -364,10 +364,11 @@ impl LivePortraitNetwork {
         Ok(LivePortraitNetwork {
             feature_shape,
             detail: format!(
-                "LivePortrait ({} px source, {} px frames, {} keypoints) exported by export_liveportrait.py, on ONNX Runtime's CPU provider",
+                "LivePortrait ({} px source, {} px frames, {} keypoints) exported by export_liveportrait.py, on ONNX Runtime's {} provider",
                 c.image_size,
                 2 * c.image_size,
-                c.num_kp
+                c.num_kp,
+                session.provider.name()
             ),
             size: c.image_size as usize,
             num_kp: c.num_kp as usize,

@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 
 use vortex_registry::OutputBuffers;
 
-
 pub mod background;
 pub mod mp4;
 pub mod png;

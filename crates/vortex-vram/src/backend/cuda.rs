@@ -55,6 +55,7 @@ pub struct CudaBackend {
     device: cuda::CUdevice,
     ordinal: u32,
     name: String,
+    driver_version: u32,
     staging: Mutex<Option<Staging>>,
     queues: Mutex<Queues>,
 }
@@ -81,6 +82,11 @@ impl CudaBackend {
         // its length is passed.
         unsafe {
             check("cuInit", cuda::cuInit(0))?;
+            let mut driver_version: c_int = 0;
+            check(
+                "cuDriverGetVersion",
+                cuda::cuDriverGetVersion(&mut driver_version),
+            )?;
             let mut count: c_int = 0;
             check("cuDeviceGetCount", cuda::cuDeviceGetCount(&mut count))?;
             let count = u32::try_from(count).unwrap_or(0);
@@ -112,6 +118,7 @@ impl CudaBackend {
                 device,
                 ordinal,
                 name,
+                driver_version: u32::try_from(driver_version).unwrap_or(0),
                 staging: Mutex::new(None),
                 queues: Mutex::new(Queues::default()),
             })
@@ -283,6 +290,14 @@ impl Backend for CudaBackend {
 
     fn device_name(&self) -> String {
         self.name.clone()
+    }
+
+    fn driver_version(&self) -> Option<u32> {
+        Some(self.driver_version)
+    }
+
+    fn raw_stream(&self, stream: StreamId) -> Option<usize> {
+        self.stream(stream).ok().map(|s| s as usize)
     }
 
     fn mem_info(&self) -> Result<MemInfo, BackendError> {
@@ -596,6 +611,7 @@ mod driver {
     #[link(name = "cuda")]
     unsafe extern "C" {
         pub fn cuInit(flags: c_uint) -> CUresult;
+        pub fn cuDriverGetVersion(version: *mut c_int) -> CUresult;
         pub fn cuGetErrorName(error: CUresult, name: *mut *const c_char) -> CUresult;
         pub fn cuDeviceGetCount(count: *mut c_int) -> CUresult;
         pub fn cuDeviceGet(device: *mut CUdevice, ordinal: c_int) -> CUresult;

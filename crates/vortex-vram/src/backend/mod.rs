@@ -188,6 +188,19 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// backend that has not been freed.
     unsafe fn memset(&self, dst: DevicePtr, value: u8, len: u64) -> Result<(), BackendError>;
 
+    /// The CUDA driver's version as `cuDriverGetVersion` gives it (`13000` = CUDA 13.0), for a
+    /// backend over a driver; `None` for the host stand-in.
+    fn driver_version(&self) -> Option<u32> {
+        None
+    }
+
+    /// The driver's handle of `stream` (a `CUstream`, as an address) for a library that queues
+    /// work on it (ONNX Runtime's CUDA provider); `None` where there is no driver stream.
+    fn raw_stream(&self, stream: StreamId) -> Option<usize> {
+        let _ = stream;
+        None
+    }
+
     /// Whether the addresses this backend hands out are host addresses that host code may
     /// read and write (the host stand-in), so a CPU runtime can compute on them in place.
     fn host_addressable(&self) -> bool {
