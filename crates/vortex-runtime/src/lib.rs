@@ -7,6 +7,9 @@
 //!   fetcher every pinned file goes through (ONNX Runtime, Kokoro's parts, CLIP's merges).
 //! - `allocator`: the `OrtAllocator` that serves a running graph's blocks from the arena's
 //!   scratch region.
+//! - [`onnx`]: a graph read for placement (its own small protobuf reader): each initializer
+//!   classified by where ONNX Runtime's CUDA provider will read it (device, host, both), and
+//!   the nodes it leaves on the CPU.
 //! - [`Runtime`]: the process's one environment; [`Graph`]: a session whose weights are
 //!   read in place ([`GraphWeights`]: a model's static region, or [`HostBuffer`]s), run with
 //!   inputs from slices.
@@ -22,6 +25,7 @@
 mod allocator;
 pub mod fetch;
 pub mod library;
+pub mod onnx;
 
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
@@ -45,6 +49,9 @@ pub enum RuntimeError {
     /// No library.
     #[error(transparent)]
     Library(#[from] library::LibraryError),
+    /// A graph could not be read or classified.
+    #[error(transparent)]
+    Onnx(#[from] onnx::OnnxError),
     /// The library was found but could not be loaded.
     #[error(
         "could not load ONNX Runtime from {} ({source_}): {message}; it must be libonnxruntime.so 1.31.x (the onnxruntime==1.31.1 wheel's {})",
