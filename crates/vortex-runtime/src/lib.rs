@@ -11,6 +11,9 @@
 //!   device memory) and the CUDA options Vortex sets.
 //! - `allocator`: the `OrtAllocator` that serves a running graph's blocks from the arena's
 //!   scratch region.
+//! - [`onnx`]: a graph read for placement (its own small protobuf reader): each initializer
+//!   classified by where ONNX Runtime's CUDA provider will read it (device, host, both), and
+//!   the nodes it leaves on the CPU.
 //! - [`Runtime`]: the process's one environment; [`Graph`]: a session whose weights are
 //!   read in place ([`GraphWeights`]: a model's static region, or [`HostBuffer`]s), run with
 //!   inputs from slices.
@@ -27,6 +30,7 @@ mod allocator;
 pub mod fetch;
 pub mod gpu;
 pub mod library;
+pub mod onnx;
 pub mod provider;
 
 use std::path::{Path, PathBuf};
@@ -52,6 +56,9 @@ pub enum RuntimeError {
     /// No library.
     #[error(transparent)]
     Library(#[from] library::LibraryError),
+    /// A graph could not be read or classified.
+    #[error(transparent)]
+    Onnx(#[from] onnx::OnnxError),
     /// The library was found but could not be loaded.
     #[error(
         "could not load ONNX Runtime from {} ({source_}): {message}; it must be libonnxruntime.so 1.31.x (the onnxruntime==1.31.1 wheel's {})",
@@ -92,6 +99,28 @@ pub enum RuntimeError {
     CpuBuildLoaded {
         /// The library loaded.
         library: PathBuf,
+    },
+    /// A graph with nodes the CUDA provider has no kernel for.
+    #[error(
+        "{} has {count} node(s) the CUDA provider has no kernel for ({nodes}): they would run on the CPU, copying across at every run; export the graph without them, or run this model on the CPU (device.backend = \"host\")"
+    , graph.display())]
+    CpuFallback {
+        /// The graph.
+        graph: PathBuf,
+        /// How many.
+        count: usize,
+        /// The first few, with why.
+        nodes: String,
+    },
+    /// Weights read both on the device and on the host.
+    #[error(
+        "{}: initializer(s) {tensors} are read both by CUDA kernels and on the host, and ONNX Runtime would read its own (empty) copy on one side; export the graph with the two reads split"
+    , graph.display())]
+    ReadOnBothSides {
+        /// The graph.
+        graph: PathBuf,
+        /// Which.
+        tensors: String,
     },
     /// The CUDA provider's libraries or the driver.
     #[error(transparent)]
@@ -317,14 +346,14 @@ impl Runtime {
             .map_err(ort_err(what.as_str()))?
             .with_config_entry("session.intra_op.allow_spinning", "0")
             .map_err(ort_err(what.as_str()))?;
+        let mut weights = weights;
         if let Some(options) = cuda {
+            weights.place_for_cuda(graph)?;
             builder = builder
                 .with_execution_providers([options.dispatch()])
                 .map_err(ort_err(format!(
                     "{what}: registering ONNX Runtime's CUDA provider"
-                )))?
-                .with_disable_cpu_fallback()
-                .map_err(ort_err(what.as_str()))?;
+                )))?;
         }
         if let Some(disabled) = optimization.disabled_optimizers() {
             builder = builder
@@ -473,6 +502,8 @@ struct InPlace {
     len: usize,
     /// Whether `data` is device memory (read by the session's CUDA device), not host memory.
     on_device: bool,
+    /// Where a device tensor lies in its arena, so a host copy can be made of it.
+    at: Option<(StaticRegion, u64)>,
 }
 
 /// Memory a [`GraphWeights`] keeps alive for its graph.
@@ -480,6 +511,8 @@ struct InPlace {
 enum Keep {
     Arena(Arena),
     Host(Arc<HostBuffer>),
+    /// A host copy of a device weight the CUDA provider reads on the host.
+    HostCopy(Arc<HostBuffer>),
 }
 
 /// The initializers a graph reads in place, with a handle on every piece of memory they lie
@@ -534,11 +567,11 @@ impl GraphWeights {
         info: TensorInfo<'_>,
     ) -> Result<(), RuntimeError> {
         let len = check_len(&info)?;
-        let (data, on_device) = match arena
+        let (data, at) = match arena
             .host_ptr(region, offset, len)
             .map_err(RuntimeError::Refused)?
         {
-            Some(host) => (host, false),
+            Some(host) => (host, None),
             None => {
                 let ptr = arena
                     .device_range(region, offset, len)
@@ -546,7 +579,7 @@ impl GraphWeights {
                 let data = NonNull::new(ptr.addr() as usize as *mut u8).ok_or_else(|| {
                     RuntimeError::Shape(format!("initializer {} at device address 0", info.name))
                 })?;
-                (data, true)
+                (data, Some((*region, offset)))
             }
         };
         if !self
@@ -556,7 +589,7 @@ impl GraphWeights {
         {
             self.keep.push(Keep::Arena(arena.clone()));
         }
-        self.push(info, data, len, on_device);
+        self.push(info, data, len, at);
         Ok(())
     }
 
@@ -584,19 +617,101 @@ impl GraphWeights {
             self.keep.push(Keep::Host(Arc::clone(host)));
         }
         let data = NonNull::from(&bytes[offset..offset + len]).cast::<u8>();
-        self.push(info, data, len, false);
+        self.push(info, data, len, None);
         Ok(())
     }
 
-    fn push(&mut self, info: TensorInfo<'_>, data: NonNull<u8>, len: usize, on_device: bool) {
+    fn push(
+        &mut self,
+        info: TensorInfo<'_>,
+        data: NonNull<u8>,
+        len: usize,
+        at: Option<(StaticRegion, u64)>,
+    ) {
         self.tensors.push(InPlace {
             name: info.name.to_owned(),
             dtype: info.dtype,
             shape: info.shape.to_vec(),
             data,
             len,
-            on_device,
+            on_device: at.is_some(),
+            at,
         });
+    }
+
+    /// Bytes of host memory held for tensors a CUDA session reads on the host (copies of
+    /// device weights, made when the session is created).
+    pub fn host_copy_bytes(&self) -> u64 {
+        self.keep
+            .iter()
+            .filter_map(|k| match k {
+                Keep::HostCopy(h) => Some(h.len() as u64),
+                _ => None,
+            })
+            .sum()
+    }
+
+    /// Places every tensor where ONNX Runtime's CUDA provider will read it, as
+    /// [`onnx::classify`] finds it from `graph`: device tensors stay where they are; a device
+    /// tensor read on the host (a shape, an input of a node on the CPU) is copied into host
+    /// memory held with the graph. Refused: a graph with nodes that have no CUDA kernel (named;
+    /// the shape computations ONNX Runtime itself moves to the CPU are not refused), and a
+    /// tensor read on both sides (ONNX Runtime would read the graph's own, empty, copy on one).
+    fn place_for_cuda(&mut self, graph: &Path) -> Result<(), RuntimeError> {
+        let model = onnx::Model::read(graph)?;
+        let names: Vec<&str> = self.tensors.iter().map(|t| t.name.as_str()).collect();
+        let classified = model.classify(&names)?;
+        let fallbacks: Vec<String> = classified
+            .fallbacks()
+            .map(|n| format!("{} ({:?})", n.node, n.reason))
+            .collect();
+        if !fallbacks.is_empty() {
+            return Err(RuntimeError::CpuFallback {
+                graph: graph.to_owned(),
+                count: fallbacks.len(),
+                nodes: fallbacks.into_iter().take(5).collect::<Vec<_>>().join(", "),
+            });
+        }
+        let both: Vec<String> = classified
+            .with(onnx::Placement::Both)
+            .map(str::to_owned)
+            .collect();
+        if !both.is_empty() {
+            return Err(RuntimeError::ReadOnBothSides {
+                graph: graph.to_owned(),
+                tensors: both.join(", "),
+            });
+        }
+        let host: std::collections::HashSet<&str> =
+            classified.with(onnx::Placement::Host).collect();
+        let arena = self.keep.iter().find_map(|k| match k {
+            Keep::Arena(a) => Some(a.clone()),
+            _ => None,
+        });
+        let mut copies = Vec::new();
+        for t in self.tensors.iter_mut() {
+            if !(t.on_device && host.contains(t.name.as_str())) {
+                continue;
+            }
+            let (Some((region, offset)), Some(arena)) = (t.at, arena.as_ref()) else {
+                continue;
+            };
+            let mut copy = HostBuffer::zeroed(t.len).ok_or_else(|| {
+                RuntimeError::Shape(format!(
+                    "cannot allocate {} bytes of host memory for initializer {}, which the CUDA provider reads on the host: free host memory",
+                    t.len, t.name
+                ))
+            })?;
+            arena
+                .download(&region, offset, &mut copy.bytes_mut()[..t.len])
+                .map_err(RuntimeError::Refused)?;
+            let copy = Arc::new(copy);
+            t.data = NonNull::from(&copy.bytes()[..t.len]).cast::<u8>();
+            t.on_device = false;
+            copies.push(Keep::HostCopy(copy));
+        }
+        self.keep.extend(copies);
+        Ok(())
     }
 }
 
