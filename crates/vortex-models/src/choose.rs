@@ -5,7 +5,7 @@
 
 use vortex_registry::{ModelRegistry, OutputBuffers};
 use vortex_runtime::{CudaOptions, Provider, Runtime, RuntimeError, SessionConfig};
-use vortex_vram::{Arena, OwnerId, StreamId};
+use vortex_vram::{Arena, OutsideRecord, OwnerId, Purpose, StreamId, VramError};
 
 use crate::clip::network::ClipNetwork;
 use crate::compute::{
@@ -31,7 +31,32 @@ pub struct StageSet {
     pub clip_b: Box<dyn EmbeddingStage>,
     /// CLIP ViT-L/14's stage.
     pub clip_l: Box<dyn EmbeddingStage>,
+    /// On a GPU, what ONNX Runtime's CUDA provider holds outside every allocator for each
+    /// network (its context, cuBLAS/cuDNN workspaces, its capped arena), as measured with the
+    /// driver's free memory around the network's session creation and profile run, recorded
+    /// in the tracker under the owner [`PROVIDER_OWNER`] for as long as the networks live.
+    outside: Vec<(Stage, OutsideRecord)>,
 }
+
+/// What ONNX Runtime's CUDA provider holds outside every allocator, per stage, as recorded in
+/// the tracker ([`StageSet::take_provider_records`]); released on drop.
+#[derive(Debug, Default)]
+pub struct ProviderRecords(Vec<(Stage, OutsideRecord)>);
+
+impl ProviderRecords {
+    /// Bytes per stage.
+    pub fn bytes(&self) -> impl Iterator<Item = (Stage, u64)> + '_ {
+        self.0.iter().map(|(stage, r)| (*stage, r.bytes()))
+    }
+}
+
+/// The tracker's owner of what ONNX Runtime's CUDA provider holds outside every allocator.
+pub const PROVIDER_OWNER: &str = "onnxruntime-cuda";
+
+/// The most a network's CUDA session may hold outside Vortex's allocators (its context share,
+/// cuBLAS/cuDNN workspaces and the provider's capped arena): a guard against a provider that
+/// allocates behind the plan, not a measured figure (`cargo xtask gpu-check` reports those).
+pub const PROVIDER_OUTSIDE_CAP: u64 = 1 << 30;
 
 /// The profile run's phonemes ("The quick brown fox…", misaki's set), repeated and cut to
 /// the longest piece a slot's run gets, so it measures the largest activations a slot needs.
@@ -184,6 +209,10 @@ impl StageSet {
             let Some((source, Some(weights))) = crate::adapter::loaded(registry, stage) else {
                 continue;
             };
+            let free_before = match on_gpu {
+                true => Some(backend.free_memory().map_err(VramError::from)?),
+                false => None,
+            };
             match (stage, source) {
                 (Stage::Audio, WeightSource::Network(Network::Kokoro82mInt8)) => {
                     let files = crate::kokoro::assets::prepare(&vortex_runtime::fetch::cache_dir())
@@ -253,7 +282,27 @@ impl StageSet {
                         set.clip_l = Box::new(network);
                     }
                 }
-                _ => {}
+                _ => continue,
+            }
+            if let (Some(before), Provider::Cuda(_)) = (free_before, session(stage).provider) {
+                let after = backend.free_memory().map_err(VramError::from)?;
+                let held = before.saturating_sub(after);
+                if held > PROVIDER_OUTSIDE_CAP {
+                    return Err(ComputeError::ProviderOutside {
+                        model: stage.model(),
+                        held,
+                        cap: PROVIDER_OUTSIDE_CAP,
+                    });
+                }
+                let owner = arena.tracker().register_owner(PROVIDER_OWNER)?;
+                let record = arena.record_outside(owner, Purpose::Context, held)?;
+                tracing::info!(
+                    target: "vortex_models",
+                    model = stage.model(),
+                    bytes = held,
+                    "the CUDA provider holds this outside Vortex's allocators (measured with the driver's free memory), recorded under {PROVIDER_OWNER}"
+                );
+                set.outside.push((stage, record));
             }
         }
         set.log();
@@ -311,7 +360,21 @@ impl StageSet {
             video: Box::new(ReferenceVideo),
             clip_b: Box::new(ReferenceEmbedding::new(Stage::ClipB.model(), 512)),
             clip_l: Box::new(ReferenceEmbedding::new(Stage::ClipL.model(), 768)),
+            outside: Vec::new(),
         }
+    }
+
+    /// Takes the records of what the CUDA provider holds outside every allocator, for whoever
+    /// keeps the networks (they must live as long as the networks' sessions: dropping them
+    /// un-counts bytes the provider still holds).
+    pub fn take_provider_records(&mut self) -> ProviderRecords {
+        ProviderRecords(std::mem::take(&mut self.outside))
+    }
+
+    /// Bytes ONNX Runtime's CUDA provider holds outside every allocator, per stage whose
+    /// network runs on it (recorded in the tracker under [`PROVIDER_OWNER`]).
+    pub fn provider_outside(&self) -> impl Iterator<Item = (Stage, u64)> + '_ {
+        self.outside.iter().map(|(stage, r)| (*stage, r.bytes()))
     }
 
     /// Whether every stage can write buffers of these shapes and dtypes.

@@ -289,6 +289,18 @@ pub enum ComputeError {
         /// Another budget that works, where there is one (FLUX: T5 moved to the CPU).
         alternative: Option<String>,
     },
+    /// ONNX Runtime's CUDA provider holds more outside Vortex's allocators than allowed.
+    #[error(
+        "ONNX Runtime's CUDA provider holds {held} bytes outside Vortex's allocators for {model}'s network, more than the {cap} allowed (its cuBLAS/cuDNN workspaces and its own arena): this ONNX Runtime build allocates behind the plan; report it, or run {model} on the CPU (device.backend = \"host\")"
+    )]
+    ProviderOutside {
+        /// The model.
+        model: &'static str,
+        /// Bytes measured.
+        held: u64,
+        /// The cap.
+        cap: u64,
+    },
     /// The stage's compute panicked or never ran (a bug in Vortex; the slot is failed and the
     /// next one starts clean).
     #[error("the stage's compute was lost: {0}; this is a bug in Vortex, please report it")]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use vortex_models::adapter::resident_weights;
-use vortex_models::choose::{SlotShapes, StageSet};
+use vortex_models::choose::{ProviderRecords, SlotShapes, StageSet};
 use vortex_models::compute::{
     ActorStage, AudioStage, ComputeError, EmbeddingStage, FrameSelection, FrameTarget,
     Implementation, Recipe, SpeechTiming, StageContext, VideoInputs, VideoStage,
@@ -279,6 +279,10 @@ pub struct VortexPipeline {
     implementations: StageMap<Implementation>,
     work: SlotWork,
     slots: u64,
+    /// What ONNX Runtime's CUDA provider holds outside Vortex's allocators, counted in the
+    /// tracker as long as the networks live (declared after `compute`, so it is released
+    /// after the sessions are).
+    provider: ProviderRecords,
 }
 
 /// The stage implementations. Networks run off the async runtime's threads
@@ -568,7 +572,8 @@ impl VortexPipeline {
             verified_frames: config.timing.verified_frames,
             streams: &streams,
         };
-        let compute = StageSet::choose(&registry, vram.arena(), &config.runtime, shapes)?;
+        let mut compute = StageSet::choose(&registry, vram.arena(), &config.runtime, shapes)?;
+        let provider = compute.take_provider_records();
         compute.check_buffers(&b)?;
         check_scratch(&config, &compute, vram.backend().as_ref())?;
         let mut host = host;
@@ -596,7 +601,14 @@ impl VortexPipeline {
             implementations,
             work,
             slots: 0,
+            provider,
         })
+    }
+
+    /// Bytes ONNX Runtime's CUDA provider holds outside Vortex's allocators, per stage whose
+    /// network runs on it (empty on the CPU).
+    pub fn provider_outside(&self) -> Vec<(Stage, u64)> {
+        self.provider.bytes().collect()
     }
 
     /// The configuration it runs.

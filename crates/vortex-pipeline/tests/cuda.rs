@@ -25,11 +25,11 @@ fn config() -> Config {
 }
 
 /// One pipeline on the device at a time: each reserves most of it.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[tokio::test]
 async fn a_hundred_slots_on_the_device_do_not_grow_its_memory() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     let backend = match CudaBackend::new(0) {
         Ok(backend) => Arc::new(backend),
         Err(BackendError::NoDevice { reason }) => {
@@ -96,7 +96,7 @@ fn emulator_control() -> Option<unsafe extern "C" fn(*const std::ffi::c_char, i6
 /// set through its control); skipped on the stub and on a real driver.
 #[tokio::test]
 async fn a_network_on_a_driver_older_than_cuda_13_is_refused_with_its_figure() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some(control) = emulator_control() else {
         eprintln!("skipping: not the emulated driver (its version cannot be set)");
         return;

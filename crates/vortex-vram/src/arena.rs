@@ -161,6 +161,36 @@ struct ArenaInner {
     scratch: Mutex<ScratchState>,
 }
 
+/// Bytes a library holds outside every allocator, recorded in the tracker
+/// ([`Arena::record_outside`]); released on drop.
+pub struct OutsideRecord {
+    tracker: Arc<VramTracker>,
+    record: Option<RawRecord>,
+}
+
+impl OutsideRecord {
+    /// The bytes recorded.
+    pub fn bytes(&self) -> u64 {
+        self.record.as_ref().map_or(0, |r| r.size)
+    }
+}
+
+impl fmt::Debug for OutsideRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutsideRecord")
+            .field("bytes", &self.bytes())
+            .finish()
+    }
+}
+
+impl Drop for OutsideRecord {
+    fn drop(&mut self) {
+        if let Some(record) = self.record.take() {
+            self.tracker.release_raw(record);
+        }
+    }
+}
+
 /// The slab and its two regions. Cloning shares the same arena.
 #[derive(Clone)]
 pub struct Arena {
@@ -388,6 +418,25 @@ impl Arena {
         len: usize,
     ) -> Result<DevicePtr, VramError> {
         self.region_range(region, offset, len)
+    }
+
+    /// Records `bytes` that a library holds on this arena's device outside every allocator
+    /// (ONNX Runtime's CUDA provider: cuBLAS/cuDNN workspaces, its context, its capped
+    /// arena), measured by the caller with the driver's free memory, under `owner` and
+    /// `purpose`: counted against the hard limit like any allocation (refused above it), and
+    /// visible in the tracker, so the tracked total adds up to the driver's. Released when the
+    /// returned record drops.
+    pub fn record_outside(
+        &self,
+        owner: OwnerId,
+        purpose: Purpose,
+        bytes: u64,
+    ) -> Result<OutsideRecord, VramError> {
+        let record = self.inner.tracker.record_raw(owner, purpose, bytes)?;
+        Ok(OutsideRecord {
+            tracker: Arc::clone(&self.inner.tracker),
+            record: Some(record),
+        })
     }
 
     /// Whether `other` is a handle on this very arena.

@@ -48,7 +48,9 @@ pub mod units;
 
 use std::sync::Arc;
 
-pub use arena::{ALIGNMENT, Arena, ArenaConfig, ArenaStats, ScratchBuffer, StaticRegion};
+pub use arena::{
+    ALIGNMENT, Arena, ArenaConfig, ArenaStats, OutsideRecord, ScratchBuffer, StaticRegion,
+};
 #[cfg(feature = "cuda")]
 pub use backend::CudaBackend;
 pub use backend::{

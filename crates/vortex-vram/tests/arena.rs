@@ -303,3 +303,33 @@ fn a_sweep_reads_a_whole_region_through_scratch() {
     drop(through);
     assert_eq!(vram.tracker().purpose_bytes(Purpose::Workspace), 0);
 }
+
+/// Bytes a library holds outside every allocator are counted like an allocation: visible under
+/// their owner and purpose, refused above the hard limit (nothing recorded then), released
+/// when the record drops.
+#[test]
+fn bytes_held_outside_the_arena_are_counted_refused_above_the_limit_and_released() {
+    let vram = vram(STATIC, SCRATCH);
+    let arena = vram.arena();
+    let tracker = arena.tracker();
+    let owner = tracker.register_owner("onnxruntime-cuda").unwrap();
+    let before = tracker.allocated();
+    let record = arena
+        .record_outside(owner, Purpose::Context, 3 << 20)
+        .unwrap();
+    assert_eq!(record.bytes(), 3 << 20);
+    assert_eq!(tracker.allocated(), before + (3 << 20));
+    assert_eq!(tracker.owner_bytes(owner), 3 << 20);
+    let hard = 11_500_000_000; // the default hard limit (VramConfig::new)
+    let err = arena
+        .record_outside(owner, Purpose::Context, hard)
+        .unwrap_err();
+    assert!(matches!(err, VramError::HardLimit { .. }), "{err}");
+    assert_eq!(
+        tracker.allocated(),
+        before + (3 << 20),
+        "a refusal records nothing"
+    );
+    drop(record);
+    assert_eq!(tracker.allocated(), before);
+}
