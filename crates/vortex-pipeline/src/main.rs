@@ -280,13 +280,12 @@ fn plan(config: &Config, svg: Option<&Path>) -> Result<()> {
         writeln!(err, "\nVRAM layout drawn to {}", svg.display())?;
     }
     plan.check()?;
-    let missing: Vec<String> = config
-        .models
+    let missing: Vec<String> = Stage::LOAD_ORDER
         .iter()
-        .filter_map(|m| match &m.spec.weights {
+        .filter_map(|&stage| match &config.models[stage].weights {
             WeightSource::File(path) if !path.is_file() => Some(format!(
                 "models.{}.weights = {} is not a file",
-                m.name,
+                stage.model(),
                 path.display()
             )),
             _ => None,

@@ -12,7 +12,7 @@ use vortex_models::compute::{
     ActorStage, AudioStage, ComputeError, EmbeddingStage, FrameSelection, FrameTarget,
     Implementation, Recipe, SpeechTiming, StageContext, VideoInputs, VideoStage,
 };
-use vortex_models::cost::{SlotWork, TimePlan};
+use vortex_models::cost::TimePlan;
 use vortex_models::stage::{Stage, StageMap};
 use vortex_registry::{InitError, ModelRegistry, OutputBuffers, Placement, VramPlan};
 use vortex_runtime::Terminator;
@@ -277,7 +277,6 @@ pub struct VortexPipeline {
     stages: StageMap<StageState>,
     compute: Compute,
     implementations: StageMap<Implementation>,
-    work: SlotWork,
     slots: u64,
 }
 
@@ -574,11 +573,6 @@ impl VortexPipeline {
         host.clip_l = vec![0.0; compute.clip_l.dim()];
         let implementations = compute.implementations();
         let compute = Compute::from(compute);
-        let work = SlotWork {
-            seconds: b.seconds,
-            frames: b.frames(),
-            verified_frames: config.timing.verified_frames,
-        };
         vram.monitor().emit_snapshot("after_load", None);
         vram.monitor().set_leak_baseline();
         vram.monitor().publish_metrics();
@@ -592,7 +586,6 @@ impl VortexPipeline {
             stages,
             compute,
             implementations,
-            work,
             slots: 0,
         })
     }
@@ -788,10 +781,10 @@ impl VortexPipeline {
             stages,
             compute,
             implementations,
-            work,
             ..
         } = self;
         let timing = &config.timing;
+        let work = config.slot_work();
         let slot = Slot {
             arena: vram.arena(),
             buffers: &config.buffers,
@@ -799,9 +792,7 @@ impl VortexPipeline {
             recipe,
             progress,
             // On a real device nothing is emulated: the stage takes what its work takes.
-            pace: StageMap::from_fn(|stage| {
-                timing.profile.latency(stage, *work, timing.time_scale)
-            }),
+            pace: StageMap::from_fn(|stage| timing.profile.latency(stage, work, timing.time_scale)),
             implementations,
             emulated: vram.backend().emulates_latency(),
             verified: timing.verified_frames,

@@ -9,15 +9,11 @@ use std::process::Command;
 use common::Shipped;
 
 fn small_config(dir: &Path) -> PathBuf {
-    Shipped::new()
+    Shipped::small_slot()
         .with(&[
-            // Orchestration tests: the reference audio (any sample rate, no fetch).
-            ("models.kokoro.weights", "\"synthetic\""),
+            // Two seconds of 32² frames: 8 frames in the y4m.
             ("buffers.image_size", "32"),
             ("buffers.seconds", "2"),
-            ("buffers.fps", "4"),
-            ("buffers.staging_frames", "2"),
-            ("timing.verified_frames", "2"),
             ("timing.cost_profile", "\"zero\""),
         ])
         .write_into(dir)

@@ -19,15 +19,13 @@ fn tiny_export() -> String {
 
 fn config(threshold: &str) -> Config {
     let export = tiny_export();
-    Shipped::new()
+    Shipped::small_slot()
         .with(&[
-            ("models.kokoro.weights", "\"synthetic\""),
             ("models.clip_b.weights", &export),
             ("models.clip_l.weights", &export),
             ("buffers.image_size", "64"),
             ("buffers.seconds", "2"),
             ("buffers.sample_rate", "800"),
-            ("buffers.fps", "4"),
             ("buffers.staging_frames", "3"),
             ("timing.verified_frames", "4"),
             ("timing.cost_profile", "\"zero\""),
@@ -163,8 +161,7 @@ fn a_verify_table_that_cannot_decide_is_refused() {
     ] {
         let text = Shipped::new()
             .with(&[("models.clip_b.weights", export.as_str()), (key, value)])
-            .text()
-            .to_owned();
+            .text();
         let err = Config::parse(&text, &common::shipped_path())
             .unwrap_err()
             .to_string();
@@ -172,8 +169,7 @@ fn a_verify_table_that_cannot_decide_is_refused() {
     }
     let text = Shipped::new()
         .with(&[("verify.clip_b_weight", "0"), ("verify.clip_l_weight", "0")])
-        .text()
-        .to_owned();
+        .text();
     let err = Config::parse(&text, &common::shipped_path())
         .unwrap_err()
         .to_string();
@@ -215,14 +211,12 @@ async fn a_slot_dropped_at_any_point_leaves_the_next_one_whole() {
 async fn the_actor_stage_draws_with_flux_when_its_export_is_there() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vortex-models/tests/data/flux/tiny");
     let export = format!("{:?}", dir.canonicalize().unwrap().to_str().unwrap());
-    let config = Shipped::new()
+    let config = Shipped::small_slot()
         .with(&[
-            ("models.kokoro.weights", "\"synthetic\""),
             ("models.flux.weights", &export),
             ("buffers.image_size", "64"),
             ("buffers.seconds", "2"),
             ("buffers.sample_rate", "800"),
-            ("buffers.fps", "4"),
             ("buffers.staging_frames", "3"),
             ("timing.verified_frames", "4"),
             ("timing.cost_profile", "\"zero\""),
