@@ -59,10 +59,10 @@ pub mod pipeline;
 pub mod report;
 
 pub use config::{Config, ConfigError};
-pub use output::{Discard, MediaSink, SlotFiles, VideoFormat};
+pub use output::{Discard, MediaSink, SlotFile, SlotFiles, VideoFormat};
 pub use pipeline::{
     ClipEmbedding, ClipScores, Generation, GenerationResult, PipelineError, SlotError,
-    StageTimings, VortexPipeline,
+    StageTimings, Verdict, VortexPipeline,
 };
 pub use report::Manifest;
 pub use vortex_models::compute::{Implementation, ImplementationKind, Recipe, RecipeError};

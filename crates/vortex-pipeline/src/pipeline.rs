@@ -155,13 +155,43 @@ impl ClipScores {
         }
     }
 
-    /// `"pass"`, `"fail"` or `"unscored"`.
-    pub fn verdict(&self) -> &'static str {
+    /// What the scores decided.
+    pub fn verdict(&self) -> Verdict {
         match self.passed {
-            Some(true) => "pass",
-            Some(false) => "fail",
-            None => "unscored",
+            Some(true) => Verdict::Pass,
+            Some(false) => Verdict::Fail,
+            None => Verdict::Unscored,
         }
+    }
+}
+
+/// What CLIP's verification decided for a slot: the label of `icn_vortex_clip_verdicts_total`
+/// and of the log line, serialized as that label (`"pass"`, `"fail"`, `"unscored"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The ensemble score reached the threshold.
+    Pass,
+    /// The ensemble score fell below the threshold (the slot's files are kept).
+    Fail,
+    /// Not scored: no CLIP stage had a text tower, or the recipe had no prompt.
+    Unscored,
+}
+
+impl Verdict {
+    /// Its label: `"pass"`, `"fail"` or `"unscored"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+            Verdict::Unscored => "unscored",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -1173,7 +1203,8 @@ fn slot_done(slot_id: u64, generation_time_ms: f64, stages: &StageTimings, alloc
 
 /// Logs a slot's CLIP scores and counts its verdict.
 fn clip_verdict(slot_id: u64, scores: &ClipScores) {
-    metrics::counter!(names::CLIP_VERDICTS_TOTAL, "verdict" => scores.verdict()).increment(1);
+    let verdict = scores.verdict().as_str();
+    metrics::counter!(names::CLIP_VERDICTS_TOTAL, "verdict" => verdict).increment(1);
     for (model, score) in [
         ("clip_b", scores.clip_b),
         ("clip_l", scores.clip_l),
@@ -1183,7 +1214,6 @@ fn clip_verdict(slot_id: u64, scores: &ClipScores) {
             metrics::gauge!(names::CLIP_SCORE, "model" => model).set(f64::from(score));
         }
     }
-    let verdict = scores.verdict();
     if scores.passed == Some(false) {
         tracing::warn!(
             target: "vortex_pipeline",

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use common::Shipped;
 use vortex_pipeline::config::Config;
-use vortex_pipeline::{Recipe, Stage, VortexPipeline};
+use vortex_pipeline::{Recipe, Stage, Verdict, VortexPipeline};
 use vortex_vram::Purpose;
 
 fn tiny_export() -> String {
@@ -70,7 +70,7 @@ async fn both_clip_stages_score_the_frames_against_the_prompt() {
     assert_eq!(b, l);
     assert!((scores.ensemble.unwrap() - b).abs() < 1e-6, "{scores:?}");
     assert_eq!(scores.passed, Some(true), "threshold -1 passes everything");
-    assert_eq!(scores.verdict(), "pass");
+    assert_eq!(scores.verdict(), Verdict::Pass);
     // The embedding is normalized and 8 wide (the tiny export's projection).
     assert_eq!(first.clip_b.len(), 8);
     let norm: f32 = first.clip_b.iter().map(|v| v * v).sum::<f32>().sqrt();
@@ -110,7 +110,7 @@ async fn both_clip_stages_score_the_frames_against_the_prompt() {
         .clip_scores;
     assert_eq!(unscored.clip_b, None);
     assert_eq!(unscored.ensemble, None);
-    assert_eq!(unscored.verdict(), "unscored");
+    assert_eq!(unscored.verdict(), Verdict::Unscored);
 
     // A prompt over 77 tokens is cut (and logged), not refused.
     let long = "a presenter at a desk ".repeat(30);
