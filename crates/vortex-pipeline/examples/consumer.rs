@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 
 use vortex_models::weights::WeightSource;
-use vortex_pipeline::{Config, Recipe, SlotFiles, VideoFormat, VortexPipeline};
+use vortex_pipeline::{Config, Recipe, SlotFiles, Stage, VideoFormat, VortexPipeline};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -26,11 +26,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.buffers.seconds = 2;
     config.buffers.fps = 12;
     config.timing.time_scale = 0.1;
-    for model in &mut config.models {
-        if model.name == "kokoro" {
-            model.spec.weights = WeightSource::Synthetic { seed: 0 };
-        }
-    }
+    config.models[Stage::Audio].weights = WeightSource::Synthetic { seed: 0 };
     let mut pipeline = VortexPipeline::new(config)?;
     let recipes = Recipe::from_json_lines(
         r#"{"slot_id": 1, "script": "Good evening.", "prompt": "a presenter in a red studio"}

@@ -210,17 +210,6 @@ pub struct Timing {
     pub time_scale: f64,
 }
 
-/// One model's configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelConfig {
-    /// The stage it runs.
-    pub stage: Stage,
-    /// Its name (`stage.model()`).
-    pub name: &'static str,
-    /// Budget and weights.
-    pub spec: ModelSpec,
-}
-
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -234,8 +223,8 @@ pub struct Config {
     pub scratch: u64,
     /// Output buffer shapes and placement.
     pub buffers: OutputBuffers,
-    /// Every model, in load order.
-    pub models: Vec<ModelConfig>,
+    /// Every stage's model (`[models.NAME]`, `NAME` = [`Stage::model`]): budget and weights.
+    pub models: StageMap<ModelSpec>,
     /// Slot timing.
     pub timing: Timing,
     /// Leak detection.
@@ -431,21 +420,14 @@ impl Config {
 
     /// Where each stage's model weights come from.
     pub fn weight_sources(&self) -> StageMap<WeightSource> {
-        StageMap::from_fn(|stage| {
-            self.models
-                .iter()
-                .find(|m| m.stage == stage)
-                .map_or(WeightSource::Synthetic { seed: 0 }, |m| {
-                    m.spec.weights.clone()
-                })
-        })
+        self.models.as_ref().map(|_, m| m.weights.clone())
     }
 
-    /// The model adapters, in load order.
+    /// The model adapters, in load order ([`Stage::LOAD_ORDER`]).
     pub fn build_models(&self) -> Vec<Box<dyn Model>> {
-        self.models
+        Stage::LOAD_ORDER
             .iter()
-            .map(|m| adapter_for(m.stage, m.spec.clone()))
+            .map(|&stage| adapter_for(stage, self.models[stage].clone()))
             .collect()
     }
 
@@ -461,17 +443,18 @@ impl Config {
         })
     }
 
+    /// The work in one slot: its seconds and frames, and the frames CLIP verifies.
+    pub fn slot_work(&self) -> SlotWork {
+        SlotWork {
+            seconds: self.buffers.seconds,
+            frames: self.buffers.frames(),
+            verified_frames: self.timing.verified_frames,
+        }
+    }
+
     /// The time plan of one slot.
     pub fn time_plan(&self) -> TimePlan {
-        TimePlan::new(
-            &self.timing.profile,
-            SlotWork {
-                seconds: self.buffers.seconds,
-                frames: self.buffers.frames(),
-                verified_frames: self.timing.verified_frames,
-            },
-            self.timing.deadline,
-        )
+        TimePlan::new(&self.timing.profile, self.slot_work(), self.timing.deadline)
     }
 }
 
@@ -480,12 +463,12 @@ struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    /// `[models.NAME]`: every model, keyed by its stage, in load order.
+    /// `[models.NAME]`: every stage's model (refusals in slot order).
     fn models(
         &self,
         raw: &BTreeMap<String, RawModel>,
         base: &Path,
-    ) -> Result<Vec<ModelConfig>, ConfigError> {
+    ) -> Result<StageMap<ModelSpec>, ConfigError> {
         for name in raw.keys() {
             if Stage::of_model(name).is_none() {
                 return Err(self.err(
@@ -494,74 +477,75 @@ impl Validator<'_> {
                 ));
             }
         }
-        Stage::LOAD_ORDER
-        .iter()
-        .map(|&stage| {
-            let name = stage.model();
-            let key = format!("models.{name}");
-            let m = raw.get(name).ok_or_else(|| {
-                self.err(
-                    &key,
-                    "missing: every model needs a [models.NAME] table with budget and weights"
-                        .to_owned(),
-                )
-            })?;
-            let budget = self.bytes(&format!("{key}.budget"), &m.budget, false)?;
-            let weights = match m.weights.as_str() {
-                "synthetic" => WeightSource::Synthetic { seed: m.seed },
-                named if Network::by_name(named).is_some() => {
-                    match Network::by_name(named) {
-                        Some(network @ Network::Kokoro82mInt8) if stage == Stage::Audio => {
-                            WeightSource::Network(network)
-                        }
-                        _ => {
-                            return Err(self.err(
-                                &format!("{key}.weights"),
-                                format!(
-                                    "{named:?} is the audio stage's network: use it under [models.kokoro], or write \"synthetic\" or a .safetensors path here"
-                                ),
-                            ));
-                        }
-                    }
+        StageMap::try_from_fn(|stage| self.model(stage, raw, base))
+    }
+
+    /// `[models.NAME]` of `stage`'s model: its budget and where its weights come from.
+    fn model(
+        &self,
+        stage: Stage,
+        raw: &BTreeMap<String, RawModel>,
+        base: &Path,
+    ) -> Result<ModelSpec, ConfigError> {
+        let name = stage.model();
+        let key = format!("models.{name}");
+        let m = raw.get(name).ok_or_else(|| {
+            self.err(
+                &key,
+                "missing: every model needs a [models.NAME] table with budget and weights"
+                    .to_owned(),
+            )
+        })?;
+        let budget = self.bytes(&format!("{key}.budget"), &m.budget, false)?;
+        let weights = match m.weights.as_str() {
+            "synthetic" => WeightSource::Synthetic { seed: m.seed },
+            named if Network::by_name(named).is_some() => match Network::by_name(named) {
+                Some(network @ Network::Kokoro82mInt8) if stage == Stage::Audio => {
+                    WeightSource::Network(network)
                 }
-                "" => {
+                _ => {
                     return Err(self.err(
-                        &format!("{key}.weights"),
-                        "empty: write \"synthetic\", the path of a .safetensors file, or (clip_b, clip_l, flux, liveportrait) a directory an export script wrote"
-                            .to_owned(),
-                    ));
-                }
-                // A folder under CLIP, FLUX or LivePortrait is an export (anything else reads a file).
-                path if matches!(stage, Stage::ClipB | Stage::ClipL | Stage::Actor | Stage::Video)
-                    && base.join(path).is_dir() =>
-                {
-                    let export = Export::open(&base.join(path))
-                        .map_err(|e| self.err(&format!("{key}.weights"), e.to_string()))?;
-                    let wanted = match stage {
-                        Stage::Actor => "FLUX",
-                        Stage::Video => "LivePortrait",
-                        _ => "CLIP",
-                    };
-                    if export.kind() != wanted {
-                        return Err(self.err(
                             &format!("{key}.weights"),
                             format!(
-                                "{path:?} is a {} export, but {name} runs {wanted}: point it at a {wanted} export",
-                                export.kind()
+                                "{named:?} is the audio stage's network: use it under [models.kokoro], or write \"synthetic\" or a .safetensors path here"
                             ),
                         ));
-                    }
-                    WeightSource::Export(export)
                 }
-                path => WeightSource::File(base.join(path)),
-            };
-            Ok(ModelConfig {
+            },
+            "" => {
+                return Err(self.err(
+                    &format!("{key}.weights"),
+                    "empty: write \"synthetic\", the path of a .safetensors file, or (clip_b, clip_l, flux, liveportrait) a directory an export script wrote"
+                        .to_owned(),
+                ));
+            }
+            // A folder under CLIP, FLUX or LivePortrait is an export (anything else reads a file).
+            path if matches!(
                 stage,
-                name,
-                spec: ModelSpec { budget, weights },
-            })
-        })
-        .collect::<Result<Vec<_>, ConfigError>>()
+                Stage::ClipB | Stage::ClipL | Stage::Actor | Stage::Video
+            ) && base.join(path).is_dir() =>
+            {
+                let export = Export::open(&base.join(path))
+                    .map_err(|e| self.err(&format!("{key}.weights"), e.to_string()))?;
+                let wanted = match stage {
+                    Stage::Actor => "FLUX",
+                    Stage::Video => "LivePortrait",
+                    _ => "CLIP",
+                };
+                if export.kind() != wanted {
+                    return Err(self.err(
+                        &format!("{key}.weights"),
+                        format!(
+                            "{path:?} is a {} export, but {name} runs {wanted}: point it at a {wanted} export",
+                            export.kind()
+                        ),
+                    ));
+                }
+                WeightSource::Export(export)
+            }
+            path => WeightSource::File(base.join(path)),
+        };
+        Ok(ModelSpec { budget, weights })
     }
 
     /// `[runtime]`: where ONNX Runtime comes from and how many threads a session uses.

@@ -32,7 +32,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::json;
+use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
@@ -43,9 +43,9 @@ use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
 use vortex_vram::metrics as names;
 
 use crate::Recipe;
-use crate::output::{SlotFiles, VideoFormat};
+use crate::output::{SlotFile, SlotFiles, VideoFormat};
 use crate::pipeline::VortexPipeline;
-use crate::report::Probe;
+use crate::report::{ApiError, HealthDoc, Probe, ReadyDoc, Refusal, SlotAccepted, SlotStatusDoc};
 
 /// Bucket bounds of `icn_vortex_slot_duration_seconds`, seconds: dense around a 15 s
 /// deadline, so `histogram_quantile(0.99, …)` says which side of it P99 falls.
@@ -339,12 +339,38 @@ impl AsyncWrite for Connection {
     }
 }
 
-fn json_response(status: StatusCode, value: serde_json::Value) -> Response {
-    (status, axum::Json(value)).into_response()
+/// The format this server writes slots' videos in, and so the files it serves.
+const SERVED: VideoFormat = VideoFormat::Mp4;
+
+fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
+    (status, axum::Json(body)).into_response()
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    json_response(status, json!({"error": message.into()}))
+/// `{"status": "loading"}` with a 503: the models are not resident yet.
+fn loading() -> Response {
+    json_response(StatusCode::SERVICE_UNAVAILABLE, &ReadyDoc::Loading)
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self.refusal {
+            Refusal::BadRequest => StatusCode::BAD_REQUEST,
+            Refusal::Unauthorized => StatusCode::UNAUTHORIZED,
+            Refusal::NotFound => StatusCode::NOT_FOUND,
+            Refusal::Conflict => StatusCode::CONFLICT,
+            Refusal::Gone => StatusCode::GONE,
+            Refusal::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        let mut response = json_response(status, &self);
+        if self.refusal == Refusal::Unauthorized {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
 }
 
 /// The bearer token check and the access log.
@@ -368,14 +394,7 @@ async fn guard(State(state): State<Arc<ServerState>>, request: Request, next: Ne
     let response = if authorized {
         next.run(request).await
     } else {
-        let mut response = error(
-            StatusCode::UNAUTHORIZED,
-            "this endpoint needs `Authorization: Bearer TOKEN` (the server's VORTEX_TOKEN)",
-        );
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        response
+        ApiError::unauthorized().into_response()
     };
     tracing::info!(
         target: "vortex_pipeline::http",
@@ -393,14 +412,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn health() -> Response {
-    json_response(StatusCode::OK, json!({"status": "live"}))
+    json_response(StatusCode::OK, &HealthDoc::Live)
 }
 
-async fn not_found() -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        "no such endpoint: use /health, /ready, /metrics, /vram, POST /slots or /slots/{id}",
-    )
+async fn not_found() -> ApiError {
+    ApiError::no_such_endpoint()
 }
 
 async fn metrics_text(State(state): State<Arc<ServerState>>) -> Response {
@@ -419,89 +435,54 @@ async fn metrics_text(State(state): State<Arc<ServerState>>) -> Response {
 
 async fn vram(State(state): State<Arc<ServerState>>) -> Response {
     match state.probe.get() {
-        Some(probe) => json_response(StatusCode::OK, json!(probe.vram())),
-        None => json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "loading"}),
-        ),
+        Some(probe) => json_response(StatusCode::OK, &probe.vram()),
+        None => loading(),
     }
 }
 
 /// `/ready`: 200 once loaded (also while a slot runs, which it says), 503 while loading or
 /// once the device is lost. Never waits for the pipeline.
 async fn ready(State(state): State<Arc<ServerState>>) -> Response {
-    let (status, body) = ready_answer(&state);
-    json_response(status, body)
-}
-
-fn ready_answer(state: &ServerState) -> (StatusCode, serde_json::Value) {
-    match state.probe.get() {
-        None => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "loading"}),
-        ),
-        Some(probe) => match probe.device_lost() {
-            Some(reason) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({
-                    "status": "device_lost",
-                    "reason": reason,
-                    "what_to_do": "restart the process; nothing on a lost device can be trusted",
-                }),
-            ),
-            None => (
-                StatusCode::OK,
-                json!({
-                    "status": "ready",
-                    "busy": state.pipeline.try_lock().is_err(),
-                    "models": probe.models(),
-                    "implementations": probe.implementations(),
-                }),
-            ),
-        },
-    }
+    let doc = match state.probe.get() {
+        None => ReadyDoc::Loading,
+        Some(probe) => probe.ready(state.pipeline.try_lock().is_err()),
+    };
+    let status = if doc.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(status, &doc)
 }
 
 /// `POST /slots`: validates the recipe, then generates the slot in the background.
 async fn create_slot(
     State(state): State<Arc<ServerState>>,
     body: Result<axum::Json<Recipe>, JsonRejection>,
-) -> Response {
+) -> Result<Response, ApiError> {
     let recipe = match body {
         Ok(axum::Json(recipe)) => recipe,
         Err(rejection) => {
-            let status = match rejection.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
-                StatusCode::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                _ => StatusCode::BAD_REQUEST,
+            let refusal = match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => Refusal::PayloadTooLarge,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => Refusal::UnsupportedMediaType,
+                _ => Refusal::BadRequest,
             };
-            return error(status, rejection.body_text());
+            return Err(ApiError::new(refusal, rejection.body_text()));
         }
     };
     let Some(probe) = state.probe.get() else {
-        return json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "loading"}),
-        );
+        return Ok(loading());
     };
     if let Some(reason) = probe.device_lost() {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("the device was lost ({reason}): restart the process"),
-        );
+        return Err(ApiError::device_lost(reason));
     }
     let Ok(guard) = Arc::clone(&state.pipeline).try_lock_owned() else {
-        return error(
-            StatusCode::CONFLICT,
-            "a slot is running; try again when it ends",
-        );
+        return Err(ApiError::busy());
     };
     let id = recipe.slot_id;
     if state.status(id).is_some() {
-        return error(
-            StatusCode::CONFLICT,
-            format!("slot {id} was already requested: use another slot_id"),
-        );
+        return Err(ApiError::slot_id_taken(id));
     }
     state.set_status(id, SlotStatus::Running);
     let dir = state.out.join(format!("slot-{id:04}"));
@@ -516,103 +497,66 @@ async fn create_slot(
             return;
         };
         let buffers = pipeline.config().buffers;
-        let mut files = SlotFiles::with_format(&dir, &buffers, VideoFormat::Mp4);
+        let mut files = SlotFiles::with_format(&dir, &buffers, SERVED);
         let status = match pipeline.generate_slot_into(&recipe, &mut files).await {
             Ok(_) => SlotStatus::Done(dir),
             Err(err) => SlotStatus::Failed(err.to_string()),
         };
         worker.set_status(id, status);
     });
-    let location = format!("/slots/{id}");
-    let mut response = json_response(
-        StatusCode::ACCEPTED,
-        json!({"slot_id": id, "status": "running", "location": location}),
-    );
-    if let Ok(value) = HeaderValue::from_str(&location) {
+    let accepted = SlotAccepted::new(id);
+    let mut response = json_response(StatusCode::ACCEPTED, &accepted);
+    if let Ok(value) = HeaderValue::from_str(&accepted.location) {
         response.headers_mut().insert(header::LOCATION, value);
     }
-    response
+    Ok(response)
 }
 
-fn slot_id(raw: &str) -> Option<u64> {
-    raw.parse().ok()
-}
-
-fn not_a_slot_id(raw: &str) -> Response {
-    error(
-        StatusCode::BAD_REQUEST,
-        format!("{raw:?} is not a slot id: use the slot_id of a POST /slots"),
-    )
+fn slot_id(raw: &str) -> Result<u64, ApiError> {
+    raw.parse().map_err(|_| ApiError::not_a_slot_id(raw))
 }
 
 /// `GET /slots/{id}`.
 async fn slot_status(
     State(state): State<Arc<ServerState>>,
     UrlPath(raw): UrlPath<String>,
-) -> Response {
-    let Some(id) = slot_id(&raw) else {
-        return not_a_slot_id(&raw);
-    };
-    match state.status(id) {
-        None => error(StatusCode::NOT_FOUND, format!("no slot {id} was requested")),
-        Some(SlotStatus::Running) => {
-            json_response(StatusCode::OK, json!({"slot_id": id, "status": "running"}))
-        }
-        Some(SlotStatus::Failed(why)) => json_response(
-            StatusCode::OK,
-            json!({"slot_id": id, "status": "failed", "error": why}),
-        ),
-        Some(SlotStatus::Done(dir)) => {
-            let manifest = std::fs::read_to_string(dir.join("manifest.json"))
+) -> Result<Response, ApiError> {
+    let id = slot_id(&raw)?;
+    let doc = match state.status(id).ok_or_else(|| ApiError::no_slot(id))? {
+        SlotStatus::Running => SlotStatusDoc::Running { slot_id: id },
+        SlotStatus::Failed(error) => SlotStatusDoc::Failed { slot_id: id, error },
+        SlotStatus::Done(dir) => {
+            let manifest = tokio::fs::read_to_string(dir.join(SlotFile::Manifest.name()))
+                .await
                 .ok()
-                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
-            json_response(
-                StatusCode::OK,
-                json!({
-                    "slot_id": id,
-                    "status": "done",
-                    "files": SLOT_FILES.iter().map(|(f, _)| format!("/slots/{id}/{f}")).collect::<Vec<_>>(),
-                    "manifest": manifest,
-                }),
-            )
+                .and_then(|text| serde_json::from_str(&text).ok());
+            SlotStatusDoc::done(id, SERVED, manifest)
         }
-    }
+    };
+    Ok(json_response(StatusCode::OK, &doc))
 }
-
-/// The files of a slot, with their content types.
-const SLOT_FILES: &[(&str, &str)] = &[
-    ("video.mp4", "video/mp4"),
-    ("audio.wav", "audio/wav"),
-    ("actor.png", "image/png"),
-    ("manifest.json", "application/json"),
-];
 
 /// `GET /slots/{id}/{file}`.
 async fn slot_file(
     State(state): State<Arc<ServerState>>,
-    UrlPath((raw, file)): UrlPath<(String, String)>,
-) -> Response {
-    let Some(id) = slot_id(&raw) else {
-        return not_a_slot_id(&raw);
-    };
-    let Some((name, content_type)) = SLOT_FILES.iter().find(|(f, _)| *f == file) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "the files of a slot are video.mp4, audio.wav, actor.png and manifest.json",
-        );
-    };
+    UrlPath((raw, name)): UrlPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id = slot_id(&raw)?;
+    let file = SlotFile::all(SERVED)
+        .into_iter()
+        .find(|f| f.name() == name)
+        .ok_or_else(|| ApiError::no_such_file(SERVED))?;
     let dir = match state.status(id) {
         Some(SlotStatus::Done(dir)) => dir,
-        Some(_) => {
-            return error(
-                StatusCode::CONFLICT,
-                format!("slot {id} has no files (yet)"),
-            );
-        }
-        None => return error(StatusCode::NOT_FOUND, format!("no slot {id} was requested")),
+        Some(_) => return Err(ApiError::no_files_yet(id)),
+        None => return Err(ApiError::no_slot(id)),
     };
-    match tokio::fs::read(dir.join(name)).await {
-        Ok(bytes) => ([(header::CONTENT_TYPE, *content_type)], Body::from(bytes)).into_response(),
-        Err(err) => error(StatusCode::GONE, format!("{name} of slot {id}: {err}")),
+    match tokio::fs::read(dir.join(file.name())).await {
+        Ok(bytes) => Ok((
+            [(header::CONTENT_TYPE, file.content_type())],
+            Body::from(bytes),
+        )
+            .into_response()),
+        Err(err) => Err(ApiError::file_gone(file, id, &err)),
     }
 }

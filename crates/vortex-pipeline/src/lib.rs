@@ -23,7 +23,7 @@
 //! (the reference audio and small shapes, so it runs anywhere in a second):
 //!
 //! ```
-//! use vortex_pipeline::{Config, Recipe, VortexPipeline};
+//! use vortex_pipeline::{Config, Recipe, Stage, VortexPipeline};
 //! use vortex_models::weights::WeightSource;
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -31,11 +31,7 @@
 //! config.buffers.image_size = 32;
 //! config.buffers.seconds = 1;
 //! config.timing.time_scale = 0.0; // no emulated GPU latency
-//! for model in &mut config.models {
-//!     if model.name == "kokoro" {
-//!         model.spec.weights = WeightSource::Synthetic { seed: 0 };
-//!     }
-//! }
+//! config.models[Stage::Audio].weights = WeightSource::Synthetic { seed: 0 };
 //! let mut pipeline = VortexPipeline::new(config).unwrap();
 //! let recipe = Recipe::from_json(r#"{"slot_id": 1, "script": "Good evening."}"#).unwrap();
 //! let slot = pipeline.generate_slot(&recipe).await.unwrap().to_owned_result();
@@ -63,10 +59,10 @@ pub mod pipeline;
 pub mod report;
 
 pub use config::{Config, ConfigError};
-pub use output::{Discard, MediaSink, SlotFiles, VideoFormat};
+pub use output::{Discard, MediaSink, SlotFile, SlotFiles, VideoFormat};
 pub use pipeline::{
     ClipEmbedding, ClipScores, Generation, GenerationResult, PipelineError, SlotError,
-    StageTimings, VortexPipeline,
+    StageTimings, Verdict, VortexPipeline,
 };
 pub use report::Manifest;
 pub use vortex_models::compute::{Implementation, ImplementationKind, Recipe, RecipeError};

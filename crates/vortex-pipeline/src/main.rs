@@ -14,9 +14,8 @@ use vortex_pipeline::config::{Config, DeviceKind};
 use vortex_pipeline::http::{Limits, ServerState, serve_with};
 use vortex_pipeline::output::{Discard, MediaSink, SlotFiles, VideoFormat, plan_svg};
 use vortex_pipeline::pipeline::backend_for;
-use vortex_pipeline::report;
-use vortex_pipeline::{Recipe, Stage, StageTimings, VortexPipeline};
-use vortex_vram::Bytes;
+use vortex_pipeline::report::{RunSummary, RunTally};
+use vortex_pipeline::{Recipe, Stage, VortexPipeline};
 
 #[derive(Parser)]
 #[command(
@@ -280,13 +279,12 @@ fn plan(config: &Config, svg: Option<&Path>) -> Result<()> {
         writeln!(err, "\nVRAM layout drawn to {}", svg.display())?;
     }
     plan.check()?;
-    let missing: Vec<String> = config
-        .models
+    let missing: Vec<String> = Stage::LOAD_ORDER
         .iter()
-        .filter_map(|m| match &m.spec.weights {
+        .filter_map(|&stage| match &config.models[stage].weights {
             WeightSource::File(path) if !path.is_file() => Some(format!(
                 "models.{}.weights = {} is not a file",
-                m.name,
+                stage.model(),
                 path.display()
             )),
             _ => None,
@@ -299,14 +297,6 @@ fn plan(config: &Config, svg: Option<&Path>) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 /// Where `vortex run` writes.
@@ -355,15 +345,13 @@ async fn run(config: Config, recipes: &[Recipe], files: &Files<'_>) -> Result<()
     if slots == 0 {
         bail!("--slots 0: ask for at least one slot");
     }
-    let (out, summary) = (files.out, files.summary);
+    let (out, summary_file) = (files.out, files.summary);
     let buffers = config.buffers;
     let mut pipeline = VortexPipeline::new(config)?;
     let before = pipeline.vram().tracker().allocated();
     let reserved = pipeline.vram().tracker().reserved();
     let progress = std::io::stderr().is_terminal();
-    let (mut total, mut stages): (Vec<f64>, Vec<StageTimings>) = (Vec::new(), Vec::new());
-    let mut failed = 0;
-    let mut scores = Vec::new();
+    let mut tally = RunTally::default();
     for (recipe, slot) in recipes.iter().zip(1u64..) {
         let mut sink: Box<dyn MediaSink> = match out {
             Some(dir) => Box::new(SlotFiles::with_format(
@@ -374,13 +362,9 @@ async fn run(config: Config, recipes: &[Recipe], files: &Files<'_>) -> Result<()
             None => Box::new(Discard),
         };
         match pipeline.generate_slot_into(recipe, sink.as_mut()).await {
-            Ok(result) => {
-                total.push(result.generation_time_ms);
-                stages.push(result.stages);
-                scores.push(result.clip_scores);
-            }
+            Ok(result) => tally.done(&result),
             Err(err) => {
-                failed += 1;
+                tally.failed();
                 eprintln!("slot {}: {err}", recipe.slot_id);
             }
         }
@@ -396,163 +380,18 @@ async fn run(config: Config, recipes: &[Recipe], files: &Files<'_>) -> Result<()
             }
         }
     }
-    let tally = Tally {
-        slots,
-        failed,
-        total,
-        stages,
-        scores,
-        before,
-        reserved,
-    };
-    summarize(&pipeline, tally, out, summary)?;
-    if failed > 0 {
-        bail!("{failed} of {slots} slots failed");
-    }
-    Ok(())
-}
-
-/// What `vortex run` counted.
-struct Tally {
-    slots: u64,
-    failed: u64,
-    /// Each good slot's time, ms.
-    total: Vec<f64>,
-    /// Each good slot's stage times.
-    stages: Vec<StageTimings>,
-    /// Each good slot's CLIP scores.
-    scores: Vec<vortex_pipeline::ClipScores>,
-    /// Tracked bytes before the first slot.
-    before: u64,
-    /// Reserved bytes.
-    reserved: u64,
-}
-
-/// The run's summary to stderr (and as JSON to `summary`).
-fn summarize(
-    pipeline: &VortexPipeline,
-    tally: Tally,
-    out: Option<&Path>,
-    summary: Option<&Path>,
-) -> Result<()> {
-    let Tally {
-        slots,
-        failed,
-        before,
-        reserved,
-        ..
-    } = tally;
-    let after = pipeline.vram().tracker().allocated();
+    let summary = RunSummary::new(&pipeline, tally, before, reserved);
     let mut err = std::io::stderr().lock();
-    let ok = slots - failed;
-    let implementations = report::implementations(pipeline);
-    let references: Vec<&str> = implementations
-        .iter()
-        .filter(|(_, i)| i.kind == vortex_pipeline::ImplementationKind::Reference)
-        .map(|(s, _)| s.as_str())
-        .collect();
-    writeln!(err, "\n{slots} slots, {ok} ok, {failed} failed")?;
-    if !references.is_empty() {
-        writeln!(
-            err,
-            "reference implementations (not model inference): {}",
-            references.join(", ")
-        )?;
-    }
-    writeln!(err, "{:<8} {:>10} {:>10}", "stage", "P50 ms", "P99 ms")?;
-    let mut stage_json = serde_json::Map::new();
-    for stage in Stage::ALL {
-        let name = stage.as_str();
-        let mut v: Vec<f64> = tally
-            .stages
-            .iter()
-            .map(|s| s[stage].as_secs_f64() * 1e3)
-            .collect();
-        v.sort_by(f64::total_cmp);
-        let (p50, p99) = (percentile(&v, 50.0), percentile(&v, 99.0));
-        writeln!(err, "{name:<8} {p50:>10.1} {p99:>10.1}")?;
-        stage_json.insert(
-            name.to_owned(),
-            serde_json::json!({"p50_ms": p50, "p99_ms": p99}),
-        );
-    }
-    let mut total = tally.total;
-    total.sort_by(f64::total_cmp);
-    let timing = &pipeline.config().timing;
-    let deadline = timing.deadline.as_secs_f64() * 1e3;
-    let (p50, p99) = (percentile(&total, 50.0), percentile(&total, 99.0));
-    writeln!(
-        err,
-        "{:<8} {p50:>10.1} {p99:>10.1}   deadline {deadline:.0} ms",
-        "slot"
-    )?;
-    let verdict = |v: &str| tally.scores.iter().filter(|s| s.verdict() == v).count();
-    let (pass, fail, unscored) = (verdict("pass"), verdict("fail"), verdict("unscored"));
-    let ensembles: Vec<f32> = tally.scores.iter().filter_map(|s| s.ensemble).collect();
-    let mean_ensemble =
-        (!ensembles.is_empty()).then(|| ensembles.iter().sum::<f32>() / ensembles.len() as f32);
-    let threshold = pipeline.config().verify.threshold;
-    match mean_ensemble {
-        Some(mean) => writeln!(
-            err,
-            "CLIP verification: {pass} pass, {fail} fail, {unscored} unscored; mean ensemble score {mean:.3} (threshold {threshold})"
-        )?,
-        None => writeln!(
-            err,
-            "CLIP verification: not scored ({})",
-            if references.iter().any(|r| r.starts_with("clip")) {
-                "the CLIP stages are reference implementations, without a text tower"
-            } else if tally.scores.is_empty() {
-                "no slot finished"
-            } else {
-                "no recipe had a prompt"
-            }
-        )?,
-    }
-    writeln!(
-        err,
-        "VRAM tracked before {} and after {} ({} reserved)",
-        Bytes(before),
-        Bytes(after),
-        Bytes(reserved)
-    )?;
+    write!(err, "\n{summary}")?;
     if let Some(dir) = out {
         writeln!(err, "slot files written under {}", dir.display())?;
     }
-    if let Some(path) = summary {
-        let backend = pipeline.vram().backend();
-        let critical = pipeline
-            .time_plan()
-            .critical_path
-            .mul_f64(timing.time_scale);
-        let document = serde_json::json!({
-            "slots": slots,
-            "ok": ok,
-            "failed": failed,
-            "backend": backend.name(),
-            "device": backend.device_name(),
-            "profile": timing.profile.name,
-            "time_scale": timing.time_scale,
-            "critical_path_ms": critical.as_secs_f64() * 1e3,
-            "deadline_ms": deadline,
-            "slot": {"p50_ms": p50, "p99_ms": p99},
-            "stages": stage_json,
-            "vram_tracked_before": before,
-            "vram_tracked_after": after,
-            "vram_reserved": reserved,
-            "reference_implementations": !references.is_empty(),
-            "clip": {
-                "pass": pass,
-                "fail": fail,
-                "unscored": unscored,
-                "mean_ensemble": mean_ensemble,
-                "threshold": threshold,
-                "slots": tally.scores,
-            },
-            "implementations": implementations,
-        });
-        std::fs::write(path, serde_json::to_string_pretty(&document)?)
+    if let Some(path) = summary_file {
+        std::fs::write(path, serde_json::to_string_pretty(&summary)?)
             .with_context(|| format!("could not write {}", path.display()))?;
+    }
+    if summary.failed > 0 {
+        bail!("{} of {} slots failed", summary.failed, summary.slots);
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ use vortex_models::compute::{
     ActorStage, AudioStage, ComputeError, EmbeddingStage, FrameSelection, FrameTarget,
     Implementation, Recipe, SpeechTiming, StageContext, VideoInputs, VideoStage,
 };
-use vortex_models::cost::{SlotWork, TimePlan};
+use vortex_models::cost::TimePlan;
 use vortex_models::stage::{Stage, StageMap};
 use vortex_registry::{InitError, ModelRegistry, OutputBuffers, Placement, VramPlan};
 use vortex_runtime::Terminator;
@@ -155,13 +155,43 @@ impl ClipScores {
         }
     }
 
-    /// `"pass"`, `"fail"` or `"unscored"`.
-    pub fn verdict(&self) -> &'static str {
+    /// What the scores decided.
+    pub fn verdict(&self) -> Verdict {
         match self.passed {
-            Some(true) => "pass",
-            Some(false) => "fail",
-            None => "unscored",
+            Some(true) => Verdict::Pass,
+            Some(false) => Verdict::Fail,
+            None => Verdict::Unscored,
         }
+    }
+}
+
+/// What CLIP's verification decided for a slot: the label of `icn_vortex_clip_verdicts_total`
+/// and of the log line, serialized as that label (`"pass"`, `"fail"`, `"unscored"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The ensemble score reached the threshold.
+    Pass,
+    /// The ensemble score fell below the threshold (the slot's files are kept).
+    Fail,
+    /// Not scored: no CLIP stage had a text tower, or the recipe had no prompt.
+    Unscored,
+}
+
+impl Verdict {
+    /// Its label: `"pass"`, `"fail"` or `"unscored"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+            Verdict::Unscored => "unscored",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -277,7 +307,6 @@ pub struct VortexPipeline {
     stages: StageMap<StageState>,
     compute: Compute,
     implementations: StageMap<Implementation>,
-    work: SlotWork,
     slots: u64,
     /// What ONNX Runtime's CUDA provider holds outside Vortex's allocators, counted in the
     /// tracker as long as the networks live (declared after `compute`, so it is released
@@ -581,11 +610,6 @@ impl VortexPipeline {
         host.clip_l = vec![0.0; compute.clip_l.dim()];
         let implementations = compute.implementations();
         let compute = Compute::from(compute);
-        let work = SlotWork {
-            seconds: b.seconds,
-            frames: b.frames(),
-            verified_frames: config.timing.verified_frames,
-        };
         vram.monitor().emit_snapshot("after_load", None);
         vram.monitor().set_leak_baseline();
         vram.monitor().publish_metrics();
@@ -599,7 +623,6 @@ impl VortexPipeline {
             stages,
             compute,
             implementations,
-            work,
             slots: 0,
             provider,
         })
@@ -802,10 +825,10 @@ impl VortexPipeline {
             stages,
             compute,
             implementations,
-            work,
             ..
         } = self;
         let timing = &config.timing;
+        let work = config.slot_work();
         let slot = Slot {
             arena: vram.arena(),
             buffers: &config.buffers,
@@ -813,9 +836,7 @@ impl VortexPipeline {
             recipe,
             progress,
             // On a real device nothing is emulated: the stage takes what its work takes.
-            pace: StageMap::from_fn(|stage| {
-                timing.profile.latency(stage, *work, timing.time_scale)
-            }),
+            pace: StageMap::from_fn(|stage| timing.profile.latency(stage, work, timing.time_scale)),
             implementations,
             emulated: vram.backend().emulates_latency(),
             verified: timing.verified_frames,
@@ -1196,7 +1217,8 @@ fn slot_done(slot_id: u64, generation_time_ms: f64, stages: &StageTimings, alloc
 
 /// Logs a slot's CLIP scores and counts its verdict.
 fn clip_verdict(slot_id: u64, scores: &ClipScores) {
-    metrics::counter!(names::CLIP_VERDICTS_TOTAL, "verdict" => scores.verdict()).increment(1);
+    let verdict = scores.verdict().as_str();
+    metrics::counter!(names::CLIP_VERDICTS_TOTAL, "verdict" => verdict).increment(1);
     for (model, score) in [
         ("clip_b", scores.clip_b),
         ("clip_l", scores.clip_l),
@@ -1206,7 +1228,6 @@ fn clip_verdict(slot_id: u64, scores: &ClipScores) {
             metrics::gauge!(names::CLIP_SCORE, "model" => model).set(f64::from(score));
         }
     }
-    let verdict = scores.verdict();
     if scores.passed == Some(false) {
         tracing::warn!(
             target: "vortex_pipeline",

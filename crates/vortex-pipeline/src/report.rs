@@ -1,19 +1,24 @@
-//! The documents Vortex shows the outside (HTTP bodies, the run summary), in one place.
+//! The documents Vortex shows the outside, in one place: every HTTP body and error
+//! ([`ApiError`], [`HealthDoc`], [`ReadyDoc`], [`VramDoc`], [`SlotAccepted`],
+//! [`SlotStatusDoc`]), each slot's [`Manifest`] and `vortex run`'s [`RunSummary`].
 //!
 //! Internal types are not serialized as they are: these are built from them and say what an
 //! operator reads — bytes as integers with the unit in the key's doc, times in milliseconds,
-//! stages by label, no device addresses.
+//! stages by label, no device addresses. Which HTTP status goes with a document, and how it
+//! is sent, is `http.rs`'s business; what it says is decided here.
+
+use std::fmt;
+use std::sync::Arc;
 
 use serde::Serialize;
-use std::sync::Arc;
 use vortex_models::compute::{Implementation, ImplementationKind, Recipe};
-use vortex_models::stage::StageMap;
-
+use vortex_models::stage::{Stage, StageMap};
 use vortex_vram::{
-    Arena, ArenaStats, DeviceHealth, UsageReport, VramMonitor, VramSnapshot, VramTracker,
+    Arena, ArenaStats, Bytes, DeviceHealth, UsageReport, VramMonitor, VramSnapshot, VramTracker,
 };
 
-use crate::pipeline::{ClipScores, GenerationResult, VortexPipeline};
+use crate::output::{SlotFile, VideoFormat};
+use crate::pipeline::{ClipScores, GenerationResult, StageTimings, Verdict, VortexPipeline};
 
 /// What runs a stage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -39,47 +44,6 @@ pub fn implementations(pipeline: &VortexPipeline) -> StageMap<ImplementationDoc>
         .implementations()
         .as_ref()
         .map(|_, i| ImplementationDoc::from(i))
-}
-
-/// A finished slot: `POST /slot`'s answer and a line of the run summary.
-#[derive(Debug, Clone, Serialize)]
-pub struct SlotDoc {
-    /// The slot.
-    pub slot_id: u64,
-    /// Wall time of the slot, milliseconds.
-    pub generation_time_ms: f64,
-    /// Wall time of each stage, milliseconds.
-    pub stages_ms: StageMap<f64>,
-    /// What ran each stage.
-    pub implementations: StageMap<ImplementationDoc>,
-    /// Whether any stage ran a reference implementation (not model inference).
-    pub reference_implementation: bool,
-    /// How the frames compare with the prompt (CLIP).
-    pub clip_scores: ClipScores,
-    /// Speech sounds the audio stage timed (Kokoro's phonemes), which the video's mouth
-    /// followed; 0 when it gave no timing (the reference audio: the energy drove the mouth).
-    pub speech_sounds: usize,
-}
-
-impl SlotDoc {
-    /// The document of `result`, whose stages ran `implementations`.
-    pub fn new(
-        implementations: StageMap<ImplementationDoc>,
-        result: &GenerationResult<'_>,
-    ) -> Self {
-        let reference_implementation = implementations
-            .iter()
-            .any(|(_, i)| i.kind == ImplementationKind::Reference);
-        SlotDoc {
-            slot_id: result.slot_id,
-            generation_time_ms: result.generation_time_ms,
-            stages_ms: result.stages.map(|_, d| d.as_secs_f64() * 1e3),
-            implementations,
-            reference_implementation,
-            clip_scores: result.clip_scores,
-            speech_sounds: result.speech.sounds.len(),
-        }
-    }
 }
 
 /// The hard and soft limits, bytes.
@@ -228,6 +192,22 @@ impl Probe {
     pub fn implementations(&self) -> &StageMap<ImplementationDoc> {
         &self.implementations
     }
+
+    /// The `/ready` document now: ready (`busy` while a slot holds the pipeline) or the device
+    /// lost.
+    pub fn ready(&self, busy: bool) -> ReadyDoc<'_> {
+        match self.device_lost() {
+            Some(reason) => ReadyDoc::DeviceLost {
+                reason,
+                what_to_do: "restart the process; nothing on a lost device can be trusted",
+            },
+            None => ReadyDoc::Ready {
+                busy,
+                models: &self.names,
+                implementations: &self.implementations,
+            },
+        }
+    }
 }
 
 /// `manifest.json`: what a slot was made from, how long each stage took, the memory before
@@ -283,5 +263,570 @@ impl Manifest {
             verification: pipeline.clip_scores(),
             speech_sounds: pipeline.speech().sounds.len(),
         }
+    }
+}
+
+/// Why a request was refused, in HTTP's words (`http.rs` gives each its status code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 400: a body or a path that cannot be read.
+    BadRequest,
+    /// 401: the bearer token is missing or wrong.
+    Unauthorized,
+    /// 404: no such endpoint, slot or file.
+    NotFound,
+    /// 409: not now (a slot is running, an id is taken, the files are not there yet).
+    Conflict,
+    /// 410: a slot's file that was there is gone.
+    Gone,
+    /// 413: a body over the limit.
+    PayloadTooLarge,
+    /// 415: a body that is not JSON.
+    UnsupportedMediaType,
+    /// 503: the device was lost.
+    Unavailable,
+}
+
+/// A refused request: its [`Refusal`] and the body `{"error": message}`, the message saying
+/// what to do instead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiError {
+    /// Why, as an HTTP status.
+    #[serde(skip)]
+    pub refusal: Refusal,
+    /// What went wrong and what to do instead.
+    #[serde(rename = "error")]
+    pub message: String,
+}
+
+impl ApiError {
+    /// A refusal saying `message`.
+    pub fn new(refusal: Refusal, message: impl Into<String>) -> Self {
+        ApiError {
+            refusal,
+            message: message.into(),
+        }
+    }
+
+    /// No token, or the wrong one.
+    pub fn unauthorized() -> Self {
+        Self::new(
+            Refusal::Unauthorized,
+            "this endpoint needs `Authorization: Bearer TOKEN` (the server's VORTEX_TOKEN)",
+        )
+    }
+
+    /// A path no endpoint answers.
+    pub fn no_such_endpoint() -> Self {
+        Self::new(
+            Refusal::NotFound,
+            "no such endpoint: use /health, /ready, /metrics, /vram, POST /slots or /slots/{id}",
+        )
+    }
+
+    /// The device is lost: no slot can run.
+    pub fn device_lost(reason: &str) -> Self {
+        Self::new(
+            Refusal::Unavailable,
+            format!("the device was lost ({reason}): restart the process"),
+        )
+    }
+
+    /// Another slot holds the pipeline.
+    pub fn busy() -> Self {
+        Self::new(
+            Refusal::Conflict,
+            "a slot is running; try again when it ends",
+        )
+    }
+
+    /// Slot `id` was requested before.
+    pub fn slot_id_taken(id: u64) -> Self {
+        Self::new(
+            Refusal::Conflict,
+            format!("slot {id} was already requested: use another slot_id"),
+        )
+    }
+
+    /// `raw` in a slot's path is not a slot id.
+    pub fn not_a_slot_id(raw: &str) -> Self {
+        Self::new(
+            Refusal::BadRequest,
+            format!("{raw:?} is not a slot id: use the slot_id of a POST /slots"),
+        )
+    }
+
+    /// Slot `id` was never requested.
+    pub fn no_slot(id: u64) -> Self {
+        Self::new(Refusal::NotFound, format!("no slot {id} was requested"))
+    }
+
+    /// Slot `id` is running or failed: it has no files.
+    pub fn no_files_yet(id: u64) -> Self {
+        Self::new(Refusal::Conflict, format!("slot {id} has no files (yet)"))
+    }
+
+    /// A file name that is not one of a slot's (written with `format`).
+    pub fn no_such_file(format: VideoFormat) -> Self {
+        let [video, audio, actor, manifest] = SlotFile::all(format).map(SlotFile::name);
+        Self::new(
+            Refusal::NotFound,
+            format!("the files of a slot are {video}, {audio}, {actor} and {manifest}"),
+        )
+    }
+
+    /// `file` of slot `id` could not be read.
+    pub fn file_gone(file: SlotFile, id: u64, err: &std::io::Error) -> Self {
+        Self::new(
+            Refusal::Gone,
+            format!("{} of slot {id}: {err}", file.name()),
+        )
+    }
+}
+
+/// `GET /health`: `{"status": "live"}` while the process lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum HealthDoc {
+    /// The process answers.
+    Live,
+}
+
+/// `GET /ready` (and the 503 of `/vram` and `POST /slots` while loading), tagged by `status`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ReadyDoc<'a> {
+    /// The models are still loading.
+    Loading,
+    /// The device was lost: nothing more will run.
+    DeviceLost {
+        /// Why, as the device said.
+        reason: &'a str,
+        /// What the operator does.
+        what_to_do: &'static str,
+    },
+    /// Every model is resident.
+    Ready {
+        /// Whether a slot is running.
+        busy: bool,
+        /// The models, in load order.
+        models: &'a [String],
+        /// What runs each stage.
+        implementations: &'a StageMap<ImplementationDoc>,
+    },
+}
+
+impl ReadyDoc<'_> {
+    /// Whether it says ready (a 200, the others a 503).
+    pub fn is_ready(&self) -> bool {
+        matches!(self, ReadyDoc::Ready { .. })
+    }
+}
+
+/// The path of slot `id`'s document.
+fn slot_path(id: u64) -> String {
+    format!("/slots/{id}")
+}
+
+/// `POST /slots`' 202 answer: `{"status": "running", "slot_id": …, "location": "/slots/ID"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename = "running")]
+pub struct SlotAccepted {
+    /// The slot.
+    pub slot_id: u64,
+    /// Where its status is (also the `Location` header).
+    pub location: String,
+}
+
+impl SlotAccepted {
+    /// Slot `id`, accepted.
+    pub fn new(slot_id: u64) -> Self {
+        SlotAccepted {
+            slot_id,
+            location: slot_path(slot_id),
+        }
+    }
+}
+
+/// `GET /slots/{id}`: where a slot requested over HTTP is, tagged by `status`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum SlotStatusDoc {
+    /// Being generated.
+    Running {
+        /// The slot.
+        slot_id: u64,
+    },
+    /// Failed; nothing of it was kept.
+    Failed {
+        /// The slot.
+        slot_id: u64,
+        /// Why.
+        error: String,
+    },
+    /// Done: its files and its manifest.
+    Done {
+        /// The slot.
+        slot_id: u64,
+        /// The paths of its files.
+        files: Vec<String>,
+        /// Its `manifest.json` as written; `null` if it cannot be read.
+        manifest: Option<serde_json::Value>,
+    },
+}
+
+impl SlotStatusDoc {
+    /// Slot `id` done, its files written with `format`, `manifest` read back from its folder.
+    pub fn done(slot_id: u64, format: VideoFormat, manifest: Option<serde_json::Value>) -> Self {
+        let dir = slot_path(slot_id);
+        SlotStatusDoc::Done {
+            slot_id,
+            files: SlotFile::all(format)
+                .iter()
+                .map(|f| format!("{dir}/{}", f.name()))
+                .collect(),
+            manifest,
+        }
+    }
+}
+
+/// The 50th and 99th percentiles of some times, milliseconds (nearest rank; 0 of none).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct Percentiles {
+    /// Median, milliseconds.
+    pub p50_ms: f64,
+    /// 99th percentile, milliseconds.
+    pub p99_ms: f64,
+}
+
+impl Percentiles {
+    /// The percentiles of `times_ms`.
+    pub fn of(mut times_ms: Vec<f64>) -> Self {
+        times_ms.sort_by(f64::total_cmp);
+        let rank = |p: f64| {
+            if times_ms.is_empty() {
+                return 0.0;
+            }
+            let rank = ((p / 100.0) * times_ms.len() as f64).ceil() as usize;
+            times_ms[rank.clamp(1, times_ms.len()) - 1]
+        };
+        Percentiles {
+            p50_ms: rank(50.0),
+            p99_ms: rank(99.0),
+        }
+    }
+}
+
+/// What `vortex run` counts while its slots run: every good slot's times and scores, and the
+/// failures.
+#[derive(Debug, Default)]
+pub struct RunTally {
+    failed: u64,
+    times_ms: Vec<f64>,
+    stages: Vec<StageTimings>,
+    scores: Vec<ClipScores>,
+}
+
+impl RunTally {
+    /// A slot that finished.
+    pub fn done(&mut self, result: &GenerationResult<'_>) {
+        self.times_ms.push(result.generation_time_ms);
+        self.stages.push(result.stages);
+        self.scores.push(result.clip_scores);
+    }
+
+    /// A slot that failed.
+    pub fn failed(&mut self) {
+        self.failed += 1;
+    }
+}
+
+/// How a run's slots were verified.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClipTally {
+    /// Slots whose ensemble reached the threshold.
+    pub pass: usize,
+    /// Slots whose ensemble fell below it.
+    pub fail: usize,
+    /// Slots not scored.
+    pub unscored: usize,
+    /// The mean ensemble score of the scored slots; `null` when none was.
+    pub mean_ensemble: Option<f32>,
+    /// The threshold (`[verify] threshold`).
+    pub threshold: f64,
+    /// Every good slot's scores, in order.
+    pub slots: Vec<ClipScores>,
+}
+
+/// `vortex run`'s summary: written as JSON by `--summary FILE` (what `cargo xtask bench`
+/// reads) and printed for people by its `Display`, from the same value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunSummary {
+    /// Slots run.
+    pub slots: u64,
+    /// Slots that finished.
+    pub ok: u64,
+    /// Slots that failed.
+    pub failed: u64,
+    /// `"host"` or `"cuda"`.
+    pub backend: String,
+    /// The device's name.
+    pub device: String,
+    /// The cost profile (`[timing] cost_profile`).
+    pub profile: &'static str,
+    /// `[timing] time_scale`.
+    pub time_scale: f64,
+    /// The time plan's critical path at that scale, milliseconds.
+    pub critical_path_ms: f64,
+    /// The slot deadline, milliseconds.
+    pub deadline_ms: f64,
+    /// The good slots' wall times.
+    pub slot: Percentiles,
+    /// The good slots' stage times.
+    pub stages: StageMap<Percentiles>,
+    /// Bytes tracked on the device before the first slot.
+    pub vram_tracked_before: u64,
+    /// Bytes tracked after the last (equal to before: a slot keeps nothing).
+    pub vram_tracked_after: u64,
+    /// Bytes reserved on the device.
+    pub vram_reserved: u64,
+    /// Whether any stage ran a reference implementation (not model inference).
+    pub reference_implementations: bool,
+    /// How the slots were verified.
+    pub clip: ClipTally,
+    /// What ran each stage.
+    pub implementations: StageMap<ImplementationDoc>,
+}
+
+impl RunSummary {
+    /// The summary of `tally`, run on `pipeline` from `vram_tracked_before` tracked bytes
+    /// with `vram_reserved` reserved.
+    pub fn new(
+        pipeline: &VortexPipeline,
+        tally: RunTally,
+        vram_tracked_before: u64,
+        vram_reserved: u64,
+    ) -> Self {
+        let RunTally {
+            failed,
+            times_ms,
+            stages,
+            scores,
+        } = tally;
+        let ok = times_ms.len() as u64;
+        let timing = &pipeline.config().timing;
+        let backend = pipeline.vram().backend();
+        let implementations = implementations(pipeline);
+        let count = |v: Verdict| scores.iter().filter(|s| s.verdict() == v).count();
+        let ensembles: Vec<f32> = scores.iter().filter_map(|s| s.ensemble).collect();
+        let reference_implementations = implementations
+            .iter()
+            .any(|(_, i)| i.kind == ImplementationKind::Reference);
+        RunSummary {
+            slots: ok + failed,
+            ok,
+            failed,
+            backend: backend.name().to_owned(),
+            device: backend.device_name(),
+            profile: timing.profile.name,
+            time_scale: timing.time_scale,
+            critical_path_ms: pipeline
+                .time_plan()
+                .critical_path
+                .mul_f64(timing.time_scale)
+                .as_secs_f64()
+                * 1e3,
+            deadline_ms: timing.deadline.as_secs_f64() * 1e3,
+            slot: Percentiles::of(times_ms),
+            stages: StageMap::from_fn(|stage| {
+                Percentiles::of(
+                    stages
+                        .iter()
+                        .map(|s| s[stage].as_secs_f64() * 1e3)
+                        .collect(),
+                )
+            }),
+            vram_tracked_before,
+            vram_tracked_after: pipeline.vram().tracker().allocated(),
+            vram_reserved,
+            reference_implementations,
+            clip: ClipTally {
+                pass: count(Verdict::Pass),
+                fail: count(Verdict::Fail),
+                unscored: count(Verdict::Unscored),
+                mean_ensemble: (!ensembles.is_empty())
+                    .then(|| ensembles.iter().sum::<f32>() / ensembles.len() as f32),
+                threshold: pipeline.config().verify.threshold,
+                slots: scores,
+            },
+            implementations,
+        }
+    }
+
+    /// The stages a reference implementation ran, in slot order.
+    fn references(&self) -> impl Iterator<Item = Stage> + '_ {
+        self.implementations
+            .iter()
+            .filter(|(_, i)| i.kind == ImplementationKind::Reference)
+            .map(|(stage, _)| stage)
+    }
+}
+
+/// The summary as `vortex run` prints it for people.
+impl fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} slots, {} ok, {} failed",
+            self.slots, self.ok, self.failed
+        )?;
+        let references: Vec<&str> = self.references().map(Stage::as_str).collect();
+        if !references.is_empty() {
+            writeln!(
+                f,
+                "reference implementations (not model inference): {}",
+                references.join(", ")
+            )?;
+        }
+        writeln!(f, "{:<8} {:>10} {:>10}", "stage", "P50 ms", "P99 ms")?;
+        for (stage, p) in self.stages.iter() {
+            writeln!(
+                f,
+                "{:<8} {:>10.1} {:>10.1}",
+                stage.as_str(),
+                p.p50_ms,
+                p.p99_ms
+            )?;
+        }
+        writeln!(
+            f,
+            "{:<8} {:>10.1} {:>10.1}   deadline {:.0} ms",
+            "slot", self.slot.p50_ms, self.slot.p99_ms, self.deadline_ms
+        )?;
+        let clip = &self.clip;
+        match clip.mean_ensemble {
+            Some(mean) => writeln!(
+                f,
+                "CLIP verification: {} pass, {} fail, {} unscored; mean ensemble score {mean:.3} (threshold {})",
+                clip.pass, clip.fail, clip.unscored, clip.threshold
+            )?,
+            None => writeln!(
+                f,
+                "CLIP verification: not scored ({})",
+                if self
+                    .references()
+                    .any(|s| matches!(s, Stage::ClipB | Stage::ClipL))
+                {
+                    "the CLIP stages are reference implementations, without a text tower"
+                } else if clip.slots.is_empty() {
+                    "no slot finished"
+                } else {
+                    "no recipe had a prompt"
+                }
+            )?,
+        }
+        writeln!(
+            f,
+            "VRAM tracked before {} and after {} ({} reserved)",
+            Bytes(self.vram_tracked_before),
+            Bytes(self.vram_tracked_after),
+            Bytes(self.vram_reserved)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn check(doc: impl Serialize, expected: serde_json::Value) {
+        assert_eq!(serde_json::to_value(doc).unwrap(), expected);
+    }
+
+    /// The HTTP bodies, as the `json!` literals they replaced wrote them.
+    #[test]
+    fn the_http_documents_keep_their_shape() {
+        check(HealthDoc::Live, json!({"status": "live"}));
+        check(ReadyDoc::Loading, json!({"status": "loading"}));
+        check(
+            ReadyDoc::DeviceLost {
+                reason: "gone",
+                what_to_do: "restart",
+            },
+            json!({"status": "device_lost", "reason": "gone", "what_to_do": "restart"}),
+        );
+        let implementations = StageMap::from_fn(|_| ImplementationDoc {
+            kind: ImplementationKind::Reference,
+            detail: "r".to_owned(),
+        });
+        check(
+            ReadyDoc::Ready {
+                busy: true,
+                models: &["flux".to_owned()],
+                implementations: &implementations,
+            },
+            json!({
+                "status": "ready",
+                "busy": true,
+                "models": ["flux"],
+                "implementations": serde_json::to_value(&implementations).unwrap(),
+            }),
+        );
+        check(
+            ApiError::no_slot(7),
+            json!({"error": "no slot 7 was requested"}),
+        );
+        assert_eq!(ApiError::no_slot(7).refusal, Refusal::NotFound);
+        check(
+            ApiError::no_such_file(VideoFormat::Mp4),
+            json!({"error": "the files of a slot are video.mp4, audio.wav, actor.png and manifest.json"}),
+        );
+        check(
+            SlotAccepted::new(3),
+            json!({"slot_id": 3, "status": "running", "location": "/slots/3"}),
+        );
+        check(
+            SlotStatusDoc::Running { slot_id: 3 },
+            json!({"slot_id": 3, "status": "running"}),
+        );
+        check(
+            SlotStatusDoc::Failed {
+                slot_id: 3,
+                error: "why".to_owned(),
+            },
+            json!({"slot_id": 3, "status": "failed", "error": "why"}),
+        );
+        check(
+            SlotStatusDoc::done(3, VideoFormat::Mp4, None),
+            json!({
+                "slot_id": 3,
+                "status": "done",
+                "files": ["/slots/3/video.mp4", "/slots/3/audio.wav", "/slots/3/actor.png", "/slots/3/manifest.json"],
+                "manifest": null,
+            }),
+        );
+    }
+
+    #[test]
+    fn a_verdict_is_serialized_as_its_label() {
+        for verdict in [Verdict::Pass, Verdict::Fail, Verdict::Unscored] {
+            check(verdict, json!(verdict.as_str()));
+        }
+        assert_eq!(
+            ClipScores::default().verdict().to_string(),
+            "unscored",
+            "no score, no verdict"
+        );
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let p = Percentiles::of((1..=100).rev().map(f64::from).collect());
+        assert_eq!((p.p50_ms, p.p99_ms), (50.0, 99.0));
+        assert_eq!(Percentiles::of(vec![]), Percentiles::default());
+        let one = Percentiles::of(vec![7.0]);
+        assert_eq!((one.p50_ms, one.p99_ms), (7.0, 7.0));
     }
 }

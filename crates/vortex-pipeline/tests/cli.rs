@@ -9,15 +9,11 @@ use std::process::Command;
 use common::Shipped;
 
 fn small_config(dir: &Path) -> PathBuf {
-    Shipped::new()
+    Shipped::small_slot()
         .with(&[
-            // Orchestration tests: the reference audio (any sample rate, no fetch).
-            ("models.kokoro.weights", "\"synthetic\""),
+            // Two seconds of 32² frames: 8 frames in the y4m.
             ("buffers.image_size", "32"),
             ("buffers.seconds", "2"),
-            ("buffers.fps", "4"),
-            ("buffers.staging_frames", "2"),
-            ("timing.verified_frames", "2"),
             ("timing.cost_profile", "\"zero\""),
         ])
         .write_into(dir)
@@ -108,6 +104,70 @@ fn run_logs_json_lines_and_writes_slot_files() {
             "{needle:?} missing from:\n{stderr}"
         );
     }
+}
+
+/// A JSON value with every number 0, string "" and bool false, and every list cut to its
+/// first element: what a reader of the document can rely on.
+fn shape(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Null => Value::Null,
+        Value::Bool(_) => Value::Bool(false),
+        Value::Number(_) => 0.into(),
+        Value::String(_) => "".into(),
+        Value::Array(items) => Value::Array(items.iter().take(1).map(shape).collect()),
+        Value::Object(members) => {
+            Value::Object(members.iter().map(|(k, v)| (k.clone(), shape(v))).collect())
+        }
+    }
+}
+
+/// `vortex run --summary FILE`: the run summary as JSON, the same figures the people's summary
+/// prints, shaped as the summary `cargo xtask bench` is tested against
+/// (xtask/tests/data/run-summary.json).
+#[test]
+fn the_run_summary_is_what_the_bench_reads() {
+    let dir = tempdir("summary");
+    let config = small_config(&dir);
+    let file = dir.join("summary.json");
+    let output = vortex(&[
+        "--config",
+        config.to_str().unwrap(),
+        "run",
+        "--slots",
+        "3",
+        "--summary",
+        file.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(
+        (&summary["slots"], &summary["ok"], &summary["failed"]),
+        (&3.into(), &3.into(), &0.into())
+    );
+    assert_eq!(summary["clip"]["unscored"], 3);
+    assert_eq!(summary["clip"]["slots"].as_array().map(Vec::len), Some(3));
+    let slot = &summary["slot"];
+    let printed = format!(
+        "slot     {:>10.1} {:>10.1}   deadline 15000 ms",
+        slot["p50_ms"].as_f64().unwrap(),
+        slot["p99_ms"].as_f64().unwrap()
+    );
+    assert!(
+        stderr.contains(&printed),
+        "{printed:?} missing from:\n{stderr}"
+    );
+    assert!(stderr.contains("3 slots, 3 ok, 0 failed"), "{stderr}");
+    let bench: serde_json::Value =
+        serde_json::from_str(include_str!("../../../xtask/tests/data/run-summary.json")).unwrap();
+    assert_eq!(
+        shape(&summary),
+        shape(&bench),
+        "the run summary changed shape: write xtask/tests/data/run-summary.json again (see xtask/src/bench.rs's test) and check what `cargo xtask bench` reads"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -340,20 +340,47 @@ mod hostile {
         /// never a panic.
         #[test]
         fn hostile_values_never_panic(edits in prop::collection::vec((any::<prop::sample::Index>(), 0..NASTY.len()), 1..6)) {
-            let text = std::fs::read_to_string(shipped()).unwrap();
-            let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-            let keyed: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].contains(" = ") && !lines[i].starts_with('#')).collect();
-            for (line, value) in edits {
-                let i = keyed[line.index(keyed.len())];
-                let key = lines[i].split(" = ").next().unwrap().to_owned();
-                lines[i] = format!("{key} = {}", NASTY[value]);
+            let mut shipped = Shipped::new();
+            let keys = shipped.keys();
+            for (key, value) in edits {
+                shipped = shipped.set(&keys[key.index(keys.len())], NASTY[value]);
             }
-            if let Ok(config) = Config::parse(&lines.join("\n"), Path::new("fuzz.toml")) {
+            if let Ok(config) = Config::parse(&shipped.text(), Path::new("fuzz.toml")) {
                 let plan = config.plan(&config.build_models(), 12_884_901_888);
                 let _ = plan.check();
                 let _ = plan.to_string();
                 let _ = config.time_plan().to_string();
             }
         }
+    }
+}
+
+/// The fixture every test edits the shipped file with: a key it has is set in place
+/// (comments kept), a key it lacks or a value that is not TOML is a panic, not a silent no-op.
+#[test]
+fn the_fixture_edits_the_shipped_file_by_key() {
+    let edited = Shipped::new().set("models.kokoro.budget", "\"0.5GB\"");
+    assert_eq!(
+        edited.config().models[vortex_pipeline::Stage::Audio].budget,
+        500_000_000
+    );
+    assert!(
+        edited
+            .text()
+            .contains("budget = \"0.5GB\"\nweights = \"kokoro-82m-int8\"")
+    );
+    assert!(edited.text().contains("# The real network: Kokoro-82M"));
+    // Every key the file sets: what the hostile values go into.
+    assert_eq!(Shipped::new().keys().len(), 38);
+    let small = Shipped::small_slot().config();
+    assert_eq!((small.buffers.image_size, small.buffers.frames()), (16, 4));
+    for (path, value) in [
+        ("buffers.image_sise", "16"),
+        ("models.bark.budget", "\"1GB\""),
+        ("buffers", "16"),
+        ("buffers.image_size", "sixteen"),
+    ] {
+        let edit = std::panic::catch_unwind(|| Shipped::new().set(path, value));
+        assert!(edit.is_err(), "{path} = {value} was accepted");
     }
 }

@@ -76,17 +76,8 @@ async fn finished(addr: std::net::SocketAddr, id: u64) -> serde_json::Value {
 }
 
 fn small_config() -> Config {
-    Shipped::new()
-        .with(&[
-            // Orchestration tests: the reference audio (any sample rate, no fetch).
-            ("models.kokoro.weights", "\"synthetic\""),
-            ("buffers.image_size", "16"),
-            ("buffers.seconds", "1"),
-            ("buffers.fps", "4"),
-            ("buffers.staging_frames", "2"),
-            ("timing.verified_frames", "2"),
-            ("timing.cost_profile", "\"zero\""),
-        ])
+    Shipped::small_slot()
+        .set("timing.cost_profile", "\"zero\"")
         .config()
 }
 
@@ -262,16 +253,8 @@ async fn probes_and_vram_answer_while_a_slot_runs() {
     let state = Arc::new(ServerState::new(Box::new(String::new)));
     let server = tokio::spawn(serve(listener, Arc::clone(&state)));
     // A slot of about 3.3 s on the real clock: seed-targets at a quarter.
-    let config = Shipped::new()
-        .with(&[
-            ("models.kokoro.weights", "\"synthetic\""),
-            ("buffers.image_size", "16"),
-            ("buffers.seconds", "1"),
-            ("buffers.fps", "4"),
-            ("buffers.staging_frames", "2"),
-            ("timing.verified_frames", "2"),
-            ("timing.time_scale", "0.25"),
-        ])
+    let config = Shipped::small_slot()
+        .set("timing.time_scale", "0.25")
         .config();
     state.loaded(VortexPipeline::new(config).unwrap()).await;
     let recipe = r#"{"slot_id": 1, "script": "Hello."}"#;

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use common::Shipped;
 use vortex_pipeline::config::Config;
-use vortex_pipeline::{Recipe, Stage, VortexPipeline};
+use vortex_pipeline::{Recipe, Stage, Verdict, VortexPipeline};
 use vortex_vram::Purpose;
 
 fn tiny_export() -> String {
@@ -19,15 +19,13 @@ fn tiny_export() -> String {
 
 fn config(threshold: &str) -> Config {
     let export = tiny_export();
-    Shipped::new()
+    Shipped::small_slot()
         .with(&[
-            ("models.kokoro.weights", "\"synthetic\""),
             ("models.clip_b.weights", &export),
             ("models.clip_l.weights", &export),
             ("buffers.image_size", "64"),
             ("buffers.seconds", "2"),
             ("buffers.sample_rate", "800"),
-            ("buffers.fps", "4"),
             ("buffers.staging_frames", "3"),
             ("timing.verified_frames", "4"),
             ("timing.cost_profile", "\"zero\""),
@@ -72,7 +70,7 @@ async fn both_clip_stages_score_the_frames_against_the_prompt() {
     assert_eq!(b, l);
     assert!((scores.ensemble.unwrap() - b).abs() < 1e-6, "{scores:?}");
     assert_eq!(scores.passed, Some(true), "threshold -1 passes everything");
-    assert_eq!(scores.verdict(), "pass");
+    assert_eq!(scores.verdict(), Verdict::Pass);
     // The embedding is normalized and 8 wide (the tiny export's projection).
     assert_eq!(first.clip_b.len(), 8);
     let norm: f32 = first.clip_b.iter().map(|v| v * v).sum::<f32>().sqrt();
@@ -112,7 +110,7 @@ async fn both_clip_stages_score_the_frames_against_the_prompt() {
         .clip_scores;
     assert_eq!(unscored.clip_b, None);
     assert_eq!(unscored.ensemble, None);
-    assert_eq!(unscored.verdict(), "unscored");
+    assert_eq!(unscored.verdict(), Verdict::Unscored);
 
     // A prompt over 77 tokens is cut (and logged), not refused.
     let long = "a presenter at a desk ".repeat(30);
@@ -163,8 +161,7 @@ fn a_verify_table_that_cannot_decide_is_refused() {
     ] {
         let text = Shipped::new()
             .with(&[("models.clip_b.weights", export.as_str()), (key, value)])
-            .text()
-            .to_owned();
+            .text();
         let err = Config::parse(&text, &common::shipped_path())
             .unwrap_err()
             .to_string();
@@ -172,8 +169,7 @@ fn a_verify_table_that_cannot_decide_is_refused() {
     }
     let text = Shipped::new()
         .with(&[("verify.clip_b_weight", "0"), ("verify.clip_l_weight", "0")])
-        .text()
-        .to_owned();
+        .text();
     let err = Config::parse(&text, &common::shipped_path())
         .unwrap_err()
         .to_string();
@@ -215,14 +211,12 @@ async fn a_slot_dropped_at_any_point_leaves_the_next_one_whole() {
 async fn the_actor_stage_draws_with_flux_when_its_export_is_there() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vortex-models/tests/data/flux/tiny");
     let export = format!("{:?}", dir.canonicalize().unwrap().to_str().unwrap());
-    let config = Shipped::new()
+    let config = Shipped::small_slot()
         .with(&[
-            ("models.kokoro.weights", "\"synthetic\""),
             ("models.flux.weights", &export),
             ("buffers.image_size", "64"),
             ("buffers.seconds", "2"),
             ("buffers.sample_rate", "800"),
-            ("buffers.fps", "4"),
             ("buffers.staging_frames", "3"),
             ("timing.verified_frames", "4"),
             ("timing.cost_profile", "\"zero\""),

@@ -12,14 +12,11 @@ use vortex_vram::Purpose;
 
 /// The shipped config with slot shapes small enough to run thousands of slots.
 fn config(profile: &str, deadline: &str, placement: &str) -> Config {
-    Shipped::new()
+    Shipped::small_slot()
         .with(&[
-            // Orchestration tests: the reference audio (any sample rate, no fetch).
-            ("models.kokoro.weights", "\"synthetic\""),
-            ("buffers.image_size", "16"),
+            // Two seconds at 800 Hz: 8 frames, three staged and four verified.
             ("buffers.seconds", "2"),
             ("buffers.sample_rate", "800"),
-            ("buffers.fps", "4"),
             ("buffers.staging_frames", "3"),
             ("timing.verified_frames", "4"),
             ("buffers.video_placement", &format!("\"{placement}\"")),

@@ -93,16 +93,8 @@ async fn a_real_prometheus_scrapes_during_slots_and_its_quantiles_answer() {
     let vortex = listener.local_addr().unwrap();
     let state = Arc::new(ServerState::new(Box::new(move || handle.render())));
     let server = tokio::spawn(serve(listener, Arc::clone(&state)));
-    let config = Shipped::new()
-        .with(&[
-            ("models.kokoro.weights", "\"synthetic\""),
-            ("buffers.image_size", "16"),
-            ("buffers.seconds", "1"),
-            ("buffers.fps", "4"),
-            ("buffers.staging_frames", "2"),
-            ("timing.verified_frames", "2"),
-            ("timing.time_scale", "0.1"),
-        ])
+    let config = Shipped::small_slot()
+        .set("timing.time_scale", "0.1")
         .config();
     state.loaded(VortexPipeline::new(config).unwrap()).await;
 

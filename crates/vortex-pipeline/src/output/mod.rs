@@ -4,7 +4,7 @@
 //!
 //! - [`SlotFiles`]: `actor.png`, `audio.wav`, `video.mp4` (or raw `video.y4m`) and
 //!   `manifest.json` in a folder, written into `NAME.partial/` and renamed when the slot
-//!   finishes, so a failed slot leaves no files.
+//!   finishes, so a failed slot leaves no files. [`SlotFile`] is the one list of those names.
 //! - [`png`], [`wav`], [`y4m`], [`mp4`] (ffmpeg): one encoder per format; [`background`]:
 //!   an encoder on a thread of its own; [`svg`]: the plan as a picture.
 //!
@@ -74,8 +74,57 @@ pub enum VideoFormat {
     Y4m,
 }
 
+/// A file of a slot's folder: the one list of their names, which [`SlotFiles`] writes and the
+/// HTTP edge serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotFile {
+    /// `video.mp4` or `video.y4m`.
+    Video(VideoFormat),
+    /// `audio.wav`.
+    Audio,
+    /// `actor.png`.
+    Actor,
+    /// `manifest.json`.
+    Manifest,
+}
+
+impl SlotFile {
+    /// Every file of a slot whose video is written as `format`, the video first.
+    pub const fn all(format: VideoFormat) -> [SlotFile; 4] {
+        [
+            SlotFile::Video(format),
+            SlotFile::Audio,
+            SlotFile::Actor,
+            SlotFile::Manifest,
+        ]
+    }
+
+    /// Its name in the slot's folder.
+    pub const fn name(self) -> &'static str {
+        match self {
+            SlotFile::Video(VideoFormat::Mp4) => "video.mp4",
+            SlotFile::Video(VideoFormat::Y4m) => "video.y4m",
+            SlotFile::Audio => "audio.wav",
+            SlotFile::Actor => "actor.png",
+            SlotFile::Manifest => "manifest.json",
+        }
+    }
+
+    /// Its media type.
+    pub const fn content_type(self) -> &'static str {
+        match self {
+            SlotFile::Video(VideoFormat::Mp4) => "video/mp4",
+            // YUV4MPEG2 has no registered media type.
+            SlotFile::Video(VideoFormat::Y4m) => "application/octet-stream",
+            SlotFile::Audio => "audio/wav",
+            SlotFile::Actor => "image/png",
+            SlotFile::Manifest => "application/json",
+        }
+    }
+}
+
 /// `actor.png`, `audio.wav`, the video (`video.mp4` or `video.y4m`) and `manifest.json` of
-/// one slot in a folder. Files are written into `DIR.partial/` as the media arrives (the
+/// one slot in a folder ([`SlotFile`]). Files are written into `DIR.partial/` as the media arrives (the
 /// video encoded beside the slot, on a thread of its own) and the folder is renamed to `DIR`
 /// on [`MediaSink::finish`]; [`MediaSink::abort`] (or dropping it unfinished) removes it.
 #[derive(Debug)]
@@ -117,28 +166,29 @@ impl SlotFiles {
 
 impl MediaSink for SlotFiles {
     fn actor(&mut self, image: &[u8]) -> io::Result<()> {
-        let path = self.folder()?.join("actor.png");
+        let path = self.folder()?.join(SlotFile::Actor.name());
         png::write_png(&path, &self.buffers, image)
     }
 
     fn audio(&mut self, samples: &[f32]) -> io::Result<()> {
-        let path = self.folder()?.join("audio.wav");
+        let path = self.folder()?.join(SlotFile::Audio.name());
         wav::write_wav(&path, self.buffers.sample_rate as u32, samples)
     }
 
     fn frame(&mut self, index: u64, rgb: &[u8]) -> io::Result<()> {
         if self.video.is_none() {
             let folder = self.folder()?.to_owned();
+            let path = folder.join(SlotFile::Video(self.format).name());
             self.video = Some(match self.format {
                 VideoFormat::Y4m => {
-                    let writer = y4m::Y4mWriter::create(&folder.join("video.y4m"), &self.buffers)?;
+                    let writer = y4m::Y4mWriter::create(&path, &self.buffers)?;
                     background::Background::start(writer, rgb.len())
                 }
                 VideoFormat::Mp4 => {
                     let writer = mp4::Mp4Writer::start(
-                        &folder.join("video.mp4"),
+                        &path,
                         &self.buffers,
-                        &folder.join("audio.wav"),
+                        &folder.join(SlotFile::Audio.name()),
                     )?;
                     background::Background::start(writer, rgb.len())
                 }
@@ -151,7 +201,7 @@ impl MediaSink for SlotFiles {
     }
 
     fn manifest(&mut self, manifest: &crate::report::Manifest) -> io::Result<()> {
-        let path = self.folder()?.join("manifest.json");
+        let path = self.folder()?.join(SlotFile::Manifest.name());
         let text = serde_json::to_string_pretty(manifest).map_err(io::Error::other)?;
         std::fs::write(path, text)
     }
