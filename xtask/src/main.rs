@@ -10,6 +10,9 @@
 //! - `cargo xtask gpu-bundle [DIR]`: the cuda-feature test executables, the benchmark binaries
 //!   and `vortex` built against the stub, with `run.sh` that runs them where the NVIDIA driver
 //!   is (no Rust toolchain) and writes `report.txt`.
+//! - `cargo xtask gpu-check [--out DIR] [--config FILE] [--slots N]`: on a machine with an
+//!   NVIDIA GPU, the checks of the CUDA provider inside Vortex's memory (`gpu_check.rs`),
+//!   written up in target/gpu-check/report.md and report.json.
 //! - `cargo xtask bench [--cuda] [--quick] [--slots N] [--no-criterion]`: the criterion
 //!   benchmarks and N end-to-end slots (on the GPU with --cuda when a device answers, else on
 //!   the host backend), written up in target/vortex-bench/report.md and report.json.
@@ -25,6 +28,7 @@ use anyhow::{Context, Result, bail};
 mod bench;
 mod bundle;
 mod emu;
+mod gpu_check;
 
 fn main() -> Result<()> {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -58,6 +62,39 @@ fn main() -> Result<()> {
                 .unwrap_or_else(|| workspace_root().join("target/gpu-bundle"));
             bundle::gpu_bundle(&dir)
         }
+        Some("gpu-check") => {
+            let mut options = gpu_check::Options {
+                slots: 3,
+                ..Default::default()
+            };
+            let mut rest = args[1..].iter();
+            while let Some(arg) = rest.next() {
+                match arg.as_str() {
+                    "--out" => {
+                        options.out = Some(
+                            rest.next()
+                                .map(PathBuf::from)
+                                .context("--out needs a folder, such as --out target/gpu-check")?,
+                        )
+                    }
+                    "--config" => {
+                        options.config = Some(rest.next().map(PathBuf::from).context(
+                            "--config needs a config.toml, such as one naming full-size exports",
+                        )?)
+                    }
+                    "--slots" => {
+                        options.slots = rest
+                            .next()
+                            .and_then(|n| n.parse().ok())
+                            .context("--slots needs a number, such as --slots 3")?
+                    }
+                    other => bail!(
+                        "unknown gpu-check option {other:?}: use --out DIR, --config FILE or --slots N"
+                    ),
+                }
+            }
+            gpu_check::gpu_check(&options)
+        }
         Some("bench") => {
             let mut options = bench::Options {
                 slots: 5,
@@ -89,6 +126,8 @@ fn main() -> Result<()> {
                  cuda-stub [DIR]  write a stub libcuda (default target/cuda-stub) for building --features cuda without CUDA\n  \
                  cuda-emu [DIR]   write an emulating libcuda (default target/cuda-emu) to run the cuda-feature tests without a GPU\n  \
                  gpu-bundle [DIR] build the GPU test, bench and vortex executables into DIR (default target/gpu-bundle) with run.sh\n  \
+                 gpu-check [--out DIR] [--config FILE] [--slots N]\n                  \
+                 on a machine with an NVIDIA GPU: the CUDA provider's checks, report in target/gpu-check/\n  \
                  bench [--cuda] [--quick] [--slots N] [--no-criterion]\n                  \
                  criterion benchmarks + N end-to-end slots, report in target/vortex-bench/"
             );

@@ -52,6 +52,7 @@
 //! - A failed or cancelled slot returns nothing partial.
 
 pub mod config;
+pub mod doctor;
 pub mod http;
 mod offload;
 pub mod output;

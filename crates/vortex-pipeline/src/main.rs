@@ -81,6 +81,15 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Check this machine for the configuration: the cache, ONNX Runtime (and on a GPU the
+    /// driver and the CUDA provider's libraries), espeak-ng, ffmpeg, the plan; then start the
+    /// pipeline (every network's profile run), generate one slot, and report each stage.
+    /// Exits non-zero when a check fails, each failure saying what to change.
+    Doctor {
+        /// Print the report as JSON on stdout instead of the table on stderr.
+        #[arg(long)]
+        json: bool,
+    },
     /// Keep the pipeline up and serve /health, /ready, /metrics, /vram, POST /slots and
     /// GET /slots/{id}[/{file}].
     Serve {
@@ -191,6 +200,19 @@ fn real_main() -> Result<()> {
         .context("could not start the tokio runtime")?;
     match cli.command {
         Command::Plan { svg } => plan(&config, svg.as_deref()),
+        Command::Doctor { json } => {
+            let report = runtime.block_on(vortex_pipeline::doctor::doctor(config));
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                eprint!("{report}");
+            }
+            let failed: Vec<String> = report.failed().map(|c| c.name.clone()).collect();
+            if !failed.is_empty() {
+                bail!("vortex doctor: {} failed", failed.join(", "));
+            }
+            Ok(())
+        }
         Command::Run {
             slots,
             recipe,

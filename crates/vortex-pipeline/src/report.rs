@@ -830,3 +830,106 @@ mod tests {
         assert_eq!((one.p50_ms, one.p99_ms), (7.0, 7.0));
     }
 }
+
+/// One environment check of `vortex doctor`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DoctorCheck {
+    /// What was checked.
+    pub name: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was found, or what is wrong and what to change.
+    pub detail: String,
+}
+
+/// One stage as `vortex doctor` found it after start-up and one slot.
+#[derive(Debug, Clone, Serialize)]
+pub struct DoctorStage {
+    /// The stage.
+    pub stage: Stage,
+    /// What runs it (a network, or a reference implementation, in words).
+    pub implementation: String,
+    /// ONNX Runtime's provider it computes on (`CUDA`, `CPU`), or none.
+    pub provider: String,
+    /// Bytes of its weights in the arena (on the device on a GPU).
+    pub weights_on_device: u64,
+    /// Whether its sessions read the weights where Vortex loaded them (not a copy).
+    pub weights_read_in_place: bool,
+    /// Its activation peak from scratch, bytes.
+    pub activation_peak: u64,
+    /// Bytes ONNX Runtime's CUDA provider holds for it outside Vortex's allocators.
+    pub provider_outside: u64,
+    /// Its latency in the slot, ms (`None` when the slot failed).
+    pub latency_ms: Option<f64>,
+    /// The time plan's figure for it, ms.
+    pub plan_ms: f64,
+}
+
+/// What `vortex doctor` found: `--json` serializes it, people read its `Display`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DoctorReport {
+    /// The environment checks, in order.
+    pub checks: Vec<DoctorCheck>,
+    /// Each stage, when the pipeline started.
+    pub stages: Vec<DoctorStage>,
+}
+
+impl DoctorReport {
+    /// The checks that failed.
+    pub fn failed(&self) -> impl Iterator<Item = &DoctorCheck> {
+        self.checks.iter().filter(|c| !c.ok)
+    }
+}
+
+impl fmt::Display for DoctorReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "vortex doctor")?;
+        for c in &self.checks {
+            writeln!(
+                f,
+                "  [{}] {}: {}",
+                if c.ok { " ok " } else { "FAIL" },
+                c.name,
+                c.detail
+            )?;
+        }
+        if !self.stages.is_empty() {
+            writeln!(
+                f,
+                "\n  {:<7} {:<8} {:>12} {:>8} {:>12} {:>12} {:>10} {:>10}  implementation",
+                "stage",
+                "provider",
+                "weights",
+                "in place",
+                "activations",
+                "outside",
+                "ms",
+                "plan ms"
+            )?;
+        }
+        for s in &self.stages {
+            writeln!(
+                f,
+                "  {:<7} {:<8} {:>12} {:>8} {:>12} {:>12} {:>10} {:>10.0}  {}",
+                s.stage.as_str(),
+                s.provider.split(' ').next().unwrap_or(""),
+                Bytes(s.weights_on_device).to_string(),
+                if s.weights_read_in_place { "yes" } else { "-" },
+                Bytes(s.activation_peak).to_string(),
+                Bytes(s.provider_outside).to_string(),
+                s.latency_ms
+                    .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.0}")),
+                s.plan_ms,
+                s.implementation
+            )?;
+        }
+        let failed = self.failed().count();
+        match failed {
+            0 => writeln!(f, "\n  every check passed"),
+            n => writeln!(
+                f,
+                "\n  {n} check(s) failed: each line above says what to change"
+            ),
+        }
+    }
+}

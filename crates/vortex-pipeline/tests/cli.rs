@@ -552,3 +552,50 @@ fn serve_under_fd_exhaustion_neither_spins_nor_starves_the_probes() {
     assert!(answer.contains(" 200 "), "{answer}");
     eprintln!("/health answered after {waited:?}; server CPU {ticks} ticks in 2 s");
 }
+
+/// `vortex doctor` on this machine (the host backend, the CPU provider): every environment
+/// check passes, the pipeline starts, a slot is made, each stage is reported with what runs
+/// it; `--json` gives the same document; a cache it cannot write fails with what to set.
+#[test]
+fn doctor_checks_the_machine_and_reports_every_stage() {
+    let dir = tempdir("doctor");
+    let config = small_config(&dir);
+    let output = vortex(&["--config", config.to_str().unwrap(), "doctor", "--json"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let start = stdout.find("{\n").expect("the report");
+    let report: serde_json::Value = serde_json::from_str(&stdout[start..]).unwrap();
+    let checks = report["checks"].as_array().unwrap();
+    assert!(checks.iter().all(|c| c["ok"] == true), "{report}");
+    for name in [
+        "cache",
+        "ONNX Runtime",
+        "espeak-ng",
+        "ffmpeg",
+        "the VRAM plan",
+        "one slot",
+    ] {
+        assert!(checks.iter().any(|c| c["name"] == name), "{name}: {report}");
+    }
+    let stages = report["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 5);
+    assert!(
+        stages
+            .iter()
+            .all(|s| s["plan_ms"].is_number() && s["latency_ms"].is_number())
+    );
+    // A cache that cannot be written: a failed check that says what to set, exit non-zero.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vortex"))
+        .args(["--config", config.to_str().unwrap(), "doctor"])
+        .env("VORTEX_CACHE", "/proc/vortex-cache")
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("[FAIL] cache") && stderr.contains("set VORTEX_CACHE"),
+        "{stderr}"
+    );
+}
