@@ -185,6 +185,28 @@ kind!(
 /// initializers, not the official checkpoint's tensors); an export its own (both towers of a
 /// CLIP export, in f32; what a FLUX export's graphs read).
 pub fn adapter_for(stage: Stage, spec: ModelSpec) -> Box<dyn Model> {
+    adapter_on(stage, spec, true)
+}
+
+/// [`adapter_for`] on a device whose memory the CPU can address or not: on a GPU
+/// (`host_addressable` false) Kokoro's int8 graph, whose integer ops have no CUDA kernels,
+/// stays on the CPU, so its weights are the plan's host memory ([`CpuWeights`]) and nothing
+/// of it is loaded on the device; its network reads them from its files into host memory.
+pub fn adapter_on(stage: Stage, spec: ModelSpec, host_addressable: bool) -> Box<dyn Model> {
+    if let (Stage::Audio, false, WeightSource::Network(network)) =
+        (stage, host_addressable, &spec.weights)
+    {
+        let layout = network.layout();
+        let what = format!(
+            "{}, on ONNX Runtime's CPU provider beside the GPU: its integer ops (ConvInteger, DynamicQuantizeLinear, DynamicQuantizeLSTM) and STFT have no CUDA kernels",
+            network.name()
+        );
+        let bytes = resident_bytes(&layout);
+        let none = layout.select(&[]);
+        return Box::new(
+            Kokoro::with_layouts(spec, layout, none).with_cpu_weights(CpuWeights { bytes, what }),
+        );
+    }
     let layouts = match &spec.weights {
         WeightSource::Network(network) => Some((network.layout(), network.layout())),
         WeightSource::Export(export) => Some((export.layout(), export.resident_layout())),

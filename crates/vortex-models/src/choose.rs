@@ -16,7 +16,7 @@ use crate::kokoro::network::{KOKORO_DETAIL, KokoroNetwork};
 use crate::liveportrait::network::LivePortraitNetwork;
 use crate::reference::{ReferenceActor, ReferenceAudio, ReferenceEmbedding, ReferenceVideo};
 use crate::stage::{Stage, StageMap};
-use crate::weights::{Network, WeightSource};
+use crate::weights::{HostWeights, Network, WeightSource};
 
 /// One implementation per stage, chosen at start-up.
 #[derive(Debug)]
@@ -219,8 +219,23 @@ impl StageSet {
                         .map_err(|e| {
                             ComputeError::Runtime(Box::new(RuntimeError::Assets(e.to_string())))
                         })?;
-                    let mut network =
-                        KokoroNetwork::new(runtime()?, &files, arena, weights, &session(stage))?;
+                    let mut network = match on_gpu {
+                        // Beside a GPU its weights are host memory (the adapter loaded none on
+                        // the device): read from its files, held by the session.
+                        true => {
+                            let layout = Network::Kokoro82mInt8.layout();
+                            let host = HostWeights::read(&files.weights, &layout, &layout)?;
+                            KokoroNetwork::with_weights(
+                                runtime()?,
+                                &files,
+                                host.graph_weights()?,
+                                &session(stage),
+                            )?
+                        }
+                        false => {
+                            KokoroNetwork::new(runtime()?, &files, arena, weights, &session(stage))?
+                        }
+                    };
                     profile(stage, registry, arena, |owner| {
                         network
                             .speak_phonemes(

@@ -262,6 +262,47 @@ mod network {
         );
     }
 
+    /// Beside a GPU Kokoro's int8 graph stays on the CPU with its weights in host memory read
+    /// from its files (the adapter loads none on the device, and the plan shows them as host
+    /// memory): the same speech as from the arena, bit for bit, and no device bytes.
+    #[test]
+    fn from_host_memory_beside_a_gpu_it_says_the_same() {
+        let _serial = serial();
+        let mut rig = rig(256 << 20);
+        let text = "Good evening.";
+        let from_arena = rig
+            .network
+            .speak(rig.vram.arena(), rig.owner, text, "jm_kumo", "en-us")
+            .unwrap()
+            .to_vec();
+        let files = assets::prepare(&fetch::cache_dir()).unwrap();
+        let layout = Network::Kokoro82mInt8.layout();
+        let host =
+            vortex_models::weights::HostWeights::read(&files.weights, &layout, &layout).unwrap();
+        let mut beside = KokoroNetwork::with_weights(
+            Runtime::get(None).unwrap(),
+            &files,
+            host.graph_weights().unwrap(),
+            &SessionConfig::cpu(2),
+        )
+        .unwrap();
+        drop(host); // the session holds the buffer
+        let from_host = beside
+            .speak(rig.vram.arena(), rig.owner, text, "jm_kumo", "en-us")
+            .unwrap();
+        assert_eq!(from_host, &from_arena[..]);
+        // The adapter beside a GPU: no device weights, its bytes the plan's host memory.
+        let spec = ModelSpec {
+            budget: 400_000_000,
+            weights: WeightSource::Network(Network::Kokoro82mInt8),
+        };
+        let model = vortex_models::adapter::adapter_on(Stage::Audio, spec, false);
+        assert_eq!(model.weight_bytes(), 0);
+        let cpu = model.cpu_weights().expect("host memory in the plan");
+        assert_eq!(cpu.bytes, rig.registry.loaded()[0].measured);
+        assert!(cpu.what.contains("no CUDA kernels"), "{}", cpu.what);
+    }
+
     #[test]
     fn a_scratch_region_too_small_for_the_activations_is_a_clear_error() {
         let _serial = serial();

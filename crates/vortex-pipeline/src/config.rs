@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use vortex_models::adapter::{ModelSpec, adapter_for};
+use vortex_models::adapter::{ModelSpec, adapter_on};
 use vortex_models::choose::RuntimeSettings;
 use vortex_models::cost::{CostProfile, SlotWork, TimePlan};
 use vortex_models::export::Export;
@@ -427,7 +427,10 @@ impl Config {
     pub fn build_models(&self) -> Vec<Box<dyn Model>> {
         Stage::LOAD_ORDER
             .iter()
-            .map(|&stage| adapter_for(stage, self.models[stage].clone()))
+            .map(|&stage| {
+                let host = !matches!(self.device, DeviceKind::Cuda { .. });
+                adapter_on(stage, self.models[stage].clone(), host)
+            })
             .collect()
     }
 

@@ -99,11 +99,24 @@ impl KokoroNetwork {
         weights: &ResidentWeights,
         session: &SessionConfig,
     ) -> Result<Self, ComputeError> {
-        let graph = runtime.graph(
-            &files.graph,
+        Self::with_weights(
+            runtime,
+            files,
             weights.graph_weights(arena, |_| true)?,
             session,
-        )?;
+        )
+    }
+
+    /// A session over `weights` wherever they are: the arena's static region on the host
+    /// backend, or host memory beside a GPU ([`crate::weights::HostWeights`]: Kokoro's int8
+    /// graph runs on the CPU provider whatever the device).
+    pub fn with_weights(
+        runtime: &'static Runtime,
+        files: &KokoroFiles,
+        weights: vortex_runtime::GraphWeights,
+        session: &SessionConfig,
+    ) -> Result<Self, ComputeError> {
+        let graph = runtime.graph(&files.graph, weights, session)?;
         let vocab = Vocab::from_json(&files.vocab)?;
         Ok(KokoroNetwork {
             graph,
