@@ -126,6 +126,79 @@ fn t5_off_the_device(
     })
 }
 
+/// How `stage`'s network runs: on a GPU every network but Kokoro on ONNX Runtime's CUDA
+/// provider, inside the arena's device memory, on the stage's stream; Kokoro's int8 graph
+/// (no CUDA kernels) and everything on the host backend on the CPU provider.
+fn session_for(
+    stage: Stage,
+    arena: &Arena,
+    settings: &RuntimeSettings,
+    shapes: &SlotShapes<'_>,
+) -> SessionConfig {
+    let backend = arena.backend();
+    let threads = match settings.threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    let provider = match !backend.host_addressable() && stage != Stage::Audio {
+        false => Provider::Cpu,
+        true => Provider::Cuda(CudaOptions {
+            stream: backend.raw_stream(shapes.streams[stage]),
+            cuda_graph: settings.cuda_graphs,
+            ..CudaOptions::on(0)
+        }),
+    };
+    SessionConfig { threads, provider }
+}
+
+/// Kokoro's network: over its weights in the arena on the host backend; beside a GPU over its
+/// weights read from its files into host memory (the adapter loaded none on the device),
+/// held by the session.
+fn kokoro(
+    runtime: &'static Runtime,
+    arena: &Arena,
+    weights: &crate::weights::ResidentWeights,
+    session: &SessionConfig,
+) -> Result<KokoroNetwork, ComputeError> {
+    let files = crate::kokoro::assets::prepare(&vortex_runtime::fetch::cache_dir())
+        .map_err(|e| ComputeError::Runtime(Box::new(RuntimeError::Assets(e.to_string()))))?;
+    if arena.backend().host_addressable() {
+        return KokoroNetwork::new(runtime, &files, arena, weights, session);
+    }
+    let layout = Network::Kokoro82mInt8.layout();
+    let host = HostWeights::read(&files.weights, &layout, &layout)?;
+    KokoroNetwork::with_weights(runtime, &files, host.graph_weights()?, session)
+}
+
+/// What ONNX Runtime's CUDA provider holds outside every allocator for `stage`'s network: the
+/// driver's free memory `before` its session was made, less what is free now (the arena was
+/// reserved before), refused above [`PROVIDER_OUTSIDE_CAP`], recorded under
+/// [`PROVIDER_OWNER`].
+fn provider_outside(
+    arena: &Arena,
+    stage: Stage,
+    before: u64,
+) -> Result<OutsideRecord, ComputeError> {
+    let after = arena.backend().free_memory().map_err(VramError::from)?;
+    let held = before.saturating_sub(after);
+    if held > PROVIDER_OUTSIDE_CAP {
+        return Err(ComputeError::ProviderOutside {
+            model: stage.model(),
+            held,
+            cap: PROVIDER_OUTSIDE_CAP,
+        });
+    }
+    let owner = arena.tracker().register_owner(PROVIDER_OWNER)?;
+    let record = arena.record_outside(owner, Purpose::Context, held)?;
+    tracing::info!(
+        target: "vortex_models",
+        model = stage.model(),
+        bytes = held,
+        "the CUDA provider holds this outside Vortex's allocators (measured with the driver's free memory), recorded under {PROVIDER_OWNER}"
+    );
+    Ok(record)
+}
+
 /// The longest piece of phonemes a slot's run of Kokoro gets.
 fn longest_piece() -> String {
     PROFILE_PHONEMES
@@ -170,30 +243,13 @@ impl StageSet {
         shapes: SlotShapes<'_>,
     ) -> Result<Self, ComputeError> {
         let mut set = Self::reference();
-        let threads = match settings.threads {
-            0 => std::thread::available_parallelism().map_or(1, usize::from),
-            n => n,
-        };
-        // On a GPU every network but Kokoro runs on ONNX Runtime's CUDA provider, inside the
-        // arena's device memory, on its stage's stream; Kokoro's int8 graph has no CUDA
-        // kernels and stays on the CPU.
         let backend = arena.backend();
         let on_gpu = !backend.host_addressable();
         let runtime = || match on_gpu {
             false => Runtime::get(settings.onnxruntime.as_deref()),
             true => Runtime::get_cuda(0, backend.driver_version()),
         };
-        let session = |stage: Stage| SessionConfig {
-            threads,
-            provider: match on_gpu && stage != Stage::Audio {
-                false => Provider::Cpu,
-                true => Provider::Cuda(CudaOptions {
-                    stream: backend.raw_stream(shapes.streams[stage]),
-                    cuda_graph: settings.cuda_graphs,
-                    ..CudaOptions::on(0)
-                }),
-            },
-        };
+        let session = |stage: Stage| session_for(stage, arena, settings, &shapes);
         // CLIP's tokenizer (read from its wheel) is built once for every stage that needs it.
         let mut tokenizer: Option<crate::clip_text::ClipTokenizer> = None;
         let mut tokenizer = || -> Result<crate::clip_text::ClipTokenizer, ComputeError> {
@@ -215,27 +271,7 @@ impl StageSet {
             };
             match (stage, source) {
                 (Stage::Audio, WeightSource::Network(Network::Kokoro82mInt8)) => {
-                    let files = crate::kokoro::assets::prepare(&vortex_runtime::fetch::cache_dir())
-                        .map_err(|e| {
-                            ComputeError::Runtime(Box::new(RuntimeError::Assets(e.to_string())))
-                        })?;
-                    let mut network = match on_gpu {
-                        // Beside a GPU its weights are host memory (the adapter loaded none on
-                        // the device): read from its files, held by the session.
-                        true => {
-                            let layout = Network::Kokoro82mInt8.layout();
-                            let host = HostWeights::read(&files.weights, &layout, &layout)?;
-                            KokoroNetwork::with_weights(
-                                runtime()?,
-                                &files,
-                                host.graph_weights()?,
-                                &session(stage),
-                            )?
-                        }
-                        false => {
-                            KokoroNetwork::new(runtime()?, &files, arena, weights, &session(stage))?
-                        }
-                    };
+                    let mut network = kokoro(runtime()?, arena, weights, &session(stage))?;
                     profile(stage, registry, arena, |owner| {
                         network
                             .speak_phonemes(
@@ -300,24 +336,8 @@ impl StageSet {
                 _ => continue,
             }
             if let (Some(before), Provider::Cuda(_)) = (free_before, session(stage).provider) {
-                let after = backend.free_memory().map_err(VramError::from)?;
-                let held = before.saturating_sub(after);
-                if held > PROVIDER_OUTSIDE_CAP {
-                    return Err(ComputeError::ProviderOutside {
-                        model: stage.model(),
-                        held,
-                        cap: PROVIDER_OUTSIDE_CAP,
-                    });
-                }
-                let owner = arena.tracker().register_owner(PROVIDER_OWNER)?;
-                let record = arena.record_outside(owner, Purpose::Context, held)?;
-                tracing::info!(
-                    target: "vortex_models",
-                    model = stage.model(),
-                    bytes = held,
-                    "the CUDA provider holds this outside Vortex's allocators (measured with the driver's free memory), recorded under {PROVIDER_OWNER}"
-                );
-                set.outside.push((stage, record));
+                set.outside
+                    .push((stage, provider_outside(arena, stage, before)?));
             }
         }
         set.log();

