@@ -1,8 +1,11 @@
 //! `vortex`: plan, run and serve the Vortex pipeline.
 //!
-//! Logs go to stdout as one JSON object per line; progress and summaries go to stderr.
+//! Logs go to stdout as one JSON object per line; progress bars (on a terminal only,
+//! [`progress`]) and summaries go to stderr.
 
-use std::io::{IsTerminal, Write};
+mod progress;
+
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -17,6 +20,8 @@ use vortex_pipeline::pipeline::backend_for;
 use vortex_pipeline::report;
 use vortex_pipeline::{Recipe, Stage, StageTimings, VortexPipeline};
 use vortex_vram::Bytes;
+
+use progress::Progress;
 
 #[derive(Parser)]
 #[command(
@@ -147,6 +152,8 @@ fn real_main() -> Result<()> {
     let cli = Cli::parse();
     let level = log_level();
     let quiet = level.is_none();
+    let progress = Progress::on_terminal();
+    let lines = progress.clone();
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
@@ -154,10 +161,10 @@ fn real_main() -> Result<()> {
         .with_span_list(false)
         .with_max_level(level.unwrap_or(tracing::Level::ERROR))
         .with_writer(move || -> Box<dyn std::io::Write> {
-            if quiet {
-                Box::new(std::io::sink())
-            } else {
-                Box::new(std::io::stdout())
+            match (&lines, quiet) {
+                (_, true) => Box::new(std::io::sink()),
+                (Some(progress), false) => progress.log_writer(),
+                (None, false) => Box::new(std::io::stdout()),
             }
         })
         .init();
@@ -166,6 +173,9 @@ fn real_main() -> Result<()> {
         .install_recorder()
         .context("could not install the metrics recorder")?;
     vortex_vram::metrics::describe();
+    if let Some(progress) = &progress {
+        vortex_runtime::fetch::set_watcher(progress.downloads());
+    }
     let path = cli.config.or_else(default_config);
     let mut config = match &path {
         Some(path) => Config::load(path)?,
@@ -236,7 +246,7 @@ fn real_main() -> Result<()> {
                 ffmpeg,
                 summary: summary.as_deref(),
             };
-            runtime.block_on(run(config, &recipes, &files))
+            runtime.block_on(run(config, &recipes, &files, progress.as_ref()))
         }
         Command::Serve {
             addr,
@@ -358,7 +368,12 @@ fn check_out(dir: &Path, format: VideoFormat, config: &Config) -> Result<Option<
     Ok(Some(ffmpeg))
 }
 
-async fn run(config: Config, recipes: &[Recipe], files: &Files<'_>) -> Result<()> {
+async fn run(
+    config: Config,
+    recipes: &[Recipe],
+    files: &Files<'_>,
+    progress: Option<&Progress>,
+) -> Result<()> {
     let slots = recipes.len() as u64;
     if slots == 0 {
         bail!("--slots 0: ask for at least one slot");
@@ -368,11 +383,11 @@ async fn run(config: Config, recipes: &[Recipe], files: &Files<'_>) -> Result<()
     let mut pipeline = VortexPipeline::new(config)?;
     let before = pipeline.vram().tracker().allocated();
     let reserved = pipeline.vram().tracker().reserved();
-    let progress = std::io::stderr().is_terminal();
+    let deadline = pipeline.config().timing.deadline;
     let (mut total, mut stages): (Vec<f64>, Vec<StageTimings>) = (Vec::new(), Vec::new());
     let mut failed = 0;
     let mut scores = Vec::new();
-    for (recipe, slot) in recipes.iter().zip(1u64..) {
+    for recipe in recipes {
         let mut sink: Box<dyn MediaSink> = match out {
             Some(dir) => {
                 let slot = SlotFiles::with_format(
@@ -387,26 +402,39 @@ async fn run(config: Config, recipes: &[Recipe], files: &Files<'_>) -> Result<()
             }
             None => Box::new(Discard),
         };
-        match pipeline.generate_slot_into(recipe, sink.as_mut()).await {
-            Ok(result) => {
-                total.push(result.generation_time_ms);
-                stages.push(result.stages);
-                scores.push(result.clip_scores);
+        let keep = |r: vortex_pipeline::GenerationResult<'_>| {
+            (r.generation_time_ms, r.stages, r.clip_scores)
+        };
+        let outcome = match progress {
+            Some(progress) => {
+                let frames = buffers.seconds * buffers.fps;
+                let mut bar = progress.slot(recipe.slot_id, deadline, frames, sink.as_mut());
+                let outcome = pipeline
+                    .generate_slot_into(recipe, &mut bar)
+                    .await
+                    .map(keep);
+                let took = outcome.as_ref().ok();
+                bar.done(took.map(|(ms, _, _)| std::time::Duration::from_secs_f64(ms / 1e3)));
+                outcome
+            }
+            None => pipeline
+                .generate_slot_into(recipe, sink.as_mut())
+                .await
+                .map(keep),
+        };
+        match outcome {
+            Ok((ms, timings, clip)) => {
+                total.push(ms);
+                stages.push(timings);
+                scores.push(clip);
             }
             Err(err) => {
                 failed += 1;
-                eprintln!("slot {}: {err}", recipe.slot_id);
-            }
-        }
-        if progress {
-            let done = (slot * 30 / slots) as usize;
-            eprint!(
-                "\r[{}{}] {slot}/{slots} slots",
-                "#".repeat(done),
-                " ".repeat(30 - done)
-            );
-            if slot == slots {
-                eprintln!();
+                let line = format!("slot {}: {err}", recipe.slot_id);
+                match progress {
+                    Some(progress) => progress.println(&line),
+                    None => eprintln!("{line}"),
+                }
             }
         }
     }
