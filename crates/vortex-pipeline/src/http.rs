@@ -103,6 +103,9 @@ pub struct ServerState {
     pub out: PathBuf,
     /// The bearer token every endpoint but the probes needs, if set.
     pub token: Option<String>,
+    /// The ffmpeg that encodes the slots' MP4s (`None`: [`crate::output::Ffmpeg::resolve`]'s
+    /// when the first frame comes).
+    pub ffmpeg: Option<crate::output::Ffmpeg>,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -122,6 +125,7 @@ impl ServerState {
             slots: std::sync::Mutex::new(BTreeMap::new()),
             out: std::env::temp_dir().join(format!("vortex-slots-{}", std::process::id())),
             token: None,
+            ffmpeg: None,
         }
     }
 
@@ -498,6 +502,9 @@ async fn create_slot(
         };
         let buffers = pipeline.config().buffers;
         let mut files = SlotFiles::with_format(&dir, &buffers, SERVED);
+        if let Some(ffmpeg) = &worker.ffmpeg {
+            files = files.with_ffmpeg(ffmpeg.clone());
+        }
         let status = match pipeline.generate_slot_into(&recipe, &mut files).await {
             Ok(_) => SlotStatus::Done(dir),
             Err(err) => SlotStatus::Failed(err.to_string()),

@@ -42,7 +42,7 @@
 //!
 //! # Features
 //! - `cli` (default): the `vortex` binary and what only it needs (clap, the JSON log
-//!   subscriber, the Prometheus exporter). An ICN crate depends on this crate with
+//!   subscriber, the Prometheus exporter, indicatif's progress bars on a terminal). An ICN crate depends on this crate with
 //!   `default-features = false` and gets none of them.
 //! - `cuda`: the CUDA backend (`device.backend = "cuda"`).
 //!

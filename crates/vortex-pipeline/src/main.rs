@@ -1,8 +1,11 @@
 //! `vortex`: plan, run and serve the Vortex pipeline.
 //!
-//! Logs go to stdout as one JSON object per line; progress and summaries go to stderr.
+//! Logs go to stdout as one JSON object per line; progress bars (on a terminal only,
+//! [`progress`]) and summaries go to stderr.
 
-use std::io::{IsTerminal, Write};
+mod progress;
+
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,10 +15,12 @@ use vortex_models::choose::StageSet;
 use vortex_models::weights::WeightSource;
 use vortex_pipeline::config::{Config, DeviceKind};
 use vortex_pipeline::http::{Limits, ServerState, serve_with};
-use vortex_pipeline::output::{Discard, MediaSink, SlotFiles, VideoFormat, plan_svg};
+use vortex_pipeline::output::{Discard, Ffmpeg, MediaSink, SlotFiles, VideoFormat, plan_svg};
 use vortex_pipeline::pipeline::backend_for;
 use vortex_pipeline::report::{RunSummary, RunTally};
 use vortex_pipeline::{Recipe, Stage, VortexPipeline};
+
+use progress::Progress;
 
 #[derive(Parser)]
 #[command(
@@ -155,6 +160,8 @@ fn real_main() -> Result<()> {
     let cli = Cli::parse();
     let level = log_level();
     let quiet = level.is_none();
+    let progress = Progress::on_terminal();
+    let lines = progress.clone();
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
@@ -162,10 +169,10 @@ fn real_main() -> Result<()> {
         .with_span_list(false)
         .with_max_level(level.unwrap_or(tracing::Level::ERROR))
         .with_writer(move || -> Box<dyn std::io::Write> {
-            if quiet {
-                Box::new(std::io::sink())
-            } else {
-                Box::new(std::io::stdout())
+            match (&lines, quiet) {
+                (_, true) => Box::new(std::io::sink()),
+                (Some(progress), false) => progress.log_writer(),
+                (None, false) => Box::new(std::io::stdout()),
             }
         })
         .init();
@@ -174,6 +181,9 @@ fn real_main() -> Result<()> {
         .install_recorder()
         .context("could not install the metrics recorder")?;
     vortex_vram::metrics::describe();
+    if let Some(progress) = &progress {
+        vortex_runtime::fetch::set_watcher(progress.downloads());
+    }
     let path = cli.config.or_else(default_config);
     let mut config = match &path {
         Some(path) => Config::load(path)?,
@@ -247,15 +257,17 @@ fn real_main() -> Result<()> {
             } else {
                 VideoFormat::Mp4
             };
-            if let Some(dir) = &out {
-                check_out(dir, format)?;
-            }
+            let ffmpeg = match &out {
+                Some(dir) => check_out(dir, format, &config)?,
+                None => None,
+            };
             let files = Files {
                 out: out.as_deref(),
                 format,
+                ffmpeg,
                 summary: summary.as_deref(),
             };
-            runtime.block_on(run(config, &recipes, &files))
+            runtime.block_on(run(config, &recipes, &files, progress.as_ref()))
         }
         Command::Serve {
             addr,
@@ -325,6 +337,8 @@ fn plan(config: &Config, svg: Option<&Path>) -> Result<()> {
 struct Files<'a> {
     out: Option<&'a Path>,
     format: VideoFormat,
+    /// The ffmpeg for MP4s, resolved and checked once.
+    ffmpeg: Option<Ffmpeg>,
     summary: Option<&'a Path>,
 }
 
@@ -348,21 +362,30 @@ fn recipes_from(file: &Path) -> Result<Vec<Recipe>> {
     Ok(recipes)
 }
 
-/// Refuses an `--out` that cannot be written, before the models load and the first slot.
-fn check_out(dir: &Path, format: VideoFormat) -> Result<()> {
+/// Refuses an `--out` that cannot be written, before the models load and the first slot;
+/// for MP4s, finds (fetching it on the first run) and tries the ffmpeg that will encode them.
+fn check_out(dir: &Path, format: VideoFormat, config: &Config) -> Result<Option<Ffmpeg>> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("--out {}: cannot create the folder", dir.display()))?;
     let probe = dir.join(format!(".vortex-write-check-{}", std::process::id()));
     std::fs::write(&probe, b"")
         .with_context(|| format!("--out {}: cannot write there", dir.display()))?;
     let _ = std::fs::remove_file(probe);
-    if format == VideoFormat::Mp4 {
-        vortex_pipeline::output::mp4::check_ffmpeg()?;
+    if format != VideoFormat::Mp4 {
+        return Ok(None);
     }
-    Ok(())
+    let ffmpeg = Ffmpeg::resolve(config.output.ffmpeg.as_deref())?;
+    ffmpeg.check()?;
+    tracing::info!(target: "vortex", ffmpeg = %ffmpeg.program().display(), from = %ffmpeg.source(), "MP4s encoded by this ffmpeg");
+    Ok(Some(ffmpeg))
 }
 
-async fn run(config: Config, recipes: &[Recipe], files: &Files<'_>) -> Result<()> {
+async fn run(
+    config: Config,
+    recipes: &[Recipe],
+    files: &Files<'_>,
+    progress: Option<&Progress>,
+) -> Result<()> {
     let slots = recipes.len() as u64;
     if slots == 0 {
         bail!("--slots 0: ask for at least one slot");
@@ -372,34 +395,49 @@ async fn run(config: Config, recipes: &[Recipe], files: &Files<'_>) -> Result<()
     let mut pipeline = VortexPipeline::new(config)?;
     let before = pipeline.vram().tracker().allocated();
     let reserved = pipeline.vram().tracker().reserved();
-    let progress = std::io::stderr().is_terminal();
+    let deadline = pipeline.config().timing.deadline;
     let mut tally = RunTally::default();
-    for (recipe, slot) in recipes.iter().zip(1u64..) {
+    for recipe in recipes {
         let mut sink: Box<dyn MediaSink> = match out {
-            Some(dir) => Box::new(SlotFiles::with_format(
-                &dir.join(format!("slot-{:04}", recipe.slot_id)),
-                &buffers,
-                files.format,
-            )),
+            Some(dir) => {
+                let slot = SlotFiles::with_format(
+                    &dir.join(format!("slot-{:04}", recipe.slot_id)),
+                    &buffers,
+                    files.format,
+                );
+                Box::new(match &files.ffmpeg {
+                    Some(ffmpeg) => slot.with_ffmpeg(ffmpeg.clone()),
+                    None => slot,
+                })
+            }
             None => Box::new(Discard),
         };
-        match pipeline.generate_slot_into(recipe, sink.as_mut()).await {
-            Ok(result) => tally.done(&result),
-            Err(err) => {
-                tally.failed();
-                eprintln!("slot {}: {err}", recipe.slot_id);
+        match progress {
+            Some(progress) => {
+                let frames = buffers.seconds * buffers.fps;
+                let mut bar = progress.slot(recipe.slot_id, deadline, frames, sink.as_mut());
+                let took = match pipeline.generate_slot_into(recipe, &mut bar).await {
+                    Ok(result) => {
+                        tally.done(&result);
+                        Some(std::time::Duration::from_secs_f64(
+                            result.generation_time_ms / 1e3,
+                        ))
+                    }
+                    Err(err) => {
+                        tally.failed();
+                        progress.println(&format!("slot {}: {err}", recipe.slot_id));
+                        None
+                    }
+                };
+                bar.done(took);
             }
-        }
-        if progress {
-            let done = (slot * 30 / slots) as usize;
-            eprint!(
-                "\r[{}{}] {slot}/{slots} slots",
-                "#".repeat(done),
-                " ".repeat(30 - done)
-            );
-            if slot == slots {
-                eprintln!();
-            }
+            None => match pipeline.generate_slot_into(recipe, sink.as_mut()).await {
+                Ok(result) => tally.done(&result),
+                Err(err) => {
+                    tally.failed();
+                    eprintln!("slot {}: {err}", recipe.slot_id);
+                }
+            },
         }
     }
     let summary = RunSummary::new(&pipeline, tally, before, reserved);
@@ -435,10 +473,11 @@ async fn serve_command(
             "--addr {addr} is reachable from other machines: set VORTEX_TOKEN to the bearer token clients must send, or listen on 127.0.0.1"
         );
     }
-    check_out(out, VideoFormat::Mp4)?;
+    let ffmpeg = check_out(out, VideoFormat::Mp4, &config)?;
     let mut state = ServerState::new(Box::new(move || metrics.render()));
     state.out = out.to_owned();
     state.token = token;
+    state.ffmpeg = ffmpeg;
     let state = Arc::new(state);
     tracing::info!(target: "vortex", addr = %local, out = %out.display(), "serving /health /ready /metrics /vram, POST /slots and /slots/{{id}}");
     let server = tokio::spawn(serve_with(listener, Arc::clone(&state), limits));

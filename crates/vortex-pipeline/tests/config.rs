@@ -260,6 +260,46 @@ fn bad_configs_name_the_key_and_what_to_write() {
         "invalid type",
     );
     check(("[monitoring]", "[monitor]"), "monitor", "unknown field");
+    check(
+        ("ffmpeg = \"auto\"", "ffmpeg = \"\""),
+        "output.ffmpeg",
+        "\"ffmpeg\" (the one on PATH)",
+    );
+    check(
+        (
+            "ffmpeg = \"auto\"",
+            "ffmpeg = \"auto\"\nffprobe = \"ffprobe\"",
+        ),
+        "ffprobe",
+        "unknown field",
+    );
+}
+
+#[test]
+fn output_ffmpeg_is_the_pinned_one_a_name_on_path_or_a_path() {
+    let text = std::fs::read_to_string(shipped()).unwrap();
+    let ffmpeg = |value: &str| {
+        let edited = text.replacen("ffmpeg = \"auto\"", &format!("ffmpeg = {value}"), 1);
+        Config::parse(&edited, Path::new("/etc/vortex/config.toml"))
+            .unwrap()
+            .output
+            .ffmpeg
+    };
+    assert_eq!(Config::shipped().output.ffmpeg, None, "the pinned one");
+    assert_eq!(
+        ffmpeg("\"ffmpeg\""),
+        Some("ffmpeg".into()),
+        "looked up on PATH"
+    );
+    assert_eq!(
+        ffmpeg("\"bin/ffmpeg\""),
+        Some("/etc/vortex/bin/ffmpeg".into()),
+        "beside the config file"
+    );
+    assert_eq!(
+        ffmpeg("\"/usr/bin/ffmpeg\""),
+        Some("/usr/bin/ffmpeg".into())
+    );
 }
 
 #[test]

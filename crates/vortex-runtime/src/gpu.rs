@@ -31,6 +31,7 @@ pub const ORT_GPU_WHEEL: Wheel = Wheel {
     name: "onnxruntime-gpu",
     version: "1.31.1",
     file: "onnxruntime_gpu-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl",
+    size: 255_560_985,
     sha256: "e26c475fe361b2015f45b4b824bd13f0bb20204e59b62814e6f0acd5f3d491a6",
     target: TARGET,
 };
@@ -39,12 +40,14 @@ const fn nvidia(
     name: &'static str,
     version: &'static str,
     file: &'static str,
+    size: u64,
     sha256: &'static str,
 ) -> Wheel {
     Wheel {
         name,
         version,
         file,
+        size,
         sha256,
         target: TARGET,
     }
@@ -55,6 +58,7 @@ pub const CUDA_RUNTIME: Wheel = nvidia(
     "nvidia-cuda-runtime",
     "13.5.37",
     "nvidia_cuda_runtime-13.5.37-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
+    2_504_024,
     "df2b79a8852f10d1fef8c848489c49eebb5754051bf870202a862831412b179d",
 );
 /// NVRTC (cuBLASLt, cuFFT and cuDNN compile kernels with it).
@@ -62,6 +66,7 @@ pub const CUDA_NVRTC: Wheel = nvidia(
     "nvidia-cuda-nvrtc",
     "13.5.37",
     "nvidia_cuda_nvrtc-13.5.37-py3-none-manylinux2010_x86_64.manylinux_2_12_x86_64.whl",
+    58_185_930,
     "86b4d68058807988b7d9af5b44917a0601e9c337f35ccd657bfb3c759ff8d8bc",
 );
 /// nvJitLink (cuFFT's dependency).
@@ -69,6 +74,7 @@ pub const NVJITLINK: Wheel = nvidia(
     "nvidia-nvjitlink",
     "13.5.37",
     "nvidia_nvjitlink-13.5.37-py3-none-manylinux2010_x86_64.manylinux_2_12_x86_64.whl",
+    46_642_491,
     "280d7cb9649704145f074b8dbde500de04ce02d0872e066e20a83c17bcaa93eb",
 );
 /// cuBLAS and cuBLASLt: needed by the provider, but named by neither of onnxruntime-gpu's
@@ -77,6 +83,7 @@ pub const CUBLAS: Wheel = nvidia(
     "nvidia-cublas",
     "13.10.0.20",
     "nvidia_cublas-13.10.0.20-py3-none-manylinux1_x86_64.manylinux_2_5_x86_64.whl",
+    444_289_903,
     "dcc6d63884c53d07e267ce7e6feac17b2538cebaafec5db865736c3e28e4dc84",
 );
 /// cuRAND.
@@ -84,6 +91,7 @@ pub const CURAND: Wheel = nvidia(
     "nvidia-curand",
     "10.4.5.25",
     "nvidia_curand-10.4.5.25-py3-none-manylinux_2_27_x86_64.whl",
+    77_113_015,
     "22bb226a857e5888fe6b54ae465fc4371296bcff13a35f79e19691bcf454f529",
 );
 /// cuFFT.
@@ -91,6 +99,7 @@ pub const CUFFT: Wheel = nvidia(
     "nvidia-cufft",
     "12.5.0.14",
     "nvidia_cufft-12.5.0.14-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
+    165_072_555,
     "b8be26837a5abad2b5b74f3e92dd29f622a42934b355be0961a48712cbba23ad",
 );
 /// cuDNN 9 for CUDA 13.
@@ -98,6 +107,7 @@ pub const CUDNN: Wheel = nvidia(
     "nvidia-cudnn-cu13",
     "9.28.1.4",
     "nvidia_cudnn_cu13-9.28.1.4-py3-none-manylinux_2_27_x86_64.whl",
+    516_817_937,
     "a54f205b1db1f2895d99f398754db1369816f0569dd459731f925635cf7b65ec",
 );
 

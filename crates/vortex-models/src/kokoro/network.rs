@@ -9,7 +9,7 @@ use vortex_registry::Dtype;
 use vortex_vram::{Arena, OwnerId, StaticRegion};
 
 use super::assets::{KokoroFiles, STYLE, VOICE_ROWS};
-use super::phonemes::{self, Language, Vocab};
+use super::phonemes::{self, Espeak, Language, Vocab};
 use crate::compute::{
     AudioStage, ComputeError, Implementation, Recipe, SpeechSound, SpeechTiming, StageContext,
     StageImpl, check_dtype,
@@ -79,6 +79,7 @@ fn timing_of(
 #[derive(Debug)]
 pub struct KokoroNetwork {
     graph: Graph,
+    espeak: &'static Espeak,
     vocab: Vocab,
     voices: BTreeMap<String, Vec<f32>>,
     tokens: Vec<i64>,
@@ -118,8 +119,10 @@ impl KokoroNetwork {
     ) -> Result<Self, ComputeError> {
         let graph = runtime.graph(&files.graph, weights, session)?;
         let vocab = Vocab::from_json(&files.vocab)?;
+        let espeak = Espeak::load(&files.espeak.library, &files.espeak.data)?;
         Ok(KokoroNetwork {
             graph,
+            espeak,
             vocab,
             voices: files.voices.clone(),
             tokens: Vec::new(),
@@ -166,7 +169,7 @@ impl KokoroNetwork {
                 voices: self.voices.keys().cloned().collect(),
             });
         }
-        let phonemes = phonemes::phonemize(text, language, &self.vocab)?;
+        let phonemes = phonemes::phonemize(self.espeak, text, language, &self.vocab)?;
         self.speak_phonemes(arena, owner, &phonemes, voice, usize::MAX)
     }
 

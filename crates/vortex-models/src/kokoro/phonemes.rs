@@ -9,31 +9,25 @@
 //! Whitespace means what Python's `str.isspace` means, since the reference strips, splits
 //! and matches `\s` with it: Rust's [`char::is_whitespace`] plus U+001C..U+001F.
 //!
-//! # How espeak-ng runs
-//! `espeak-ng -q --ipa --tie=^ -v <voice>`, always with the text on stdin, never as an
-//! argument: text starting with '-' is then never an option, and there is no argument
-//! length limit. The text is first cut at runs of [`PUNCTUATION`] (as phonemizer does);
-//! each segment between runs is phonemized on its own and the runs are put back verbatim.
-//! espeak-ng writes one line per clause (more than one for a segment holding an en dash,
-//! or one too long for its clause buffer), and a segment's lines are joined by single
-//! spaces, as phonemizer joins them.
-//!
-//! Without `--stdin`, espeak-ng reads stdin line by line (`fgets` into 1000 bytes) and
-//! phonemizes each line on its own. Two or more segments are batched that way, one process
-//! for all of them: each segment line is preceded by a separator line (nonsense words made
-//! afresh per call), whose own output line then marks where the next segment's output
-//! starts. A segment that could not sit on one such
-//! line (it holds a newline, or is 990 bytes or more) gets its own process with `--stdin`,
-//! which reads the whole stream as one text, exactly like the argument form. When the
-//! separator's output does not come back exactly once per segment (a segment says the same
-//! words), every segment gets its own process instead.
+//! # How espeak-ng is called
+//! As phonemizer's `EspeakWrapper` calls it for misaki: the shared library (1.52.0, from the
+//! pinned `espeakng-loader` wheel, [`super::assets::espeak`]) is loaded once per process
+//! and initialized with its own data folder; the voice is chosen by its identifier
+//! (`gmw/en-US`, `gmw/en`, what phonemizer picks for `en-us` and `en-gb`), and each segment
+//! goes through `espeak_TextToPhonemes` in IPA mode with the U+0361 tie, called until the
+//! text is used up (one clause a call), the clauses joined by spaces and the ties written
+//! `^`. The text is first cut at runs of [`PUNCTUATION`] (phonemizer's
+//! `preserve_punctuation`); each segment between runs is phonemized on its own and the runs
+//! are put back verbatim. The library keeps its state in globals and is not re-entrant:
+//! every call goes through one lock ([`Espeak`]). This module is the only one here that
+//! writes `unsafe`, each block with the promise it keeps.
 
 use std::collections::HashMap;
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
 use std::str::FromStr;
+use std::sync::{Mutex, PoisonError};
 
 /// The most tokens (phoneme symbols) one pass of Kokoro takes. With the two zero pads that
 /// makes 512, the length of the PL-BERT position table; 511 tokens fail inside the graph.
@@ -41,48 +35,6 @@ pub const MAX_TOKENS: usize = 510;
 
 /// The marks phonemizer cuts the text at and puts back verbatim (its `_DEFAULT_MARKS`).
 pub const PUNCTUATION: &str = ";:,.!?¡¿—…\"«»“”(){}[]";
-
-/// The line that separated segments in one espeak-ng run before it was made unpredictable
-/// (kept for tests that check a text saying it is still phonemized right). Each run now uses
-/// `separator()`: nonsense words made afresh per call, so a script cannot be written to match
-/// it and force one espeak-ng process per segment.
-pub const SEPARATOR: &str = "vortex segment break";
-
-/// A separator line for one batch: two nonsense words of four syllables each, drawn from the
-/// clock and a counter (unpredictable to a script's author; not a secret).
-fn separator() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static CALLS: AtomicU64 = AtomicU64::new(0);
-    const SYLLABLES: [&str; 16] = [
-        "ta", "vo", "me", "ki", "lo", "nu", "ra", "si", "pe", "do", "gu", "fa", "zo", "bi", "he",
-        "ju",
-    ];
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let mut state = nanos
-        ^ CALLS
-            .fetch_add(1, Ordering::Relaxed)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let mut word = String::new();
-    for i in 0..8 {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        word.push_str(SYLLABLES[(state % 16) as usize]);
-        if i == 3 {
-            word.push(' ');
-        }
-    }
-    word
-}
-
-/// Segments of at least this many bytes are not batched: espeak-ng reads stdin lines into
-/// a 1000-byte buffer and would cut a longer one in two (possibly inside a character).
-const LINE_BYTES: usize = 990;
-
-/// The program [`espeak_ipa`] and [`phonemize`] run, looked up on `PATH`.
-pub const ESPEAK: &str = "espeak-ng";
 
 /// Why text could not be turned into phonemes.
 #[derive(Debug, thiserror::Error)]
@@ -104,38 +56,39 @@ pub enum PhonemeError {
         /// What is accepted.
         supported: &'static [&'static str],
     },
-    /// The espeak-ng program is not there.
+    /// espeak-ng's library could not be loaded (missing, another architecture, not
+    /// espeak-ng).
     #[error(
-        "espeak-ng was not found (tried {}); install it with `apt-get install espeak-ng`",
-        program.display()
+        "cannot load espeak-ng's library {}: {reason}; it must be libespeak-ng.so 1.52 for this machine (the espeakng-loader==0.2.4 x86_64 Linux wheel's): delete its folder in Vortex's cache to fetch it again",
+        library.display()
     )]
-    EspeakMissing {
-        /// The program that was run.
-        program: PathBuf,
+    EspeakLoad {
+        /// The library.
+        library: PathBuf,
+        /// What the loader said.
+        reason: String,
     },
-    /// espeak-ng could not be started or talked to.
-    #[error("cannot run espeak-ng ({}): {source}; check that it is an executable espeak-ng", program.display())]
-    EspeakIo {
-        /// The program that was run.
-        program: PathBuf,
-        /// What the operating system said.
-        #[source]
-        source: std::io::Error,
-    },
-    /// espeak-ng ran and failed.
+    /// espeak-ng's data folder is not usable.
     #[error(
-        "espeak-ng ({}) failed with {status}, saying {stderr:?}; check that `{} --voices=en` lists voice {voice}",
-        program.display(), program.display()
+        "espeak-ng's data folder {}: {problem}; delete it from Vortex's cache to unpack it again",
+        data.display()
     )]
-    EspeakFailed {
-        /// The program that was run.
-        program: PathBuf,
-        /// The voice asked for.
+    EspeakData {
+        /// The folder.
+        data: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// espeak-ng refused a voice.
+    #[error(
+        "espeak-ng ({}) cannot load voice {voice} from its data; delete its folder in Vortex's cache to fetch it again",
+        library.display()
+    )]
+    EspeakVoice {
+        /// The library.
+        library: PathBuf,
+        /// The voice identifier.
         voice: &'static str,
-        /// How it exited.
-        status: ExitStatus,
-        /// What it wrote to stderr, trimmed.
-        stderr: String,
     },
     /// The vocabulary file is not JSON of the form `{"vocab": {symbol: id}}`.
     #[error(
@@ -233,11 +186,20 @@ impl Language {
         }
     }
 
-    /// The espeak-ng voice (`-v`).
+    /// The language code (`en-us`, `en-gb`).
     pub fn espeak_voice(self) -> &'static str {
         match self {
             Language::EnUs => "en-us",
             Language::EnGb => "en-gb",
+        }
+    }
+
+    /// The identifier of espeak-ng's voice for it: the first voice espeak-ng lists for the
+    /// code, as phonemizer chooses it.
+    pub fn espeak_identifier(self) -> &'static str {
+        match self {
+            Language::EnUs => "gmw/en-US",
+            Language::EnGb => "gmw/en",
         }
     }
 }
@@ -342,150 +304,274 @@ fn pieces(text: &str) -> Vec<Piece<'_>> {
     out
 }
 
-/// espeak-ng's IPA for `text`, with ties written `^` and punctuation kept as phonemizer
-/// keeps it. Runs [`ESPEAK`] from `PATH`; see [`espeak_ipa_with`].
-pub fn espeak_ipa(text: &str, language: Language) -> Result<String, PhonemeError> {
-    espeak_ipa_with(Path::new(ESPEAK), text, language)
+/// `espeak_Initialize`'s output mode: no audio device, synthesis on the caller's thread.
+const AUDIO_OUTPUT_SYNCHRONOUS: c_int = 0x02;
+/// `espeak_Initialize`'s option to return instead of exiting the process on an error.
+const INITIALIZE_DONT_EXIT: c_int = 0x8000;
+/// `espeak_TextToPhonemes`' text mode: UTF-8.
+const CHARS_UTF8: c_int = 1;
+/// Its phoneme mode, as phonemizer asks for ties: IPA (bit 1), a tie between the letters of
+/// one phoneme (bit 7), the tie being U+0361 (bits 8–23).
+const PHONEMES_IPA_TIED: c_int = 0x02 | 0x80 | (0x0361 << 8);
+/// The tie espeak-ng writes; misaki's tables read `^` (phonemizer's `tie='^'` replaces it).
+const TIE: char = '\u{361}';
+/// The longest data folder path espeak-ng 1.52 keeps whole: its path buffer holds 160
+/// bytes, and it appends file names to it.
+const DATA_PATH_MAX: usize = 150;
+/// What a data folder must hold for the voices Vortex uses.
+const DATA_FILES: [&str; 7] = [
+    "phontab",
+    "phonindex",
+    "phondata",
+    "intonations",
+    "en_dict",
+    "lang/gmw/en-US",
+    "lang/gmw/en",
+];
+
+// espeak-ng 1.52's entry points, as `speak_lib.h` declares them.
+type InitializeFn = unsafe extern "C" fn(c_int, c_int, *const c_char, c_int) -> c_int;
+type SetVoiceByNameFn = unsafe extern "C" fn(*const c_char) -> c_int;
+type TextToPhonemesFn = unsafe extern "C" fn(*mut *const c_void, c_int, c_int) -> *const c_char;
+type InfoFn = unsafe extern "C" fn(*mut *const c_char) -> *const c_char;
+
+/// espeak-ng's shared library, loaded and initialized with its data folder once per process
+/// ([`Espeak::load`]). The library keeps its state in globals and is not re-entrant, so
+/// every call into it goes through one lock.
+pub struct Espeak {
+    library: PathBuf,
+    version: String,
+    calls: Mutex<Calls>,
 }
 
-/// [`espeak_ipa`] with the espeak-ng program given (a name looked up on `PATH`, or a path).
-pub fn espeak_ipa_with(
-    program: &Path,
-    text: &str,
-    language: Language,
-) -> Result<String, PhonemeError> {
-    let text = clean(text);
-    let pieces = pieces(strip(&text));
-    let segments: Vec<&str> = pieces
-        .iter()
-        .filter_map(|p| match p {
-            Piece::Segment(s) => Some(*s),
-            Piece::Marks(_) => None,
-        })
-        .collect();
-    let mut ipa: Vec<Option<String>> = vec![None; segments.len()];
-    let batch: Vec<usize> = (0..segments.len())
-        .filter(|&i| !segments[i].contains('\n') && segments[i].len() < LINE_BYTES)
-        .collect();
-    if batch.len() > 1 {
-        let texts: Vec<&str> = batch.iter().map(|&i| segments[i]).collect();
-        if let Some(outputs) = run_batch(program, &texts, language)? {
-            for (&i, out) in batch.iter().zip(outputs) {
-                ipa[i] = Some(out);
-            }
-        }
-    }
-    let mut out = String::new();
-    let mut next = 0;
-    for piece in &pieces {
-        match piece {
-            Piece::Marks(marks) => out.push_str(marks),
-            Piece::Segment(segment) => {
-                let phonemes = match ipa.get_mut(next).and_then(Option::take) {
-                    Some(phonemes) => phonemes,
-                    None => collapse(&run(program, language, segment, true)?),
-                };
-                out.push_str(&phonemes);
-                next += 1;
-            }
-        }
-    }
-    Ok(strip(&out).to_string())
+/// What is called under the lock.
+struct Calls {
+    set_voice: SetVoiceByNameFn,
+    text_to_phonemes: TextToPhonemesFn,
+    /// The voice selected last.
+    voice: Option<Language>,
+    /// Keeps the library mapped while the function pointers above are used: for the life of
+    /// the process, since an [`Espeak`] is never dropped.
+    _library: libloading::Library,
 }
 
-/// All `segments` in one line-by-line run, or `None` when the separator lines do not
-/// delimit them unambiguously.
-fn run_batch(
-    program: &Path,
-    segments: &[&str],
-    language: Language,
-) -> Result<Option<Vec<String>>, PhonemeError> {
-    let mut input = String::new();
-    let separator_line = separator();
-    for segment in segments {
-        input.push_str(&separator_line);
-        input.push('\n');
-        input.push_str(segment);
-        input.push('\n');
+impl fmt::Debug for Espeak {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Espeak")
+            .field("library", &self.library)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
     }
-    let stdout = run(program, language, &input, false)?;
-    let mut lines = stdout.lines();
-    let Some(separator) = lines.next() else {
-        return Ok(None);
-    };
-    let mut outputs: Vec<Vec<&str>> = vec![Vec::new()];
-    for line in lines {
-        if line == separator {
-            outputs.push(Vec::new());
-        } else if let Some(last) = outputs.last_mut() {
-            last.push(line);
-        }
-    }
-    if outputs.len() != segments.len() {
-        return Ok(None);
-    }
-    Ok(Some(
-        outputs
-            .iter()
-            .map(|lines| collapse(&lines.join(" ")))
-            .collect(),
-    ))
 }
 
-/// One espeak-ng process; `whole` reads stdin as one text (`--stdin`), otherwise line by
-/// line.
-fn run(
-    program: &Path,
-    language: Language,
-    input: &str,
-    whole: bool,
-) -> Result<String, PhonemeError> {
-    let voice = language.espeak_voice();
-    let io = |source: std::io::Error| PhonemeError::EspeakIo {
-        program: program.to_path_buf(),
-        source,
-    };
-    let mut command = Command::new(program);
-    command.args(["-q", "--ipa", "--tie=^", "-v", voice]);
-    if whole {
-        command.arg("--stdin");
-    }
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => PhonemeError::EspeakMissing {
-                program: program.to_path_buf(),
-            },
-            _ => io(source),
+impl Espeak {
+    /// The library at `library`, initialized with the data folder `data` (its
+    /// `espeak-ng-data`). Loaded once per process and library path: a later call with the
+    /// same library returns the same one (initialized with the first call's data).
+    pub fn load(library: &Path, data: &Path) -> Result<&'static Espeak, PhonemeError> {
+        static LOADED: Mutex<Vec<&'static Espeak>> = Mutex::new(Vec::new());
+        let mut loaded = LOADED.lock().unwrap_or_else(PoisonError::into_inner);
+        let canonical = std::fs::canonicalize(library).map_err(|e| PhonemeError::EspeakLoad {
+            library: library.to_owned(),
+            reason: e.to_string(),
         })?;
-    let stdin = child.stdin.take();
-    // Write from another thread: espeak-ng answers line by line, so a large input would
-    // fill both pipes if this thread wrote everything before reading.
-    let (output, written) = std::thread::scope(|scope| {
-        let writer = scope.spawn(move || match stdin {
-            Some(mut stdin) => stdin.write_all(input.as_bytes()),
-            None => Ok(()),
-        });
-        let output = child.wait_with_output();
-        let written = writer
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("the stdin writer panicked")));
-        (output, written)
-    });
-    let output = output.map_err(io)?;
-    if !output.status.success() {
-        return Err(PhonemeError::EspeakFailed {
-            program: program.to_path_buf(),
-            voice,
-            status: output.status,
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-        });
+        if let Some(espeak) = loaded.iter().find(|e| e.library == canonical) {
+            return Ok(espeak);
+        }
+        let espeak: &'static Espeak = Box::leak(Box::new(Espeak::open(canonical, data)?));
+        loaded.push(espeak);
+        Ok(espeak)
     }
-    written.map_err(io)?;
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+
+    fn open(library: PathBuf, data: &Path) -> Result<Espeak, PhonemeError> {
+        check_data(data)?;
+        let load_error = |reason: String| PhonemeError::EspeakLoad {
+            library: library.clone(),
+            reason,
+        };
+        // SAFETY: loading runs the library's initializers. The library is espeak-ng's (the
+        // cache's copy is checked against its pinned SHA-256 before it is handed here), whose
+        // initializers only set up its own globals.
+        let lib =
+            unsafe { libloading::Library::new(&library) }.map_err(|e| load_error(e.to_string()))?;
+        let missing = |e: libloading::Error| load_error(format!("not espeak-ng ({e})"));
+        // SAFETY: each symbol is read with the signature espeak-ng 1.52's `speak_lib.h`
+        // declares for it; the pointers are used only while `lib` is loaded (it moves into
+        // `Calls` beside them, and an `Espeak` is never dropped).
+        let (initialize, info, set_voice, text_to_phonemes) = unsafe {
+            (
+                *lib.get::<InitializeFn>(b"espeak_Initialize\0")
+                    .map_err(missing)?,
+                *lib.get::<InfoFn>(b"espeak_Info\0").map_err(missing)?,
+                *lib.get::<SetVoiceByNameFn>(b"espeak_SetVoiceByName\0")
+                    .map_err(missing)?,
+                *lib.get::<TextToPhonemesFn>(b"espeak_TextToPhonemes\0")
+                    .map_err(missing)?,
+            )
+        };
+        let data_error = |problem: String| PhonemeError::EspeakData {
+            data: data.to_owned(),
+            problem,
+        };
+        let path = CString::new(data.as_os_str().as_encoded_bytes())
+            .map_err(|_| data_error("its path holds a NUL byte".to_owned()))?;
+        // SAFETY: the first call into this library (it was just loaded from a path no other
+        // `Espeak` has, and the caller holds `LOADED`'s lock), with a NUL-terminated path that
+        // outlives the call; with DONT_EXIT an error is returned instead of ending the process.
+        let rate = unsafe {
+            initialize(
+                AUDIO_OUTPUT_SYNCHRONOUS,
+                0,
+                path.as_ptr(),
+                INITIALIZE_DONT_EXIT,
+            )
+        };
+        if rate <= 0 {
+            return Err(data_error(format!(
+                "espeak-ng could not start from it ({rate})"
+            )));
+        }
+        // SAFETY: `espeak_Info` takes a null out-pointer (it then writes nothing) and returns a
+        // pointer to its static NUL-terminated version string, copied out at once.
+        let version = unsafe {
+            let version = info(std::ptr::null_mut());
+            if version.is_null() {
+                String::new()
+            } else {
+                CStr::from_ptr(version).to_string_lossy().into_owned()
+            }
+        };
+        let espeak = Espeak {
+            library,
+            version,
+            calls: Mutex::new(Calls {
+                set_voice,
+                text_to_phonemes,
+                voice: None,
+                _library: lib,
+            }),
+        };
+        // Every voice Vortex speaks with must load: a broken data folder is found here, not
+        // in the middle of a slot.
+        {
+            let mut calls = espeak.lock();
+            for language in [Language::EnGb, Language::EnUs] {
+                calls.select(language, &espeak.library)?;
+            }
+        }
+        Ok(espeak)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Calls> {
+        self.calls.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The library's version (`1.52.0`).
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The library's path.
+    pub fn library(&self) -> &Path {
+        &self.library
+    }
+
+    /// espeak-ng's IPA for `text`, with ties written `^` and punctuation kept as phonemizer
+    /// keeps it. The whole text is phonemized under the lock.
+    pub fn ipa(&self, text: &str, language: Language) -> Result<String, PhonemeError> {
+        let text = clean(text);
+        let pieces = pieces(strip(&text));
+        let mut out = String::new();
+        if !pieces.iter().any(|p| matches!(p, Piece::Segment(_))) {
+            for piece in &pieces {
+                if let Piece::Marks(marks) = piece {
+                    out.push_str(marks);
+                }
+            }
+            return Ok(strip(&out).to_string());
+        }
+        let mut calls = self.lock();
+        calls.select(language, &self.library)?;
+        for piece in &pieces {
+            match piece {
+                Piece::Marks(marks) => out.push_str(marks),
+                Piece::Segment(segment) => out.push_str(&collapse(&calls.segment(segment))),
+            }
+        }
+        Ok(strip(&out).to_string())
+    }
+}
+
+impl Calls {
+    /// Makes `language`'s voice the current one (if it is not already).
+    fn select(&mut self, language: Language, library: &Path) -> Result<(), PhonemeError> {
+        if self.voice == Some(language) {
+            return Ok(());
+        }
+        let identifier: &CStr = match language {
+            Language::EnUs => c"gmw/en-US",
+            Language::EnGb => c"gmw/en",
+        };
+        self.voice = None;
+        // SAFETY: the caller holds the lock (no other call into the library runs); the name
+        // is a NUL-terminated static string.
+        let status = unsafe { (self.set_voice)(identifier.as_ptr()) };
+        if status != 0 {
+            return Err(PhonemeError::EspeakVoice {
+                library: library.to_owned(),
+                voice: language.espeak_identifier(),
+            });
+        }
+        self.voice = Some(language);
+        Ok(())
+    }
+
+    /// One segment's phonemes: `espeak_TextToPhonemes` until the text is used up (a clause a
+    /// call), the clauses joined by spaces, ties written `^` (phonemizer's
+    /// `text_to_phonemes` with `tie='^'`).
+    fn segment(&mut self, segment: &str) -> String {
+        // `clean` has made every NUL a space; an empty text would say nothing either way.
+        let text = CString::new(segment).unwrap_or_default();
+        let mut cursor: *const c_void = text.as_ptr().cast();
+        let mut clauses: Vec<String> = Vec::new();
+        while !cursor.is_null() {
+            let before = cursor;
+            // SAFETY: the caller holds the lock. `cursor` points into `text` (NUL-terminated,
+            // alive until this function returns), where espeak-ng moves it clause by clause,
+            // or is set to null by it at the end. The answer points into a NUL-terminated
+            // buffer of the library's, valid until the next call: copied out before it.
+            let clause = unsafe {
+                let phonemes = (self.text_to_phonemes)(&mut cursor, CHARS_UTF8, PHONEMES_IPA_TIED);
+                (!phonemes.is_null())
+                    .then(|| CStr::from_ptr(phonemes).to_string_lossy().into_owned())
+            };
+            if let Some(clause) = clause.filter(|c| !c.is_empty()) {
+                clauses.push(clause);
+            }
+            if cursor == before {
+                break; // the text could not be read: nothing more will come of it
+            }
+        }
+        clauses.join(" ").replace(TIE, "^")
+    }
+}
+
+/// Refuses a data folder espeak-ng would not start from, or would start from half-way.
+fn check_data(data: &Path) -> Result<(), PhonemeError> {
+    let problem = |problem: String| PhonemeError::EspeakData {
+        data: data.to_owned(),
+        problem,
+    };
+    let length = data.as_os_str().len();
+    if length > DATA_PATH_MAX {
+        return Err(problem(format!(
+            "its path is {length} bytes, and espeak-ng 1.52 takes at most {DATA_PATH_MAX}: set VORTEX_CACHE to a folder with a shorter path"
+        )));
+    }
+    if let Some(file) = DATA_FILES.iter().find(|f| !data.join(f).is_file()) {
+        return Err(problem(format!("it has no {file}")));
+    }
+    Ok(())
 }
 
 /// misaki's E2M table, applied in this order (longest key first; ties in the order of
@@ -564,16 +650,11 @@ fn syllabic(s: &str) -> String {
     out
 }
 
-/// Text to the phoneme string Kokoro reads: [`espeak_ipa`], [`normalize`], whitespace
+/// Text to the phoneme string Kokoro reads: [`Espeak::ipa`], [`normalize`], whitespace
 /// collapsed to single spaces, and symbols outside `vocab` dropped. Every character of the
 /// result has an id ([`Vocab::tokens`] keeps them all).
-pub fn phonemize(text: &str, language: Language, vocab: &Vocab) -> Result<String, PhonemeError> {
-    phonemize_with(Path::new(ESPEAK), text, language, vocab)
-}
-
-/// [`phonemize`] with the espeak-ng program given.
-pub fn phonemize_with(
-    program: &Path,
+pub fn phonemize(
+    espeak: &Espeak,
     text: &str,
     language: Language,
     vocab: &Vocab,
@@ -583,7 +664,7 @@ pub fn phonemize_with(
     if cleaned.is_empty() {
         return Err(PhonemeError::Empty);
     }
-    let ipa = espeak_ipa_with(program, text, language)?;
+    let ipa = espeak.ipa(text, language)?;
     let phonemes: String = collapse(&normalize(&ipa, language))
         .chars()
         .filter(|&c| vocab.id(c).is_some())

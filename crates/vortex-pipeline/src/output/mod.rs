@@ -5,8 +5,10 @@
 //! - [`SlotFiles`]: `actor.png`, `audio.wav`, `video.mp4` (or raw `video.y4m`) and
 //!   `manifest.json` in a folder, written into `NAME.partial/` and renamed when the slot
 //!   finishes, so a failed slot leaves no files. [`SlotFile`] is the one list of those names.
-//! - [`png`], [`wav`], [`y4m`], [`mp4`] (ffmpeg): one encoder per format; [`background`]:
-//!   an encoder on a thread of its own; [`svg`]: the plan as a picture.
+//! - [`png`], [`wav`], [`y4m`], [`mp4`] (ffmpeg): one encoder per format; [`ffmpeg`]: which
+//!   ffmpeg (the configured one, else the pinned `imageio-ffmpeg` wheel's, fetched into
+//!   Vortex's cache); [`background`]: an encoder on a thread of its own; [`svg`]: the plan as
+//!   a picture.
 //!
 //! **Invariant:** this folder is the only place that names an encoder (the `png` crate,
 //! ffmpeg); the pipeline knows only [`MediaSink`].
@@ -17,12 +19,14 @@ use std::path::{Path, PathBuf};
 use vortex_registry::OutputBuffers;
 
 pub mod background;
+pub mod ffmpeg;
 pub mod mp4;
 pub mod png;
 pub mod svg;
 pub mod wav;
 pub mod y4m;
 
+pub use ffmpeg::{Ffmpeg, FfmpegError, FfmpegSource};
 pub use svg::plan_svg;
 
 /// Receives a slot's media as it is produced. A slot that fails calls [`MediaSink::abort`]
@@ -67,7 +71,7 @@ impl MediaSink for Discard {
 /// How a slot's video is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum VideoFormat {
-    /// `video.mp4`: H.264 + AAC (the slot's audio muxed in), through ffmpeg.
+    /// `video.mp4`: H.264 + AAC (the slot's audio muxed in), through ffmpeg ([`Ffmpeg`]).
     #[default]
     Mp4,
     /// `video.y4m`: raw YUV 4:4:4, no audio (about 850 MB for 45 s at 512²).
@@ -127,12 +131,15 @@ impl SlotFile {
 /// one slot in a folder ([`SlotFile`]). Files are written into `DIR.partial/` as the media arrives (the
 /// video encoded beside the slot, on a thread of its own) and the folder is renamed to `DIR`
 /// on [`MediaSink::finish`]; [`MediaSink::abort`] (or dropping it unfinished) removes it.
+/// MP4s are encoded by the ffmpeg given with [`SlotFiles::with_ffmpeg`], else by
+/// [`Ffmpeg::resolve`]`(None)`'s.
 #[derive(Debug)]
 pub struct SlotFiles {
     dir: PathBuf,
     partial: PathBuf,
     buffers: OutputBuffers,
     format: VideoFormat,
+    ffmpeg: Option<Ffmpeg>,
     video: Option<background::Background>,
     finished: bool,
 }
@@ -153,9 +160,16 @@ impl SlotFiles {
             partial: PathBuf::from(partial),
             buffers: *buffers,
             format,
+            ffmpeg: None,
             video: None,
             finished: false,
         }
+    }
+
+    /// Encodes MP4s with `ffmpeg` (resolved once by the caller, from its configuration).
+    pub fn with_ffmpeg(mut self, ffmpeg: Ffmpeg) -> Self {
+        self.ffmpeg = Some(ffmpeg);
+        self
     }
 
     fn folder(&self) -> io::Result<&Path> {
@@ -185,7 +199,12 @@ impl MediaSink for SlotFiles {
                     background::Background::start(writer, rgb.len())
                 }
                 VideoFormat::Mp4 => {
+                    let ffmpeg = match &self.ffmpeg {
+                        Some(ffmpeg) => ffmpeg.clone(),
+                        None => Ffmpeg::resolve(None).map_err(io::Error::other)?,
+                    };
                     let writer = mp4::Mp4Writer::start(
+                        &ffmpeg,
                         &path,
                         &self.buffers,
                         &folder.join(SlotFile::Audio.name()),

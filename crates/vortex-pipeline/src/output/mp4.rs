@@ -1,40 +1,14 @@
-//! MP4 (H.264 + AAC) through ffmpeg (Debian's package): frames go to its stdin as raw RGB as
-//! the video stage produces them, the audio comes from the slot's `audio.wav`; nothing
-//! uncompressed is written.
+//! MP4 (H.264 + AAC) through ffmpeg ([`super::ffmpeg::Ffmpeg`]: the pinned static build, or
+//! the one configured): frames go to its stdin as raw RGB as the video stage produces them,
+//! the audio comes from the slot's `audio.wav`; nothing uncompressed is written.
 
 use std::io::{self, Read, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 
 use vortex_registry::OutputBuffers;
 
-/// The ffmpeg program (`VORTEX_FFMPEG`, else `ffmpeg` on PATH).
-pub fn ffmpeg() -> String {
-    std::env::var("VORTEX_FFMPEG").unwrap_or_else(|_| "ffmpeg".to_owned())
-}
-
-/// Whether ffmpeg can be run, or what to do about it.
-pub fn check_ffmpeg() -> io::Result<()> {
-    match Command::new(ffmpeg())
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(status) if status.success() => Ok(()),
-        Ok(status) => Err(io::Error::other(format!(
-            "`{} -version` failed ({status}): reinstall ffmpeg (apt-get install ffmpeg), or write raw video with --y4m",
-            ffmpeg()
-        ))),
-        Err(err) => Err(io::Error::new(
-            err.kind(),
-            format!(
-                "cannot run `{}` ({err}): MP4 output needs ffmpeg (apt-get install ffmpeg); or write raw video with --y4m",
-                ffmpeg()
-            ),
-        )),
-    }
-}
+use super::ffmpeg::Ffmpeg;
 
 /// An ffmpeg process encoding one slot.
 #[derive(Debug)]
@@ -46,9 +20,9 @@ pub struct Mp4Writer {
 }
 
 impl Mp4Writer {
-    /// Starts ffmpeg writing `path` from raw frames of `b`'s shape and the audio in `wav`.
+    /// Starts `ffmpeg` writing `path` from raw frames of `b`'s shape and the audio in `wav`.
     /// H.264 in yuv420p, limited range, BT.709, tagged as such; AAC at 128 kb/s.
-    pub fn start(path: &Path, b: &OutputBuffers, wav: &Path) -> io::Result<Self> {
+    pub fn start(ffmpeg: &Ffmpeg, path: &Path, b: &OutputBuffers, wav: &Path) -> io::Result<Self> {
         if b.channels != 3 || !b.image_size.is_multiple_of(2) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -60,7 +34,8 @@ impl Mp4Writer {
         }
         let size = format!("{0}x{0}", b.image_size);
         let fps = b.fps.to_string();
-        let mut child = Command::new(ffmpeg())
+        let mut child = ffmpeg
+            .command()
             .args(["-hide_banner", "-loglevel", "error", "-y"])
             .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", &size])
             .args(["-framerate", &fps, "-i", "pipe:0"])
@@ -99,8 +74,9 @@ impl Mp4Writer {
                 io::Error::new(
                     err.kind(),
                     format!(
-                        "cannot run `{}` ({err}): apt-get install ffmpeg, or use --y4m",
-                        ffmpeg()
+                        "cannot run ffmpeg {} (from {}): {err}; or use --y4m",
+                        ffmpeg.program().display(),
+                        ffmpeg.source()
                     ),
                 )
             })?;
@@ -126,7 +102,10 @@ impl Mp4Writer {
             .map_or_else(|e| e.to_string(), |s| s.to_string());
         let tail: Vec<&str> = stderr.lines().rev().take(4).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
-        io::Error::other(format!("ffmpeg {what} ({status}): {}", tail.join(" | ")))
+        io::Error::other(format!(
+            "ffmpeg {what} ({status}): {}; the slot's files were not kept",
+            tail.join(" | ")
+        ))
     }
 }
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Golden outputs of the assembled Kokoro int8 ONNX model for the Rust engine.
 
-Pinned: onnxruntime==1.32.0, numpy==2.4.6, onnx==1.23.2, espeak-ng 1.51 (Debian).
+Pinned: onnxruntime==1.32.0, numpy==2.4.6, onnx==1.23.2, espeakng-loader==0.2.4 (espeak-ng
+1.52.0; hello.json and fox.json were written with Debian's espeak-ng 1.51 program, whose
+phonemes for both sentences are the same: `espeak_cmd` in them records that).
 Session settings = the ones the Rust engine uses: CPU provider, intra_op_num_threads=2,
 inter_op_num_threads=1, session.disable_prepacking=1 (NOTE: prepacking changes the
 waveform, see README.md).
@@ -77,7 +79,7 @@ def main():
         secs = len(y) / SR
         g = {
             "text": text,
-            "espeak_cmd": P.espeak_cmd("en-us") + ["<chunk>"],
+            "espeak": f"libespeak-ng {P.ESPEAK.version} (espeakng-loader 0.2.4)",
             "espeak_ipa": r["ipa"],
             "phonemes": r["phonemes"],
             "tokens": toks,

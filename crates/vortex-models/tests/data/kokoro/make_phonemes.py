@@ -1,50 +1,83 @@
 #!/usr/bin/env python3
 """Writes phonemes.json, the corpus `tests/phonemes.rs` checks `kokoro::phonemes` against.
 
-Pinned: Python 3.11.7, standard library only, and Debian bookworm's `espeak-ng`
-1.51+dfsg-10+deb12u2 (`espeak-ng --version`: "eSpeak NG text-to-speech: 1.51  Data at:
-/usr/lib/x86_64-linux-gnu/espeak-ng-data"); `apt-get install espeak-ng`. Nothing random.
+Pinned: Python 3.11.7 and espeakng-loader==0.2.4 (espeak-ng 1.52.0's libespeak-ng.so and
+espeak-ng-data: the wheel Vortex itself fetches, and the one misaki 0.9.4 loads);
+`pip install espeakng-loader==0.2.4`. If phonemizer-fork==3.3.2 is installed too, every
+entry is also checked against its EspeakBackend configured as misaki configures it. Nothing
+random.
 
-Run from anywhere: python3 make_phonemes.py [--any-espeak]
+Run from anywhere: python3 make_phonemes.py
 
-The pipeline is the reference phonemizer golden.py also uses (misaki 0.9.4 EspeakFallback driven the way
-misaki drives espeak-ng through phonemizer-fork 3.3.2, plus kokoro-onnx 0.6.1's chunker),
-written out again here so the repository holds it, with three changes:
-- espeak-ng reads each segment on stdin with `--stdin` (the whole stream as one text)
-  instead of as an argument, so a segment starting with '-' is not taken for an option.
-  The espeak-ng source hands both forms to the same espeak_Synth call; this script checks
-  that the argument form gives the same output for every segment it can be used on.
+The pipeline is the reference phonemizer golden.py also uses (misaki 0.9.4 EspeakFallback:
+phonemizer-fork 3.3.2's EspeakBackend with preserve_punctuation, with_stress and tie='^',
+plus kokoro-onnx 0.6.1's chunker), written out again here so the repository holds it, with
+two changes:
 - ASCII control characters other than '\\n' and '\\t' become spaces first.
 - misaki's british=True table is kept beside the American one (language "en-gb").
+espeak-ng is called as phonemizer's EspeakWrapper calls it: the library through ctypes,
+espeak_Initialize with the wheel's data folder, the voice phonemizer picks for the language
+code, espeak_TextToPhonemes in IPA mode with the U+0361 tie until the text is used up, the
+clauses joined by spaces, the tie replaced by '^'.
 """
+import ctypes
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
+import espeakng_loader
+
 HERE = Path(__file__).resolve().parent
-ESPEAK_VERSION = "eSpeak NG text-to-speech: 1.51 "
-VOICES = {"en-us": "en-us", "en-gb": "en-gb"}
+ESPEAK_VERSION = "1.52.0"
+VOICES = {"en-us": b"gmw/en-US", "en-gb": b"gmw/en"}  # phonemizer's choice for each code
 
 # --- 1. espeak-ng, segment by segment (phonemizer's punctuation handling) ----------------
 PUNCT_MARKS = ';:,.!?¡¿—…"«»“”(){}[]'
 PUNCT_RE = re.compile(r"(\s*[" + re.escape(PUNCT_MARKS) + r"]+\s*)+")
 
 
-def espeak_cmd(language):
-    return ["espeak-ng", "-q", "--ipa", "--tie=^", "-v", VOICES[language]]
+class Espeak:
+    """libespeak-ng from the pinned wheel, called as phonemizer's EspeakWrapper calls it."""
+
+    def __init__(self):
+        lib = ctypes.cdll.LoadLibrary(espeakng_loader.get_library_path())
+        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p,
+                                          ctypes.c_int]
+        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int,
+                                              ctypes.c_int]
+        lib.espeak_Info.restype = ctypes.c_char_p
+        data = espeakng_loader.get_data_path().encode()
+        assert lib.espeak_Initialize(0x02, 0, data, 0) > 0, "espeak_Initialize failed"
+        self.version = lib.espeak_Info(None).decode()
+        self.lib = lib
+        self.voice = None
+
+    def __call__(self, segment, language):
+        if self.voice != language:
+            assert self.lib.espeak_SetVoiceByName(VOICES[language]) == 0, language
+            self.voice = language
+        text = ctypes.pointer(ctypes.c_char_p(segment.encode("utf-8")))
+        mode = 0x02 | 0x80 | (ord("\u0361") << 8)  # IPA, tied with U+0361
+        clauses = []
+        while text.contents.value is not None:
+            phonemes = self.lib.espeak_TextToPhonemes(text, 1, mode)
+            if phonemes:
+                clauses.append(phonemes.decode("utf-8"))
+        return " ".join(" ".join(clauses).replace("\u0361", "^").split())
+
+
+ESPEAK = None
 
 
 def espeak(segment, language):
-    """One espeak-ng call; its output lines (one per clause) are joined by single spaces."""
-    out = subprocess.run(espeak_cmd(language) + ["--stdin"], input=segment,
-                         capture_output=True, text=True, check=True).stdout
-    if not segment.startswith("-"):
-        argv = subprocess.run(espeak_cmd(language) + [segment], capture_output=True,
-                              text=True, check=True).stdout
-        assert argv == out, f"stdin and argument forms differ on {segment!r}"
-    return " ".join(out.split())
+    """One segment's IPA: its clauses joined by single spaces."""
+    global ESPEAK
+    if ESPEAK is None:
+        ESPEAK = Espeak()
+    return ESPEAK(segment, language)
 
 
 def clean(text):
@@ -206,8 +239,8 @@ CORPUS = [
     ("only_spaces", "en-us", " \t\n "),
     ("only_dots", "en-us", "..."),
     ("only_carets", "en-us", "^^^ |"),
-    # Its middle segment is the Rust side's batch separator (`SEPARATOR` in phonemes.rs), so
-    # there it takes the one-process-per-segment path.
+    # Once the separator of the espeak-ng processes the Rust side ran before it called the
+    # library; kept as a text that says the same words twice.
     ("separator_collision", "en-us", "Say it: vortex segment break, then stop."),
 ]
 
@@ -222,23 +255,46 @@ def dump(doc):
     return "{" + head + '"entries": [\n' + entries + "\n]}\n"
 
 
+def check_against_phonemizer():
+    """Each entry's IPA against phonemizer-fork's EspeakBackend as misaki makes it, if it is
+    installed (whitespace collapsed: phonemizer pads words with spaces)."""
+    try:
+        from phonemizer.backend import EspeakBackend
+        from phonemizer.backend.espeak.wrapper import EspeakWrapper
+    except ImportError:
+        print("phonemizer-fork is not installed: not checked against it")
+        return
+    EspeakWrapper.set_library(espeakng_loader.get_library_path())
+    EspeakWrapper.set_data_path(espeakng_loader.get_data_path())
+    backends = {language: EspeakBackend(language=language, preserve_punctuation=True,
+                                        with_stress=True, tie="^") for language in VOICES}
+    for name, language, text in CORPUS:
+        text = clean(text)
+        if not text.strip():
+            continue
+        ours = " ".join(text_to_ipa(text, language).split())
+        theirs = " ".join(backends[language].phonemize([text])[0].split())
+        assert ours == theirs, f"{name}: {ours!r} != phonemizer's {theirs!r}"
+    print(f"every entry's IPA is phonemizer-fork's ({len(CORPUS)} entries)")
+
+
 def main():
-    version = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True,
-                             check=True).stdout
-    if not version.startswith(ESPEAK_VERSION) and "--any-espeak" not in sys.argv:
-        sys.exit(f"espeak-ng is {version.strip()!r}, the corpus is pinned to 1.51; "
-                 "install Debian bookworm's espeak-ng or pass --any-espeak")
+    espeak("a", "en-us")  # loads the library
+    if ESPEAK.version != ESPEAK_VERSION:
+        sys.exit(f"espeak-ng is {ESPEAK.version}, the corpus is pinned to {ESPEAK_VERSION}: "
+                 "pip install espeakng-loader==0.2.4")
     vocab = json.loads((HERE / "vocab.json").read_text(encoding="utf-8"))["vocab"]
     entries = []
     for name, language, text in CORPUS:
         entry = {"name": name, "language": language, "text": text}
         entry.update(phonemize(text, language, vocab))
         entries.append(entry)
-    doc = {"espeak_ng": version.split("Data at")[0].strip(), "limit": MAX_PHONEME_LENGTH,
-           "entries": entries}
+    doc = {"espeak_ng": f"libespeak-ng {ESPEAK.version} (espeakng-loader 0.2.4)",
+           "limit": MAX_PHONEME_LENGTH, "entries": entries}
     out = HERE / "phonemes.json"
     out.write_text(dump(doc), encoding="utf-8")
     print(f"wrote {out} ({len(entries)} entries)")
+    check_against_phonemizer()
 
 
 if __name__ == "__main__":
