@@ -174,9 +174,8 @@ fn environment(config: &Config) -> Vec<DoctorCheck> {
     let espeak = vortex_models::kokoro::assets::espeak(&cache)
         .map_err(|e| e.to_string())
         .and_then(|files| {
-            let espeak =
-                vortex_models::kokoro::phonemes::Espeak::load(&files.library, &files.data)
-                    .map_err(|e| e.to_string())?;
+            let espeak = vortex_models::kokoro::phonemes::Espeak::load(&files.library, &files.data)
+                .map_err(|e| e.to_string())?;
             espeak
                 .ipa("hello", vortex_models::kokoro::phonemes::Language::EnUs)
                 .map(|ipa| {

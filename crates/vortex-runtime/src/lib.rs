@@ -869,6 +869,74 @@ pub enum Output<'a> {
     I64(&'a str, &'a mut Vec<i64>),
 }
 
+/// An output ONNX Runtime writes straight into Vortex's memory ([`Graph::run_into`]).
+#[derive(Debug)]
+pub struct OutputInto<'a> {
+    /// The graph's output name.
+    pub name: &'a str,
+    /// Its shape (the slice holds exactly its elements).
+    pub shape: &'a [usize],
+    /// Where it goes.
+    pub data: &'a mut [f32],
+}
+
+/// Element types a slice can be handed to a session as.
+trait SliceElement: Copy {
+    const TYPE: TensorElementType;
+}
+
+impl SliceElement for f32 {
+    const TYPE: TensorElementType = TensorElementType::Float32;
+}
+
+impl SliceElement for i64 {
+    const TYPE: TensorElementType = TensorElementType::Int64;
+}
+
+/// A CPU tensor over `data` of `shape`, refused when the two disagree.
+///
+/// # Safety
+/// `data` stays valid (and, for an output, not otherwise accessed) until the value drops.
+unsafe fn value_over_slice<T: SliceElement>(
+    name: &str,
+    shape: &[usize],
+    data: &[T],
+) -> Result<DynValue, RuntimeError> {
+    let numel = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    if numel != Some(data.len()) {
+        return Err(RuntimeError::Shape(format!(
+            "{name}: {} values for shape {shape:?}",
+            data.len()
+        )));
+    }
+    let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+    let info = MemoryInfo::default();
+    let mut out: *mut ort::sys::OrtValue = std::ptr::null_mut();
+    // SAFETY: `info` is a live CPU memory info; the data range is valid (caller); `dims`
+    // outlives the call; `out` is written once.
+    let status = unsafe {
+        (ort::api().CreateTensorWithDataAsOrtValue)(
+            info.ptr(),
+            data.as_ptr().cast_mut().cast(),
+            std::mem::size_of_val(data),
+            dims.as_ptr(),
+            dims.len(),
+            T::TYPE.into(),
+            &mut out,
+        )
+    };
+    // SAFETY: a status returned by ONNX Runtime.
+    unsafe { ort::Error::result_from_status(status) }
+        .map_err(ort_err(format!("a tensor over {name}")))?;
+    let out = NonNull::new(out).ok_or_else(|| RuntimeError::Ort {
+        what: format!("a tensor over {name}"),
+        message: "ONNX Runtime returned no value".to_owned(),
+    })?;
+    // SAFETY: a tensor ONNX Runtime just created and nobody else owns; releasing it does not
+    // free the data it points at.
+    Ok(unsafe { Value::from_ptr(out, Some(&Allocator::default())) })
+}
+
 /// Stops a graph's run from another thread.
 #[derive(Clone)]
 pub struct Terminator(Arc<Stop>);
@@ -941,6 +1009,96 @@ impl Graph {
     /// A handle that stops the run in progress.
     pub fn terminator(&self) -> Terminator {
         Terminator(Arc::clone(&self.stop))
+    }
+
+    /// Runs the graph like [`Graph::run`], but ONNX Runtime writes each output straight into
+    /// the caller's memory (`outputs`: a slice of the output's shape, pre-allocated by
+    /// Vortex), and reads each input where it is: no output tensor is allocated and copied
+    /// afterwards. CPU sessions only (the slices are host memory).
+    pub fn run_into(
+        &mut self,
+        arena: &Arena,
+        owner: OwnerId,
+        inputs: &[Input<'_>],
+        outputs: &mut [OutputInto<'_>],
+    ) -> Result<(), RuntimeError> {
+        if self.stop.stopped.load(Ordering::SeqCst) {
+            return Err(RuntimeError::Terminated);
+        }
+        if self.provider != Provider::Cpu || !arena.backend().host_addressable() {
+            return Err(RuntimeError::Shape(
+                "outputs written in place need a CPU session on the host backend".to_owned(),
+            ));
+        }
+        let cname = |name: &str| {
+            std::ffi::CString::new(name)
+                .map_err(|_| RuntimeError::Shape(format!("a NUL in the name {name:?}")))
+        };
+        let mut keep_values = Vec::with_capacity(inputs.len() + outputs.len());
+        let mut input_names = Vec::with_capacity(inputs.len());
+        let mut input_values: Vec<*const ort::sys::OrtValue> = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let (name, value) = match *input {
+                // SAFETY: the slices outlive the values, which drop at the end of this call;
+                // ONNX Runtime only reads inputs.
+                Input::F32(name, shape, data) => {
+                    (name, unsafe { value_over_slice(name, shape, data) }?)
+                }
+                // SAFETY: as above.
+                Input::I64(name, shape, data) => {
+                    (name, unsafe { value_over_slice(name, shape, data) }?)
+                }
+            };
+            input_names.push(cname(name)?);
+            input_values.push(value.ptr());
+            keep_values.push(value);
+        }
+        let mut output_names = Vec::with_capacity(outputs.len());
+        let mut output_values: Vec<*mut ort::sys::OrtValue> = Vec::with_capacity(outputs.len());
+        for output in outputs.iter_mut() {
+            // SAFETY: `output.data` is borrowed mutably for this call, which outlives the
+            // value; ONNX Runtime writes the output into it and nothing else aliases it.
+            let value = unsafe { value_over_slice(output.name, output.shape, &*output.data) }?;
+            output_names.push(cname(output.name)?);
+            output_values.push(value.ptr().cast_mut());
+            keep_values.push(value);
+        }
+        let input_ptrs: Vec<*const std::ffi::c_char> =
+            input_names.iter().map(|n| n.as_ptr()).collect();
+        let output_ptrs: Vec<*const std::ffi::c_char> =
+            output_names.iter().map(|n| n.as_ptr()).collect();
+        let routed = Routed::to(arena, owner, self.stop.run_options.ptr().cast_mut());
+        // SAFETY: every pointer is live for the call: the session, the run options, the names
+        // (CStrings above) and the values (held in `keep_values`); each output value is
+        // pre-allocated, so ONNX Runtime writes into it and does not replace the pointer.
+        let status = unsafe {
+            (ort::api().Run)(
+                self.session.ptr().cast_mut(),
+                self.stop.run_options.ptr(),
+                input_ptrs.as_ptr(),
+                input_values.as_ptr(),
+                input_values.len(),
+                output_ptrs.as_ptr(),
+                output_ptrs.len(),
+                output_values.as_mut_ptr(),
+            )
+        };
+        // SAFETY: a status returned by ONNX Runtime.
+        let result = unsafe { ort::Error::result_from_status(status) };
+        let refusal = routed.take_refusal();
+        if refusal.is_some() && !self.stop.stopped.load(Ordering::SeqCst) {
+            let _ = self.stop.run_options.unterminate();
+        }
+        drop(routed);
+        drop(keep_values);
+        match (result, refusal) {
+            (_, Some(refused)) => Err(RuntimeError::Refused(refused)),
+            (Err(_), None) if self.stop.stopped.load(Ordering::SeqCst) => {
+                Err(RuntimeError::Terminated)
+            }
+            (Err(e), None) => Err(ort_err("running the graph")(e)),
+            (Ok(()), None) => Ok(()),
+        }
     }
 
     /// Runs the graph with its activations in `arena`'s scratch region under `owner`.

@@ -16,7 +16,9 @@ use crate::compute::{
 };
 use crate::export::{Export, ExportedNetwork, LivePortraitManifest};
 use crate::weights::ResidentWeights;
-use vortex_runtime::{Graph, Input, Optimization, Output, Runtime, SessionConfig, Terminator};
+use vortex_runtime::{
+    Graph, Input, Optimization, Output, OutputInto, Runtime, SessionConfig, Terminator,
+};
 
 /// The actor's eye-open ratio (LivePortrait measures it with a landmark detector; Vortex has
 /// none, so it is this constant, the golden's).
@@ -540,7 +542,11 @@ impl LivePortraitNetwork {
         x_d: &[f32],
     ) -> Result<&[f32], ComputeError> {
         let (s, k) = (self.size, self.num_kp);
-        self.warping.run(
+        let side = 2 * s;
+        // The frame is written by ONNX Runtime straight into the network's frame buffer
+        // (allocated once, reused every frame): no output tensor copied afterwards.
+        self.frame.resize(3 * side * side, 0.0);
+        self.warping.run_into(
             arena,
             owner,
             &[
@@ -548,16 +554,12 @@ impl LivePortraitNetwork {
                 Input::F32("kp_source", &[1, k, 3], &src.x_s),
                 Input::F32("kp_driving", &[1, k, 3], x_d),
             ],
-            &mut [Output::F32("frame", &mut self.frame)],
+            &mut [OutputInto {
+                name: "frame",
+                shape: &[1, 3, side, side],
+                data: &mut self.frame,
+            }],
         )?;
-        let side = 2 * s;
-        if self.frame.len() != 3 * side * side {
-            return Err(ComputeError::GraphOutput {
-                graph: "warping_spade".to_owned(),
-                found: self.frame.len(),
-                expected: 3 * side * side,
-            });
-        }
         Ok(&self.frame)
     }
 }
