@@ -101,6 +101,17 @@ pub enum RuntimeError {
         /// The library loaded.
         library: PathBuf,
     },
+    /// ONNX Runtime ignored weights handed over in place (it planned them elsewhere) and would
+    /// compute with the graph's own copies.
+    #[error(
+        "{}: ONNX Runtime did not use weight(s) {tensors} where Vortex loaded them (\"Cannot use user supplied initializer\": it planned them on another device) and would compute with the graph's own copies; this is a bug in Vortex's placement, please report it with the log"
+    , graph.display())]
+    NotInPlace {
+        /// The graph.
+        graph: PathBuf,
+        /// Which.
+        tensors: String,
+    },
     /// A graph with nodes the CUDA provider has no kernel for.
     #[error(
         "{} has {count} node(s) the CUDA provider has no kernel for ({nodes}): they would run on the CPU, copying across at every run; export the graph without them, or run this model on the CPU (device.backend = \"host\")"
@@ -225,6 +236,7 @@ impl Runtime {
             .map_err(|e| load(e.to_string()))?
             .with_name("vortex")
             .with_telemetry(false)
+            .with_logger(Arc::new(log_from_ort))
             .build()
             .map_err(|e| load(e.to_string()))?;
         let mut allocator =
@@ -370,7 +382,16 @@ impl Runtime {
                 .with_initializer(&w.name, value)
                 .map_err(ort_err(format!("handing over initializer {}", w.name)))?;
         }
+        let since = IGNORED.lock().unwrap_or_else(PoisonError::into_inner).len();
         let session = builder.commit_from_file(graph).map_err(ort_err(what))?;
+        let names: Vec<&str> = weights.names().collect();
+        let ignored = ignored_since(since, &names);
+        if !ignored.is_empty() {
+            return Err(RuntimeError::NotInPlace {
+                graph: graph.to_owned(),
+                tensors: ignored.join(", "),
+            });
+        }
         let provider = session_provider(cuda);
         let stop = Arc::new(Stop {
             run_options: RunOptions::new().map_err(ort_err("run options"))?,
@@ -383,6 +404,58 @@ impl Runtime {
             _weights: weights,
         })
     }
+}
+
+/// ONNX Runtime's warning when it ignores a weight handed over in place (its planned location
+/// differs from the value's: `session_state_utils.cc`, `SaveInitializedTensors`).
+const IGNORED_INITIALIZER: &str = "Cannot use user supplied initializer";
+
+/// The names of initializers ONNX Runtime said it ignored, since the process started (a
+/// session's creation checks for its own names before and after).
+static IGNORED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// ONNX Runtime's log, as Vortex's: warnings and errors become `tracing` events (JSON log
+/// lines from the binary), and an ignored initializer is remembered for the session's
+/// creation to refuse. Never panics (called from C).
+fn log_from_ort(level: ort::logging::LogLevel, category: &str, _id: &str, at: &str, message: &str) {
+    use ort::logging::LogLevel;
+    if let Some(name) = ignored_name(message) {
+        IGNORED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(name.to_owned());
+    }
+    match level {
+        LogLevel::Warning => {
+            tracing::warn!(target: "vortex_runtime::onnxruntime", category, at, "{message}")
+        }
+        LogLevel::Error | LogLevel::Fatal => {
+            tracing::error!(target: "vortex_runtime::onnxruntime", category, at, "{message}")
+        }
+        LogLevel::Verbose | LogLevel::Info => {
+            tracing::debug!(target: "vortex_runtime::onnxruntime", category, at, "{message}")
+        }
+    }
+}
+
+/// The initializer's name in ONNX Runtime's "Cannot use user supplied initializer with name:
+/// (NAME) because …" warning.
+fn ignored_name(message: &str) -> Option<&str> {
+    let rest = &message[message.find(IGNORED_INITIALIZER)? + IGNORED_INITIALIZER.len()..];
+    let open = rest.find('(')? + 1;
+    let close = open + rest[open..].find(')')?;
+    Some(rest[open..close].trim())
+}
+
+/// Which of `names` ONNX Runtime said it ignored after `since` (a length of [`IGNORED`]).
+fn ignored_since(since: usize, names: &[&str]) -> Vec<String> {
+    let ignored = IGNORED.lock().unwrap_or_else(PoisonError::into_inner);
+    ignored
+        .iter()
+        .skip(since)
+        .filter(|n| names.contains(&n.as_str()))
+        .cloned()
+        .collect()
 }
 
 fn session_provider(cuda: Option<CudaOptions>) -> Provider {
@@ -1183,5 +1256,46 @@ impl Graph {
         drop(outs);
         drop(routed);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The warning as ONNX Runtime 1.31 writes it (`session_state_utils.cc`).
+    const WARNING: &str = "Cannot use user supplied initializer with name: (encoder.weight) because the ORT planned memory location device Device:[DeviceType:0 MemoryType:0 DeviceId:0] ) is different from what is supplied (OrtMemoryInfo:[name:Cuda id:0 OrtMemType:0 OrtAllocatorType:1 Device:[DeviceType:1 MemoryType:0 DeviceId:0]])";
+
+    #[test]
+    fn an_ignored_initializer_is_named_from_onnx_runtimes_warning() {
+        assert_eq!(ignored_name(WARNING), Some("encoder.weight"));
+        assert_eq!(
+            ignored_name("Using user supplied initializer with name (w)"),
+            None
+        );
+        assert_eq!(
+            ignored_name("Cannot use user supplied initializer with name: (w"),
+            None
+        );
+        let since = IGNORED.lock().unwrap().len();
+        log_from_ort(
+            ort::logging::LogLevel::Warning,
+            "onnxruntime",
+            "",
+            "here",
+            WARNING,
+        );
+        log_from_ort(
+            ort::logging::LogLevel::Warning,
+            "onnxruntime",
+            "",
+            "here",
+            "unrelated",
+        );
+        assert_eq!(
+            ignored_since(since, &["encoder.weight", "decoder.weight"]),
+            ["encoder.weight"]
+        );
+        assert!(ignored_since(since, &["decoder.weight"]).is_empty());
     }
 }
