@@ -266,8 +266,11 @@ fn events_follow_the_drivers_documented_answers() {
     backend.record_event(end, stream).unwrap();
     backend.synchronize_stream(stream).unwrap();
     let elapsed = backend.event_elapsed(start, end).unwrap();
+    // Real timestamps, 20 ms apart on the host: the bound leaves room for the emulator's
+    // stream worker being scheduled late on a loaded machine (seen: 12.8 ms with three
+    // builds running on two cores), and still fails a constant or zero timestamp.
     assert!(
-        elapsed >= std::time::Duration::from_millis(15),
+        elapsed >= std::time::Duration::from_millis(5),
         "real timestamps: {elapsed:?}"
     );
 }
