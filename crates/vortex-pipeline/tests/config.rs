@@ -371,7 +371,7 @@ fn the_fixture_edits_the_shipped_file_by_key() {
     );
     assert!(edited.text().contains("# The real network: Kokoro-82M"));
     // Every key the file sets: what the hostile values go into.
-    assert_eq!(Shipped::new().keys().len(), 38);
+    assert_eq!(Shipped::new().keys().len(), 39);
     let small = Shipped::small_slot().config();
     assert_eq!((small.buffers.image_size, small.buffers.frames()), (16, 4));
     for (path, value) in [
