@@ -87,8 +87,11 @@ pub fn bench(options: &Options) -> Result<()> {
         run_slots("host", false)?;
     }
     let slot = fs::read_to_string(&slot_json).context("the slot benchmark wrote no summary")?;
+    let work_json = root.join(BENCH_WORK);
+    let work = fs::read_to_string(&work_json)
+        .with_context(|| format!("could not read {}", work_json.display()))?;
     let machine = machine();
-    let (md, json) = report(&estimates, &slot, &machine, &notes);
+    let (md, json) = report(&estimates, &slot, &work, &machine, &notes);
     fs::write(out.join("report.md"), md)?;
     fs::write(out.join("report.json"), json)?;
     eprintln!(
@@ -240,6 +243,15 @@ fn machine() -> String {
     )
 }
 
+/// `x` as a JSON number, `null` where it is not finite (JSON has no NaN).
+fn json_number(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.4}")
+    } else {
+        "null".to_owned()
+    }
+}
+
 fn fmt_ns(ns: f64) -> String {
     match ns {
         n if n < 1e3 => format!("{n:.2} ns"),
@@ -277,6 +289,72 @@ fn ratios() -> Vec<Ratio> {
     r
 }
 
+/// The work of one call of each network benchmark, counted from its graph
+/// (`bench_work.py` beside it writes it).
+const BENCH_WORK: &str = "crates/vortex-models/data/work/bench_work.json";
+
+/// The criterion groups whose work `BENCH_WORK` counts, by its key: every id in a group runs
+/// the same graph on the same inputs (Vortex and the Python baselines).
+const NETWORK_GROUPS: &[&str] = &["kokoro/fox", "clip/tiny", "liveportrait/tiny/frame"];
+
+/// The baseline: ONNX Runtime's rate on a large MatMul on this machine, in the same run.
+const MATMUL_GROUP: &str = "matmul/1024";
+const MATMUL_ID: &str = "matmul/1024/vortex";
+
+/// One efficiency line: a benchmark's counted work a call over its measured time.
+#[derive(Debug, Clone, PartialEq)]
+struct Efficiency {
+    id: String,
+    flop: f64,
+    mean_ns: f64,
+    /// Achieved GFLOP/s (integer operations too, for Kokoro's int8 graph).
+    gflops: f64,
+    /// Over the MatMul baseline's GFLOP/s; NaN without it.
+    of_matmul: f64,
+}
+
+/// The efficiency lines of `estimates`, the MatMul baseline first, from `work`
+/// (`BENCH_WORK`'s text).
+fn efficiency(estimates: &[Estimate], work: &str) -> Vec<Efficiency> {
+    let flop = |group: &str| number_at(work, &["benches", group, "flop"]);
+    let line = |e: &Estimate, flop: f64, baseline: f64| {
+        let gflops = flop / e.mean_ns;
+        Efficiency {
+            id: e.id.clone(),
+            flop,
+            mean_ns: e.mean_ns,
+            gflops,
+            of_matmul: gflops / baseline,
+        }
+    };
+    let matmul = estimates
+        .iter()
+        .find(|e| e.id == MATMUL_ID)
+        .map(|e| line(e, flop(MATMUL_GROUP), f64::NAN));
+    let baseline = matmul.as_ref().map_or(f64::NAN, |m| m.gflops);
+    let mut lines: Vec<Efficiency> = matmul
+        .map(|m| Efficiency {
+            of_matmul: 1.0,
+            ..m
+        })
+        .into_iter()
+        .collect();
+    for group in NETWORK_GROUPS {
+        let flop = flop(group);
+        if flop.is_nan() {
+            continue;
+        }
+        let prefix = format!("{group}/");
+        lines.extend(
+            estimates
+                .iter()
+                .filter(|e| e.id.starts_with(&prefix))
+                .map(|e| line(e, flop, baseline)),
+        );
+    }
+    lines
+}
+
 /// (id, target in ns, what)
 const ABSOLUTE: &[(&str, f64, &str)] = &[
     (
@@ -300,7 +378,13 @@ const ABSOLUTE: &[(&str, f64, &str)] = &[
     ("slot/overhead/zero_latency", 50_000.0, "≤ 50 µs per slot"),
 ];
 
-fn report(estimates: &[Estimate], slot: &str, machine: &str, notes: &[String]) -> (String, String) {
+fn report(
+    estimates: &[Estimate],
+    slot: &str,
+    work: &str,
+    machine: &str,
+    notes: &[String],
+) -> (String, String) {
     let get = |id: &str| estimates.iter().find(|e| e.id == id);
     let mut md = String::new();
     let _ = writeln!(md, "# Vortex benchmark report\n");
@@ -383,6 +467,25 @@ fn report(estimates: &[Estimate], slot: &str, machine: &str, notes: &[String]) -
             ));
         }
     }
+    let lines = efficiency(estimates, work);
+    let _ = writeln!(
+        md,
+        "\n## Achieved efficiency\n\nEach network's work a call (counted from its graph: `{BENCH_WORK}`) over its measured time, against ONNX Runtime's rate on a 1024³ f32 MatMul on this machine in the same run (`{MATMUL_ID}`, the same 2 threads). Kokoro's int8 graph counts integer operations; other exports than the tiny ones (`VORTEX_CLIP_EXPORTS`, `VORTEX_LIVEPORTRAIT_EXPORT`) have no counted work here.\n\n| benchmark | work a call | mean | achieved | / MatMul |\n|---|---|---|---|---|"
+    );
+    if lines.is_empty() {
+        let _ = writeln!(md, "| (no benchmark with counted work ran) | | | | |");
+    }
+    for l in &lines {
+        let _ = writeln!(
+            md,
+            "| {} | {:.4} GFLOP | {} | {:.2} GFLOP/s | {:.3} |",
+            l.id,
+            l.flop / 1e9,
+            fmt_ns(l.mean_ns),
+            l.gflops,
+            l.of_matmul
+        );
+    }
     let p = |path: &[&str]| number_at(slot, path);
     let (p50, p99, deadline, critical) = (
         p(&["slot", "p50_ms"]),
@@ -416,7 +519,7 @@ fn report(estimates: &[Estimate], slot: &str, machine: &str, notes: &[String]) -
         p50 / critical
     );
     let json = format!(
-        "{{\n\"machine\":\"{}\",\n\"device\":\"{device}\",\n\"backend\":\"{backend}\",\n\"notes\":[{}],\n\"criterion\":[{}],\n\"checks\":[{}],\n\"slot\":{}\n}}\n",
+        "{{\n\"machine\":\"{}\",\n\"device\":\"{device}\",\n\"backend\":\"{backend}\",\n\"notes\":[{}],\n\"criterion\":[{}],\n\"checks\":[{}],\n\"efficiency\":[{}],\n\"slot\":{}\n}}\n",
         machine.replace('"', "'"),
         notes
             .iter()
@@ -432,6 +535,18 @@ fn report(estimates: &[Estimate], slot: &str, machine: &str, notes: &[String]) -
             .collect::<Vec<_>>()
             .join(",\n"),
         json_checks.join(",\n"),
+        lines
+            .iter()
+            .map(|l| format!(
+                "{{\"id\":\"{}\",\"flop\":{},\"mean_ns\":{:.3},\"gflops\":{},\"of_matmul\":{}}}",
+                l.id,
+                l.flop,
+                l.mean_ns,
+                json_number(l.gflops),
+                json_number(l.of_matmul)
+            ))
+            .collect::<Vec<_>>()
+            .join(",\n"),
         slot.trim()
     );
     (md, json)
@@ -465,15 +580,49 @@ mod tests {
         // reference audio, 16² frames for a second at 4 fps, seed-targets at a hundredth);
         // crates/vortex-pipeline/tests/cli.rs fails when the summary's shape drifts from it.
         let slot = include_str!("../tests/data/run-summary.json");
+        let work = include_str!("../../crates/vortex-models/data/work/bench_work.json");
         let (md, json) = report(
             &[
                 e("tracker/record_release/mutex_hashmap/1", 30.0),
                 e("tracker/record_release/vortex/1", 20.0),
+                // 2.147 GFLOP in 50 ms: 42.9 GFLOP/s.
+                e("matmul/1024/vortex", 50e6),
+                // 193.8 GOP in 1 s and 2 s.
+                e("kokoro/fox/vortex", 1e9),
+                e("kokoro/fox/python_onnxruntime", 2e9),
+                e("clip/b32/vortex", 1e6),
             ],
             slot,
+            work,
             "test machine",
             &[],
         );
+        assert!(
+            md.contains("| matmul/1024/vortex | 2.1475 GFLOP | 50.00 ms | 42.95 GFLOP/s | 1.000 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| kokoro/fox/vortex | 193.7758 GFLOP | 1.000 s | 193.78 GFLOP/s | 4.512 |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| kokoro/fox/python_onnxruntime | 193.7758 GFLOP | 2.000 s | 96.89 GFLOP/s | 2.256 |"),
+            "{md}"
+        );
+        assert!(
+            !md.contains("| clip/b32/vortex | 0."),
+            "no counted work for a full-size export: {md}"
+        );
+        assert!(
+            json.contains("{\"id\":\"kokoro/fox/vortex\",\"flop\":193775776784,\"mean_ns\":1000000000.000,\"gflops\":193.7758,\"of_matmul\":4.5117}"),
+            "{json}"
+        );
+        // Without the baseline the ratio is null, not NaN.
+        let lines = efficiency(&[e("clip/tiny/vortex", 1e6)], work);
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].of_matmul.is_nan() && (lines[0].gflops - 2.755_584).abs() < 1e-9);
         assert!(
             md.contains("| tracker, 1 thread(s): mutex_hashmap / vortex (≥ 2) | 1.50 | 2 | no |"),
             "{md}"

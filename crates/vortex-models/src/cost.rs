@@ -168,6 +168,20 @@ pub struct SlotWork {
     pub verified_frames: u64,
 }
 
+/// A slot's critical path over per-stage times `at`: `max(audio, actor) + video +
+/// max(clip_b, clip_l)`, the order the pipeline runs them in (audio ‖ actor, then video, then
+/// clip_b ‖ clip_l). For the profile's times ([`TimePlan`]) and the device's floors
+/// ([`crate::physics`]) alike.
+pub fn critical_path<T>(at: impl Fn(Stage) -> T) -> T
+where
+    T: Copy + PartialOrd + std::ops::Add<Output = T>,
+{
+    let max = |a: T, b: T| if b > a { b } else { a };
+    max(at(Stage::Audio), at(Stage::Actor))
+        + at(Stage::Video)
+        + max(at(Stage::ClipB), at(Stage::ClipL))
+}
+
 /// Stage times of a slot and its critical path against the deadline.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TimePlan {
@@ -185,12 +199,9 @@ impl TimePlan {
     /// The plan of `work` under `profile`.
     pub fn new(profile: &CostProfile, work: SlotWork, deadline: Duration) -> Self {
         let stages = StageMap::from_fn(|stage| profile.latency(stage, work, 1.0));
-        let at = |stage| stages[stage];
         TimePlan {
             profile: profile.name,
-            critical_path: at(Stage::Audio).max(at(Stage::Actor))
-                + at(Stage::Video)
-                + at(Stage::ClipB).max(at(Stage::ClipL)),
+            critical_path: critical_path(|stage| stages[stage]),
             stages,
             deadline,
         }

@@ -26,6 +26,9 @@
 //!   espeak-ng from PyPI, text to phonemes (espeak-ng's library, loaded at run time), and the
 //!   audio stage on the graph.
 //! - [`cost`]: cost profiles (`seed-targets`, `rtx3060-public`, `zero`) and [`cost::TimePlan`].
+//! - [`physics`]: the work each stage computes, counted from the graphs
+//!   (`data/work/slot_work.json`, compiled in), the devices' peak rates, and the floor: the
+//!   least time a stage can take on a device.
 //!
 //! # Invariants
 //! - Nothing here names `cust` or `ort`; device memory comes only through `vortex-vram`, and
@@ -46,6 +49,7 @@ pub mod flux;
 pub mod kokoro;
 pub mod layout;
 pub mod liveportrait;
+pub mod physics;
 pub mod reference;
 pub mod stage;
 pub mod weights;

@@ -10,6 +10,7 @@ use vortex_models::adapter::{ModelSpec, adapter_on};
 use vortex_models::choose::RuntimeSettings;
 use vortex_models::cost::{CostProfile, SlotWork, TimePlan};
 use vortex_models::export::Export;
+use vortex_models::physics::{CountedWork, DevicePeaks, Rate, SlotFloors};
 use vortex_models::stage::Stage;
 use vortex_models::stage::StageMap;
 use vortex_models::weights::{Network, WeightSource};
@@ -234,6 +235,10 @@ pub struct Timing {
 pub struct Config {
     /// The device.
     pub device: DeviceKind,
+    /// `[device] host_preset`: the card the plans are for. The host backend takes its
+    /// capacity from it; the time plan its peak rates, on any backend (a card the device
+    /// table does not know gives no floor: [`Config::device_peaks`]).
+    pub preset: String,
     /// Bytes the driver context holds.
     pub context_reserve: u64,
     /// Soft and hard limits.
@@ -425,6 +430,7 @@ impl Config {
             verify,
             output,
             device,
+            preset: raw.device.host_preset.clone(),
             context_reserve,
             limits,
             scratch,
@@ -481,6 +487,25 @@ impl Config {
     /// The time plan of one slot.
     pub fn time_plan(&self) -> TimePlan {
         TimePlan::new(&self.timing.profile, self.slot_work(), self.timing.deadline)
+    }
+
+    /// The peak rates of the card [`Config::preset`] names; `None` where the device table
+    /// ([`DevicePeaks::ALL`]) has no such card: the time plan then shows the work without a
+    /// floor.
+    pub fn device_peaks(&self) -> Option<&'static DevicePeaks> {
+        DevicePeaks::by_preset(&self.preset)
+    }
+
+    /// Every stage's floor on [`Config::device_peaks`] at the slot's shapes, float stages at
+    /// `fp16` ([`Rate::Fp16Acc16`]: the card's fastest fp16 rate); `None` without a device.
+    pub fn floors(&self, fp16: Rate) -> Option<SlotFloors> {
+        let device = self.device_peaks()?;
+        Some(SlotFloors::new(
+            CountedWork::shipped(),
+            self.slot_work(),
+            device,
+            fp16,
+        ))
     }
 }
 

@@ -11,13 +11,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use vortex_models::choose::StageSet;
 use vortex_models::weights::WeightSource;
 use vortex_pipeline::config::{Config, DeviceKind};
 use vortex_pipeline::http::{Limits, ServerState, serve_with};
 use vortex_pipeline::output::{Discard, Ffmpeg, MediaSink, SlotFiles, VideoFormat, plan_svg};
 use vortex_pipeline::pipeline::backend_for;
-use vortex_pipeline::report::{RunSummary, RunTally};
+use vortex_pipeline::report::{PlanDoc, RunSummary, RunTally};
 use vortex_pipeline::{Recipe, Stage, VortexPipeline};
 
 use progress::Progress;
@@ -38,11 +37,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print the VRAM plan and the time plan.
+    /// Print the VRAM plan and the time plan (each stage's work and its floor on the
+    /// configured card beside the cost profile's targets).
     Plan {
         /// Also draw the VRAM layout as SVG into FILE.
         #[arg(long, value_name = "FILE")]
         svg: Option<PathBuf>,
+        /// Print the same document as JSON on stdout (the log lines go to stderr then).
+        #[arg(long)]
+        json: bool,
     },
     /// Generate slots on the configured device and print a summary.
     Run {
@@ -162,6 +165,11 @@ fn real_main() -> Result<()> {
     let quiet = level.is_none();
     let progress = Progress::on_terminal();
     let lines = progress.clone();
+    // `vortex plan --json` and `vortex doctor --json`: stdout is the document alone.
+    let logs_to_stderr = matches!(
+        cli.command,
+        Command::Plan { json: true, .. } | Command::Doctor { json: true }
+    );
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
@@ -171,6 +179,7 @@ fn real_main() -> Result<()> {
         .with_writer(move || -> Box<dyn std::io::Write> {
             match (&lines, quiet) {
                 (_, true) => Box::new(std::io::sink()),
+                _ if logs_to_stderr => Box::new(std::io::stderr()),
                 (Some(progress), false) => progress.log_writer(),
                 (None, false) => Box::new(std::io::stdout()),
             }
@@ -200,7 +209,10 @@ fn real_main() -> Result<()> {
     {
         config.device = match backend.as_str() {
             "cuda" => DeviceKind::Cuda { ordinal: 0 },
-            _ => DeviceKind::Host(vortex_vram::HostConfig::rtx3060_12gb()),
+            _ => DeviceKind::Host(
+                vortex_vram::HostConfig::preset(&config.preset)
+                    .unwrap_or_else(vortex_vram::HostConfig::rtx3060_12gb),
+            ),
         };
     }
     tracing::info!(target: "vortex", config = %path, "vortex starting");
@@ -209,7 +221,7 @@ fn real_main() -> Result<()> {
         .build()
         .context("could not start the tokio runtime")?;
     match cli.command {
-        Command::Plan { svg } => plan(&config, svg.as_deref()),
+        Command::Plan { svg, json } => plan(&config, svg.as_deref(), json),
         Command::Doctor { json } => {
             let report = runtime.block_on(vortex_pipeline::doctor::doctor(config));
             if json {
@@ -288,27 +300,24 @@ fn real_main() -> Result<()> {
     }
 }
 
-fn plan(config: &Config, svg: Option<&Path>) -> Result<()> {
+fn plan(config: &Config, svg: Option<&Path>, json: bool) -> Result<()> {
     let capacity = match &config.device {
         DeviceKind::Host(host) => host.capacity,
         DeviceKind::Cuda { .. } => backend_for(config)?.total_memory()?,
     };
     let models = config.build_models();
-    let plan = config.plan(&models, capacity);
+    let doc = PlanDoc::new(config, config.plan(&models, capacity));
+    let plan = &doc.vram;
     let mut err = std::io::stderr().lock();
-    writeln!(err, "{plan}\n")?;
-    writeln!(err, "{}\n", config.time_plan())?;
-    writeln!(err, "stage implementations:")?;
-    for (stage, implementation) in StageSet::planned(&config.weight_sources()).iter() {
-        writeln!(
-            err,
-            "  {:<7} ({:<12}) {implementation}",
-            stage,
-            stage.model()
-        )?;
+    if json {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &doc).context("could not write the plan")?;
+        writeln!(out)?;
+    } else {
+        write!(err, "{doc}")?;
     }
     if let Some(svg) = svg {
-        std::fs::write(svg, plan_svg(&plan))
+        std::fs::write(svg, plan_svg(plan))
             .with_context(|| format!("could not write {}", svg.display()))?;
         writeln!(err, "\nVRAM layout drawn to {}", svg.display())?;
     }

@@ -13,6 +13,7 @@ use vortex_models::compute::{
     Implementation, Recipe, SpeechTiming, StageContext, VideoInputs, VideoStage,
 };
 use vortex_models::cost::TimePlan;
+use vortex_models::physics::Rate;
 use vortex_models::stage::{Stage, StageMap};
 use vortex_registry::{InitError, ModelRegistry, OutputBuffers, Placement, VramPlan};
 use vortex_runtime::Terminator;
@@ -479,6 +480,17 @@ fn check_plans(config: &Config, plan: &VramPlan, backend: &dyn Backend) -> Resul
             critical_path_s = time_plan.critical_path.as_secs_f64(),
             deadline_s = time_plan.deadline.as_secs_f64(),
             "the cost profile cannot meet the slot deadline"
+        );
+    }
+    if let Some(floors) = config.floors(Rate::Fp16Acc16)
+        && floors.critical_path_s > time_plan.deadline.as_secs_f64()
+    {
+        tracing::warn!(
+            target: "vortex_pipeline",
+            device = floors.device.name,
+            floor_s = floors.critical_path_s,
+            deadline_s = time_plan.deadline.as_secs_f64(),
+            "at its peak rates the card cannot meet the slot deadline: the critical path's floor is above it (`vortex plan` says what would change it)"
         );
     }
     Ok(())

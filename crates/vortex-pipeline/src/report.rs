@@ -1,6 +1,7 @@
 //! The documents Vortex shows the outside, in one place: every HTTP body and error
 //! ([`ApiError`], [`HealthDoc`], [`ReadyDoc`], [`VramDoc`], [`SlotAccepted`],
-//! [`SlotStatusDoc`]), each slot's [`Manifest`] and `vortex run`'s [`RunSummary`].
+//! [`SlotStatusDoc`]), each slot's [`Manifest`], `vortex run`'s [`RunSummary`] and `vortex
+//! plan`'s [`PlanDoc`] (with the time plan, [`TimePlanDoc`]).
 //!
 //! Internal types are not serialized as they are: these are built from them and say what an
 //! operator reads — bytes as integers with the unit in the key's doc, times in milliseconds,
@@ -11,12 +12,16 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde::Serialize;
+use vortex_models::choose::StageSet;
 use vortex_models::compute::{Implementation, ImplementationKind, Recipe};
+use vortex_models::physics::{Compute, CountedWork, DevicePeaks, Floor, FrameBudget, Per, Rate};
 use vortex_models::stage::{Stage, StageMap};
+use vortex_registry::VramPlan;
 use vortex_vram::{
     Arena, ArenaStats, Bytes, DeviceHealth, UsageReport, VramMonitor, VramSnapshot, VramTracker,
 };
 
+use crate::config::Config;
 use crate::output::{SlotFile, VideoFormat};
 use crate::pipeline::{ClipScores, GenerationResult, StageTimings, Verdict, VortexPipeline};
 
@@ -735,6 +740,560 @@ impl fmt::Display for RunSummary {
     }
 }
 
+/// `vortex plan`'s document: the VRAM plan, the time plan (the profile's targets beside the
+/// device's floors) and what runs each stage; printed for people by its `Display` and as JSON
+/// by `vortex plan --json`, from the same value.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanDoc {
+    /// The VRAM plan (vortex-registry's `VramPlan`, serialized as that crate defines it:
+    /// bytes as integers).
+    pub vram: VramPlan,
+    /// The time plan.
+    pub time: TimePlanDoc,
+    /// What would run each stage (nothing is loaded to plan).
+    pub implementations: StageMap<ImplementationDoc>,
+}
+
+impl PlanDoc {
+    /// The document of `config` with its VRAM plan `vram`.
+    pub fn new(config: &Config, vram: VramPlan) -> Self {
+        PlanDoc {
+            vram,
+            time: TimePlanDoc::new(config),
+            implementations: StageSet::planned(&config.weight_sources())
+                .as_ref()
+                .map(|_, i| ImplementationDoc::from(i)),
+        }
+    }
+}
+
+impl fmt::Display for PlanDoc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}\n", self.vram)?;
+        writeln!(f, "{}\n", self.time)?;
+        writeln!(f, "stage implementations:")?;
+        for (stage, implementation) in self.implementations.iter() {
+            writeln!(
+                f,
+                "  {:<7} ({:<12}) {}",
+                stage,
+                stage.model(),
+                implementation.detail
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The time plan: per stage the cost profile's figure (a target, for `seed-targets`) beside
+/// the work the stage must do and the least time the configured card can do it in.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimePlanDoc {
+    /// The cost profile whose figures are the targets (`[timing] cost_profile`).
+    pub profile: &'static str,
+    /// The GPU the profile's figures are for.
+    pub profile_gpu: &'static str,
+    /// The slot deadline, milliseconds.
+    pub deadline_ms: f64,
+    /// The slot planned, and the one the work was counted at.
+    pub slot: SlotShapeDoc,
+    /// `[device] host_preset`.
+    pub preset: String,
+    /// The card the floors are for; `null` when the device table has no card by that preset
+    /// (no floors then).
+    pub device: Option<PeaksDoc>,
+    /// Per stage, by label.
+    pub stages: StageMap<StageTimeDoc>,
+    /// The profile's critical path (audio ‖ actor, then video, then clip_b ‖ clip_l),
+    /// milliseconds.
+    pub critical_path_target_ms: f64,
+    /// The floors' critical path; `null` without a device.
+    pub floor: Option<PathFloorDoc>,
+}
+
+/// A slot's shapes: the one planned and the one the work was counted at.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SlotShapeDoc {
+    /// Seconds of speech and video.
+    pub seconds: u64,
+    /// Frames a second.
+    pub fps: u64,
+    /// Video frames.
+    pub frames: u64,
+    /// Frames CLIP verifies.
+    pub verified_frames: u64,
+    /// Side of the frames and the actor image, pixels.
+    pub image_size: u64,
+    /// The counted slot: seconds, frames, verified frames and image size as above, and
+    /// FLUX's steps. The work scales from it with the seconds (Kokoro), the frames
+    /// (LivePortrait's per-frame graphs) and the verified frames (CLIP's image tower); the
+    /// image size and the steps stay as counted.
+    pub counted: CountedSlotDoc,
+}
+
+/// The slot `data/work/slot_work.json` was counted at.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CountedSlotDoc {
+    /// Seconds.
+    pub seconds: u64,
+    /// Frames a second.
+    pub fps: u64,
+    /// Frames.
+    pub frames: u64,
+    /// Verified frames.
+    pub verified_frames: u64,
+    /// Image side, pixels.
+    pub image_size: u64,
+    /// FLUX's denoising steps.
+    pub flux_steps: u64,
+}
+
+/// A card's dense peak rates (`null`: no such tensor path) and which one the floors take.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PeaksDoc {
+    /// Its preset.
+    pub preset: &'static str,
+    /// Its name.
+    pub name: &'static str,
+    /// Tensor fp16, fp16 accumulate, TFLOP/s.
+    pub fp16_acc16_tflops: Option<f64>,
+    /// Tensor fp16/bf16, fp32 accumulate, TFLOP/s.
+    pub fp16_acc32_tflops: Option<f64>,
+    /// Tensor INT8, TOPS.
+    pub int8_tops: Option<f64>,
+    /// Tensor INT4, TOPS.
+    pub int4_tops: Option<f64>,
+    /// fp32 without tensor cores, TFLOP/s.
+    pub fp32_tflops: f64,
+    /// Memory bandwidth, GB/s.
+    pub bandwidth_gbs: f64,
+    /// The rate the float stages' floors take (`fp16_acc16`: the card's fastest fp16 rate,
+    /// so the floors are optimistic; ONNX Runtime's fp16 GEMMs accumulate in fp32).
+    pub fp16_rate: &'static str,
+}
+
+/// One stage of the time plan.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct StageTimeDoc {
+    /// The cost profile's figure, milliseconds.
+    pub target_ms: f64,
+    /// Multiply-adds in the slot.
+    pub macs: u64,
+    /// Operations: 2 × `macs` (floating-point, or integer for an int8 stage).
+    pub flop: u64,
+    /// Elementwise operations (not in the floor).
+    pub elementwise: u64,
+    /// Weight bytes read in the slot, at the precision the plan's path reads them (fp16;
+    /// FLUX's shipped 4-bit; Kokoro's int8 graph).
+    pub weight_bytes: u64,
+    /// `"fp16"` or `"int8"`.
+    pub compute: &'static str,
+    /// Whether the stage runs on the CPU (Kokoro's int8 graph): its floor is then the GPU's,
+    /// a bound it cannot reach there.
+    pub on_cpu: bool,
+    /// The floor on the card; `null` without a device.
+    pub floor: Option<StageFloorDoc>,
+}
+
+/// One stage's floor.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct StageFloorDoc {
+    /// The rate taken (`fp16_acc16`, `int8`, ...).
+    pub rate: &'static str,
+    /// That rate, tera-operations a second.
+    pub rate_tops: f64,
+    /// Operations / rate, milliseconds.
+    pub compute_ms: f64,
+    /// Weight bytes / bandwidth, milliseconds.
+    pub memory_ms: f64,
+    /// The larger, milliseconds.
+    pub floor_ms: f64,
+    /// `"compute"` or `"memory"`.
+    pub bound: &'static str,
+    /// The floor with fp16 accumulated in fp32 (ONNX Runtime's cuBLAS default),
+    /// milliseconds.
+    pub floor_fp32_acc_ms: f64,
+    /// Whether the profile's figure is below the floor (a target no card can meet).
+    pub target_below_floor: bool,
+}
+
+/// The critical path's floor against the deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PathFloorDoc {
+    /// Over the stages' floors, milliseconds.
+    pub floor_ms: f64,
+    /// The same with fp16 accumulated in fp32, milliseconds.
+    pub floor_fp32_acc_ms: f64,
+    /// Whether the floor fits the deadline.
+    pub fits: bool,
+    /// Floor / deadline: the share of the card's peak the critical path must average to
+    /// meet the deadline (above 1: no efficiency can).
+    pub needed_efficiency: f64,
+    /// What the deadline leaves the video stage, and what that affords.
+    pub video: VideoDemandDoc,
+}
+
+/// What the deadline demands of the video stage.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct VideoDemandDoc {
+    /// The video stage's operations in the slot.
+    pub flop: u64,
+    /// Operations a frame (warping + SPADE and the small per-frame networks).
+    pub flop_per_frame: u64,
+    /// SPADE's share of a frame's multiply-adds.
+    pub spade_share: f64,
+    /// The rate taken, tera-operations a second.
+    pub rate_tops: f64,
+    /// The video stage's floor, milliseconds.
+    pub floor_ms: f64,
+    /// The most the deadline leaves it when every other stage takes its floor,
+    /// milliseconds.
+    pub share_ms: f64,
+    /// Operations a frame that share affords for the slot's frames at the peak rate.
+    pub max_flop_per_frame: f64,
+    /// Whole frames at today's cost it affords.
+    pub max_full_frames: f64,
+    /// Those a second of video.
+    pub max_frames_per_second: f64,
+    /// The video floor at the card's INT8 rate (weights in 8 bits); `null` without one,
+    /// milliseconds.
+    pub int8_floor_ms: Option<f64>,
+}
+
+impl TimePlanDoc {
+    /// The time plan of `config`.
+    pub fn new(config: &Config) -> Self {
+        let plan = config.time_plan();
+        let work = CountedWork::shipped();
+        let slot = config.slot_work();
+        let floors = config.floors(Rate::Fp16Acc16);
+        let floors32 = config.floors(Rate::Fp16Acc32);
+        let ms = |s: f64| s * 1e3;
+        let stages = StageMap::from_fn(|stage| {
+            let w = work.work(stage, slot);
+            let target_ms = plan.stages[stage].as_secs_f64() * 1e3;
+            StageTimeDoc {
+                target_ms,
+                macs: w.macs.round() as u64,
+                flop: w.flop().round() as u64,
+                elementwise: w.elementwise.round() as u64,
+                weight_bytes: w.weight_bytes.round() as u64,
+                compute: match w.compute {
+                    Compute::Fp16 => "fp16",
+                    Compute::Int8 => "int8",
+                },
+                on_cpu: w.on_cpu,
+                floor: floors.as_ref().zip(floors32.as_ref()).map(|(f, f32)| {
+                    let s = &f.stages[stage];
+                    StageFloorDoc {
+                        rate: s.rate.as_str(),
+                        rate_tops: s.ops_per_s / 1e12,
+                        compute_ms: ms(s.floor.compute_s),
+                        memory_ms: ms(s.floor.memory_s),
+                        floor_ms: ms(s.floor.seconds()),
+                        bound: if s.floor.compute_bound() {
+                            "compute"
+                        } else {
+                            "memory"
+                        },
+                        floor_fp32_acc_ms: ms(f32.stages[stage].floor.seconds()),
+                        target_below_floor: target_ms < ms(s.floor.seconds()),
+                    }
+                }),
+            }
+        });
+        let deadline_s = config.timing.deadline.as_secs_f64();
+        let floor = floors.as_ref().zip(floors32.as_ref()).map(|(f, f32)| {
+            let video = &f.stages[Stage::Video];
+            let share_s = f.video_share(deadline_s);
+            let frame_ops = 2.0 * work.macs_per(Stage::Video, Per::Frame);
+            let budget = FrameBudget::new(
+                share_s,
+                video.ops_per_s,
+                2.0 * work.macs_per(Stage::Video, Per::Slot),
+                frame_ops,
+                slot.frames,
+                slot.seconds,
+            );
+            let int8_floor_ms = f.device.rate(Rate::Int8).map(|int8| {
+                ms(Floor::of(
+                    video.work.flop(),
+                    video.work.weight_bytes / 2.0,
+                    int8,
+                    f.device.bandwidth(),
+                )
+                .seconds())
+            });
+            PathFloorDoc {
+                floor_ms: ms(f.critical_path_s),
+                floor_fp32_acc_ms: ms(f32.critical_path_s),
+                fits: f.critical_path_s <= deadline_s,
+                needed_efficiency: f.critical_path_s / deadline_s,
+                video: VideoDemandDoc {
+                    flop: video.work.flop().round() as u64,
+                    flop_per_frame: frame_ops.round() as u64,
+                    spade_share: work.frame.spade_macs
+                        / (work.frame.warping_macs + work.frame.spade_macs),
+                    rate_tops: video.ops_per_s / 1e12,
+                    floor_ms: ms(video.floor.seconds()),
+                    share_ms: ms(share_s),
+                    max_flop_per_frame: budget.ops_per_frame,
+                    max_full_frames: budget.full_frames,
+                    max_frames_per_second: budget.full_frames_per_second,
+                    int8_floor_ms,
+                },
+            }
+        });
+        let counted = work.slot;
+        TimePlanDoc {
+            profile: plan.profile,
+            profile_gpu: config.timing.profile.gpu,
+            deadline_ms: ms(deadline_s),
+            slot: SlotShapeDoc {
+                seconds: slot.seconds,
+                fps: config.buffers.fps,
+                frames: slot.frames,
+                verified_frames: slot.verified_frames,
+                image_size: config.buffers.image_size,
+                counted: CountedSlotDoc {
+                    seconds: counted.seconds,
+                    fps: counted.fps,
+                    frames: counted.frames,
+                    verified_frames: counted.verified_frames,
+                    image_size: counted.image,
+                    flux_steps: counted.flux_steps,
+                },
+            },
+            preset: config.preset.clone(),
+            device: config.device_peaks().map(|d| PeaksDoc {
+                preset: d.preset,
+                name: d.name,
+                fp16_acc16_tflops: d.fp16_acc16_tflops,
+                fp16_acc32_tflops: d.fp16_acc32_tflops,
+                int8_tops: d.int8_tops,
+                int4_tops: d.int4_tops,
+                fp32_tflops: d.fp32_tflops,
+                bandwidth_gbs: d.bandwidth_gbs,
+                fp16_rate: Rate::Fp16Acc16.as_str(),
+            }),
+            stages,
+            critical_path_target_ms: ms(plan.critical_path.as_secs_f64()),
+            floor,
+        }
+    }
+}
+
+/// Seconds from milliseconds, as the plan prints them (milliseconds under 0.1 s).
+fn secs(ms: f64) -> String {
+    if ms.abs() < 100.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{:.2} s", ms / 1e3)
+    }
+}
+
+/// Tera-operations, with the precision their size needs.
+fn tera(ops: f64) -> String {
+    let t = ops / 1e12;
+    if t >= 100.0 {
+        format!("{t:.1}")
+    } else if t >= 1.0 {
+        format!("{t:.2}")
+    } else {
+        format!("{t:.3}")
+    }
+}
+
+/// A count with thousands separators (1,080).
+fn thousands(n: f64) -> String {
+    let digits = format!("{:.0}", n.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The time plan as `vortex plan` prints it.
+impl fmt::Display for TimePlanDoc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rate_name = |rate: &str| match rate {
+            "fp16_acc16" => Rate::Fp16Acc16,
+            "fp16_acc32" => Rate::Fp16Acc32,
+            "int8" => Rate::Int8,
+            "int4" => Rate::Int4,
+            _ => Rate::Fp32,
+        };
+        match &self.device {
+            Some(d) => writeln!(
+                f,
+                "time plan: the profile's figures ({}, for {}: targets, not measurements) beside each stage's work and its floor on {} ({}), the least time its peak rates allow:",
+                self.profile, self.profile_gpu, d.name, d.preset
+            )?,
+            None => writeln!(
+                f,
+                "time plan: the profile's figures ({}, for {}: targets, not measurements) beside each stage's work; no floor: [device] host_preset = {:?} is not a card the device table knows ({})",
+                self.profile,
+                self.profile_gpu,
+                self.preset,
+                DevicePeaks::presets().collect::<Vec<_>>().join(", ")
+            )?,
+        }
+        writeln!(
+            f,
+            "  stage                   target  work TFLOP  weights read     floor               bound    rate"
+        )?;
+        let rows = [
+            (Stage::Audio, "audio (kokoro)", "┐ concurrent"),
+            (Stage::Actor, "actor (flux)", "┘"),
+            (Stage::Video, "video (liveportrait)", ""),
+            (Stage::ClipB, "verify (clip_b)", "┐ concurrent"),
+            (Stage::ClipL, "verify (clip_l)", "┘"),
+        ];
+        for (stage, label, bracket) in rows {
+            let s = &self.stages[stage];
+            let (floor, bound, rate) = match &s.floor {
+                Some(fl) => (
+                    secs(fl.floor_ms),
+                    fl.bound,
+                    format!(
+                        "{} {:.1} {}",
+                        fl.rate,
+                        fl.rate_tops,
+                        rate_name(fl.rate).unit()
+                    ),
+                ),
+                None => ("-".to_owned(), "", String::new()),
+            };
+            let mut notes = String::new();
+            if s.on_cpu {
+                notes.push_str(
+                    "; runs on the CPU: the GPU's floor is a bound it cannot reach there",
+                );
+            }
+            if s.floor.is_some_and(|fl| fl.target_below_floor) {
+                notes.push_str("; the target is below the floor");
+            }
+            writeln!(
+                f,
+                "  {label:<21} {:>8} {:>11} {:>10.2} GB {floor:>9}  {bracket:<12} {bound:<8} {rate}{notes}",
+                secs(s.target_ms),
+                tera(s.flop as f64),
+                s.weight_bytes as f64 / 1e9,
+            )?;
+        }
+        let deadline = secs(self.deadline_ms);
+        let over = self.critical_path_target_ms - self.deadline_ms;
+        write!(
+            f,
+            "  targets ({}): critical path {} against a deadline of {deadline}: {}",
+            self.profile,
+            secs(self.critical_path_target_ms),
+            if over <= 0.0 {
+                format!("meets it with {} to spare", secs(-over))
+            } else {
+                format!(
+                    "misses it by {}; choose a faster profile or device, fewer frames, or a longer deadline",
+                    secs(over)
+                )
+            }
+        )?;
+        if let (Some(d), Some(fl)) = (&self.device, &self.floor) {
+            let v = &fl.video;
+            let video_rate = self.stages[Stage::Video]
+                .floor
+                .map_or(Rate::Fp16Acc16, |s| rate_name(s.rate));
+            write!(
+                f,
+                "\n  floor on {}: critical path {} against a deadline of {deadline}: ",
+                d.name,
+                secs(fl.floor_ms)
+            )?;
+            if fl.fits {
+                write!(
+                    f,
+                    "fits, if the stages on it average at least {:.0}% of the card's peak",
+                    fl.needed_efficiency * 100.0
+                )?;
+            } else {
+                write!(
+                    f,
+                    "the floor alone misses it by {}: no efficiency can meet this deadline on this card",
+                    secs(fl.floor_ms - self.deadline_ms)
+                )?;
+                write!(
+                    f,
+                    "\n  the video stage alone: {} TFLOP ({} frames × {:.3} TFLOP) at {:.1} {} ({}) takes at least {}",
+                    tera(v.flop as f64),
+                    thousands(self.slot.frames as f64),
+                    v.flop_per_frame as f64 / 1e12,
+                    v.rate_tops,
+                    video_rate.unit(),
+                    video_rate.label(),
+                    secs(v.floor_ms)
+                )?;
+                write!(
+                    f,
+                    "\n  what the deadline demands: with every other stage at its floor, video has at most {}: at most {} TFLOP a frame at the card's peak (a frame is {:.3}), or {} full frames ({:.1} a second of video, against {})",
+                    secs(v.share_ms),
+                    tera(v.max_flop_per_frame),
+                    v.flop_per_frame as f64 / 1e12,
+                    thousands(v.max_full_frames),
+                    v.max_frames_per_second,
+                    self.slot.fps
+                )?;
+                let int8 = v.int8_floor_ms.map_or(String::new(), |ms| {
+                    format!(
+                        " INT8 ({:.0} TOPS: the video floor becomes {}),",
+                        d.int8_tops.unwrap_or(0.0),
+                        secs(ms)
+                    )
+                });
+                write!(
+                    f,
+                    "\n  what would change it: fewer frames a second ({:.0} or fewer at this size), a smaller output (the SPADE generator, which upsamples to the frame, is {:.0}% of a frame's work),{int8} a smaller or distilled generator, a longer deadline",
+                    v.max_frames_per_second.floor(),
+                    v.spade_share * 100.0
+                )?;
+            }
+            write!(
+                f,
+                "\n  rates: the floors take {} ({}), the card's fastest fp16 rate, so they are optimistic: ONNX Runtime's fp16 GEMMs accumulate in fp32 by default (cuBLAS COMPUTE_32F: {}), where the critical path's floor is {}",
+                Rate::Fp16Acc16.label(),
+                d.fp16_acc16_tflops
+                    .map_or("-".to_owned(), |t| format!("{t:.1} TFLOP/s")),
+                d.fp16_acc32_tflops
+                    .map_or("-".to_owned(), |t| format!("{t:.1} TFLOP/s")),
+                secs(fl.floor_fp32_acc_ms)
+            )?;
+        }
+        let c = &self.slot.counted;
+        write!(
+            f,
+            "\n  work: counted from the graphs (data/work/slot_work.json) at {} s, {} fps, {}², {} verified frames and FLUX's {} steps, scaled to this slot's {} s, {} frames and {} verified frames{}; weights read at the precision the GPU path reads them (fp16, FLUX's 4-bit, Kokoro's int8), activations' traffic and elementwise work not in the floor",
+            c.seconds,
+            c.fps,
+            c.image_size,
+            c.verified_frames,
+            c.flux_steps,
+            self.slot.seconds,
+            thousands(self.slot.frames as f64),
+            self.slot.verified_frames,
+            if self.slot.image_size == c.image_size {
+                String::new()
+            } else {
+                format!(
+                    " (not to its {}² images: the networks' work at another size is not counted)",
+                    self.slot.image_size
+                )
+            }
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -819,6 +1378,82 @@ mod tests {
             "unscored",
             "no score, no verdict"
         );
+    }
+
+    fn time_plan(preset: &str) -> TimePlanDoc {
+        let mut config = Config::shipped();
+        config.preset = preset.to_owned();
+        TimePlanDoc::new(&config)
+    }
+
+    /// On the shipped RTX 3060 the video stage's floor alone (1.33 PFLOP at 51 TFLOP/s,
+    /// about 26 s) is past the 15 s deadline: the plan says so with the numbers, what the
+    /// deadline leaves the video and what would change it, beside the seed's targets.
+    #[test]
+    fn the_rtx3060_plan_says_the_deadline_cannot_be_met() {
+        let doc = time_plan("rtx3060-12gb");
+        let video = doc.stages[Stage::Video].floor.unwrap();
+        assert_eq!(video.rate, "fp16_acc16");
+        assert!((video.floor_ms - 26_130.0).abs() < 100.0, "{video:?}");
+        assert!(video.target_below_floor, "the seed's 2.12 s is a wish");
+        let floor = doc.floor.unwrap();
+        assert!(!floor.fits && floor.needed_efficiency > 1.0);
+        let text = doc.to_string();
+        for expected in [
+            "targets (seed-targets): critical path 14.30 s against a deadline of 15.00 s: meets it with 0.70 s to spare",
+            "floor on RTX 3060 12 GiB: critical path 27.64 s against a deadline of 15.00 s: the floor alone misses it by 12.64 s: no efficiency can meet this deadline on this card",
+            "the video stage alone: 1332.6 TFLOP (1,080 frames × 1.234 TFLOP) at 51.0 TFLOP/s (fp16 tensor, fp16 accumulate) takes at least 26.13 s",
+            "video has at most 13.49 s: at most 0.637 TFLOP a frame at the card's peak (a frame is 1.234), or 557 full frames (12.4 a second of video, against 24)",
+            "INT8 (102 TOPS: the video floor becomes 13.06 s)",
+            "fp16 GEMMs accumulate in fp32 by default (cuBLAS COMPUTE_32F: 25.5 TFLOP/s), where the critical path's floor is 55.28 s",
+            "the target is below the floor",
+            "runs on the CPU",
+        ] {
+            assert!(
+                text.contains(expected),
+                "{expected:?} missing from:\n{text}"
+            );
+        }
+        // The JSON is the same value.
+        let json = serde_json::to_value(&doc).unwrap();
+        assert_eq!(json["floor"]["video"]["max_full_frames"], 557.0);
+        assert_eq!(json["stages"]["video"]["floor"]["bound"], "compute");
+        assert_eq!(json["device"]["fp16_rate"], "fp16_acc16");
+    }
+
+    /// A card whose floor fits says how close to its peak the stages must run.
+    #[test]
+    fn a_card_whose_floor_fits_says_what_efficiency_it_needs() {
+        let doc = time_plan("h100-80gb");
+        let floor = doc.floor.unwrap();
+        assert!(floor.fits, "{floor:?}");
+        let text = doc.to_string();
+        assert!(
+            text.contains(&format!(
+                "fits, if the stages on it average at least {:.0}% of the card's peak",
+                floor.needed_efficiency * 100.0
+            )),
+            "{text}"
+        );
+        assert!(!text.contains("no efficiency"), "{text}");
+    }
+
+    /// An unknown preset gives the work without a floor, and says why; no panic.
+    #[test]
+    fn an_unknown_card_has_no_floor() {
+        let doc = time_plan("rtx5090-32gb");
+        assert!(doc.device.is_none() && doc.floor.is_none());
+        assert!(
+            doc.stages
+                .iter()
+                .all(|(_, s)| s.floor.is_none() && s.flop > 0)
+        );
+        let text = doc.to_string();
+        assert!(
+            text.contains("no floor: [device] host_preset = \"rtx5090-32gb\" is not a card the device table knows (rtx3060-12gb, rtx3090-24gb, rtx4090-24gb, a100-80gb, h100-80gb)"),
+            "{text}"
+        );
+        assert!(text.contains("critical path 14.30 s"), "{text}");
     }
 
     #[test]

@@ -183,6 +183,32 @@ fn plan_prints_both_plans_and_draws_the_layout() {
     );
     let drawn = std::fs::read_to_string(svg).unwrap();
     assert!(drawn.starts_with("<svg") && drawn.contains("flux") && drawn.contains("hard 11.50 GB"));
+    // The time plan: the seed's figures as targets beside the RTX 3060's floors.
+    assert!(
+        stderr.contains("targets (seed-targets): critical path 14.30 s")
+            && stderr.contains("floor on RTX 3060 12 GiB: critical path 27.64 s")
+            && stderr.contains("no efficiency can meet this deadline on this card"),
+        "{stderr}"
+    );
+
+    // --json: the same document on stdout, alone (the log lines go to stderr).
+    let output = vortex(&["plan", "--json"]);
+    assert!(output.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(doc["vram"]["device_capacity"], 12_884_901_888u64, "{doc}");
+    assert_eq!(doc["time"]["critical_path_target_ms"], 14_300.0);
+    assert_eq!(doc["time"]["device"]["preset"], "rtx3060-12gb");
+    assert_eq!(doc["time"]["floor"]["fits"], false);
+    assert_eq!(
+        doc["time"]["stages"]["video"]["floor"]["rate"],
+        "fp16_acc16"
+    );
+    assert_eq!(
+        doc["implementations"]["audio"]["kind"], "network",
+        "{}",
+        doc["implementations"]
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("\"level\":\"INFO\""));
 }
 
 #[test]

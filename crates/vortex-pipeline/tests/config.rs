@@ -390,6 +390,7 @@ mod hostile {
                 let _ = plan.check();
                 let _ = plan.to_string();
                 let _ = config.time_plan().to_string();
+                let _ = vortex_pipeline::report::TimePlanDoc::new(&config).to_string();
             }
         }
     }

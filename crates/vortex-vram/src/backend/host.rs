@@ -25,8 +25,15 @@ pub struct HostConfig {
 }
 
 impl HostConfig {
-    /// Names of the capacity presets [`HostConfig::preset`] knows.
-    pub const PRESETS: &'static [&'static str] = &["rtx3060-12gb"];
+    /// Names of the capacity presets [`HostConfig::preset`] knows: the cards the time plan
+    /// has peak rates for (`vortex_models::physics::DevicePeaks`), each at its nominal memory.
+    pub const PRESETS: &'static [&'static str] = &[
+        "rtx3060-12gb",
+        "rtx3090-24gb",
+        "rtx4090-24gb",
+        "a100-80gb",
+        "h100-80gb",
+    ];
 
     /// An RTX 3060 12 GiB: 12,884,901,888 bytes, no context overhead.
     pub fn rtx3060_12gb() -> Self {
@@ -39,10 +46,18 @@ impl HostConfig {
 
     /// A preset by name, or `None` if there is no such preset (see [`HostConfig::PRESETS`]).
     pub fn preset(name: &str) -> Option<Self> {
-        match name {
-            "rtx3060-12gb" => Some(Self::rtx3060_12gb()),
-            _ => None,
-        }
+        const GIB: u64 = 1 << 30;
+        let capacity = match name {
+            "rtx3060-12gb" => return Some(Self::rtx3060_12gb()),
+            "rtx3090-24gb" | "rtx4090-24gb" => 24 * GIB,
+            "a100-80gb" | "h100-80gb" => 80 * GIB,
+            _ => return None,
+        };
+        Some(HostConfig {
+            name: name.to_owned(),
+            capacity,
+            context_overhead: 0,
+        })
     }
 
     /// The same device with `bytes` held by the context.
@@ -348,6 +363,19 @@ impl Backend for HostBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_preset_is_known_by_its_name() {
+        for name in HostConfig::PRESETS {
+            assert_eq!(HostConfig::preset(name).unwrap().name, *name);
+        }
+        assert_eq!(
+            HostConfig::preset("rtx4090-24gb").unwrap().capacity,
+            24 << 30
+        );
+        assert_eq!(HostConfig::preset("h100-80gb").unwrap().capacity, 80 << 30);
+        assert!(HostConfig::preset("rtx5090").is_none());
+    }
 
     #[test]
     fn reserving_most_of_the_card_costs_nothing_until_touched() {
