@@ -4,6 +4,7 @@
 //! [`progress`]) and summaries go to stderr.
 
 mod progress;
+mod soak;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -96,6 +97,29 @@ enum Command {
         /// Print the report as JSON on stdout instead of the table on stderr.
         #[arg(long)]
         json: bool,
+    },
+    /// Generate slots back to back (each written under --out, the newest --keep kept) and
+    /// append the process's resources to a CSV every --every slots: what `cargo xtask soak`
+    /// runs and judges.
+    Soak {
+        /// How many slots.
+        #[arg(long, default_value_t = 1000)]
+        slots: u64,
+        /// A sample every this many slots (and one after load, one after the last).
+        #[arg(long, default_value_t = 100)]
+        every: u64,
+        /// Slot folders kept under --out.
+        #[arg(long, default_value_t = 10)]
+        keep: usize,
+        /// Where the slots go (DIR/slot-NNNN/).
+        #[arg(long, value_name = "DIR", default_value = "soak-slots")]
+        out: PathBuf,
+        /// The samples, as CSV.
+        #[arg(long, value_name = "FILE", default_value = "soak.csv")]
+        csv: PathBuf,
+        /// What the actor says in every slot.
+        #[arg(long, default_value = "Hello there.")]
+        script: String,
     },
     /// Keep the pipeline up and serve /health, /ready, /metrics, /vram, POST /slots (one
     /// running, `[server] queue` waiting), GET /slots and GET /slots/{id}[/{file}]. SIGTERM:
@@ -276,6 +300,27 @@ fn real_main() -> Result<()> {
                 summary: summary.as_deref(),
             };
             runtime.block_on(run(config, &recipes, &files, progress.as_ref()))
+        }
+        Command::Soak {
+            slots,
+            every,
+            keep,
+            out,
+            csv,
+            script,
+        } => {
+            check_cache(&config, true)?;
+            let ffmpeg = check_out(&out, VideoFormat::Mp4, &config)?;
+            let soak = soak::Soak {
+                slots,
+                every,
+                keep: keep.max(1),
+                out,
+                csv,
+                script,
+                ffmpeg,
+            };
+            runtime.block_on(soak::soak(config, &soak))
         }
         Command::Serve {
             addr,
