@@ -16,6 +16,9 @@
 //! - `cargo xtask bench [--cuda] [--quick] [--slots N] [--no-criterion]`: the criterion
 //!   benchmarks and N end-to-end slots (on the GPU with --cuda when a device answers, else on
 //!   the host backend), written up in target/vortex-bench/report.md and report.json.
+//! - `cargo xtask soak --slots N [--every K] [--release] [--out DIR]`: N slots back to back
+//!   through `vortex soak` at small shapes, sampled every K slots (`soak.rs`); samples.csv and
+//!   samples.svg in target/soak/; fails when a series grows after warm-up beyond its band.
 
 use std::collections::BTreeSet;
 use std::env;
@@ -29,6 +32,7 @@ mod bench;
 mod bundle;
 mod emu;
 mod gpu_check;
+mod soak;
 
 fn main() -> Result<()> {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -119,6 +123,40 @@ fn main() -> Result<()> {
             }
             bench::bench(&options)
         }
+        Some("soak") => {
+            let mut options = soak::Options {
+                slots: 1000,
+                every: 100,
+                release: false,
+                out: None,
+            };
+            let mut rest = args[1..].iter();
+            let number = |v: Option<&String>, what: &str| -> Result<u64> {
+                v.and_then(|n| n.parse().ok())
+                    .filter(|&n| n > 0)
+                    .with_context(|| {
+                        format!("{what} needs a number above zero, such as {what} 300")
+                    })
+            };
+            while let Some(arg) = rest.next() {
+                match arg.as_str() {
+                    "--slots" => options.slots = number(rest.next(), "--slots")?,
+                    "--every" => options.every = number(rest.next(), "--every")?,
+                    "--release" => options.release = true,
+                    "--out" => {
+                        options.out = Some(
+                            rest.next()
+                                .map(PathBuf::from)
+                                .context("--out needs a folder, such as --out target/soak")?,
+                        )
+                    }
+                    other => bail!(
+                        "unknown soak option {other:?}: use --slots N, --every K, --release or --out DIR"
+                    ),
+                }
+            }
+            soak::soak(&options)
+        }
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
@@ -129,7 +167,9 @@ fn main() -> Result<()> {
                  gpu-check [--out DIR] [--config FILE] [--slots N]\n                  \
                  on a machine with an NVIDIA GPU: the CUDA provider's checks, report in target/gpu-check/\n  \
                  bench [--cuda] [--quick] [--slots N] [--no-criterion]\n                  \
-                 criterion benchmarks + N end-to-end slots, report in target/vortex-bench/"
+                 criterion benchmarks + N end-to-end slots, report in target/vortex-bench/\n  \
+                 soak --slots N [--every K] [--release] [--out DIR]\n                  \
+                 N slots back to back, resources sampled every K; samples.csv and .svg in target/soak/"
             );
             bail!("no task given, or an unknown one: {:?}", args.first());
         }

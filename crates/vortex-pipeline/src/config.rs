@@ -76,6 +76,59 @@ struct RawConfig {
     verify: RawVerify,
     #[serde(default)]
     output: RawOutput,
+    #[serde(default)]
+    server: RawServer,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    #[serde(default)]
+    probe_addr: Option<String>,
+    #[serde(default = "default_queue")]
+    queue: i64,
+    #[serde(default = "default_keep")]
+    keep: i64,
+}
+
+fn default_queue() -> i64 {
+    Server::default().queue as i64
+}
+
+fn default_keep() -> i64 {
+    Server::default().keep as i64
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            probe_addr: None,
+            queue: default_queue(),
+            keep: default_keep(),
+        }
+    }
+}
+
+/// What `vortex serve` holds (`[server]`, optional).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    /// A listener of its own for `/health`, `/ready` and `/metrics` (`vortex serve
+    /// --probe-addr` wins over it); `None`: the probes are served on the main port only.
+    pub probe_addr: Option<String>,
+    /// Recipes that wait behind the running slot; one more is refused with 429.
+    pub queue: usize,
+    /// Finished slots' folders kept under `--out`; the oldest is removed first.
+    pub keep: usize,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            probe_addr: None,
+            queue: 2,
+            keep: 100,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -259,6 +312,8 @@ pub struct Config {
     pub verify: Verify,
     /// How the slots' files are written (`[output]`, optional).
     pub output: Output,
+    /// What `vortex serve` holds (`[server]`, optional).
+    pub server: Server,
 }
 
 impl Config {
@@ -426,9 +481,11 @@ impl Config {
         let runtime = v.runtime(&raw.runtime, base)?;
         let verify = v.verify(&raw.verify)?;
         let output = v.output(&raw.output, base)?;
+        let server = v.server(&raw.server)?;
         Ok(Config {
             verify,
             output,
+            server,
             device,
             preset: raw.device.host_preset.clone(),
             context_reserve,
@@ -695,6 +752,37 @@ impl Validator<'_> {
             ));
         }
         Ok(bytes)
+    }
+
+    /// `[server]`: the probe listener, the queue and the folders kept.
+    fn server(&self, raw: &RawServer) -> Result<Server, ConfigError> {
+        let probe_addr = match raw.probe_addr.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(addr) if addr.parse::<std::net::SocketAddr>().is_ok() => Some(addr.to_owned()),
+            Some(addr) => {
+                return Err(self.err(
+                    "server.probe_addr",
+                    format!(
+                        "{addr:?} is not an address: write \"127.0.0.1:9401\" (an IP and a port)"
+                    ),
+                ));
+            }
+        };
+        let queue = u64::try_from(raw.queue)
+            .ok()
+            .filter(|&q| q <= 1024)
+            .ok_or_else(|| {
+                self.err(
+                    "server.queue",
+                    format!("{}: use 0 (no waiting) to 1024", raw.queue),
+                )
+            })?;
+        let keep = self.bounded("server.keep", raw.keep, 1_000_000)?;
+        Ok(Server {
+            probe_addr,
+            queue: queue as usize,
+            keep: keep as usize,
+        })
     }
 
     fn count(&self, key: &str, value: i64) -> Result<u64, ConfigError> {

@@ -220,7 +220,9 @@ fn environment(config: &Config) -> Vec<DoctorCheck> {
 }
 
 /// Whether `dir` can be created and written.
-fn writable(dir: &std::path::Path) -> Result<String, String> {
+/// Whether Vortex's cache folder `dir` can be made and written: `Ok` with what to set to move
+/// it, `Err` saying what to set. `vortex run` and `vortex serve` ask before any model loads.
+pub fn writable(dir: &std::path::Path) -> Result<String, String> {
     let probe: PathBuf = dir.join(format!(".doctor-{}", std::process::id()));
     std::fs::create_dir_all(dir)
         .and_then(|()| std::fs::write(&probe, b"ok"))

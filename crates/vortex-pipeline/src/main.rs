@@ -4,6 +4,7 @@
 //! [`progress`]) and summaries go to stderr.
 
 mod progress;
+mod soak;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,8 +14,10 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use vortex_models::weights::WeightSource;
 use vortex_pipeline::config::{Config, DeviceKind};
-use vortex_pipeline::http::{Limits, ServerState, serve_with};
-use vortex_pipeline::output::{Discard, Ffmpeg, MediaSink, SlotFiles, VideoFormat, plan_svg};
+use vortex_pipeline::http::{Limits, ServerState, serve_probes, serve_with};
+use vortex_pipeline::output::{
+    Discard, Ffmpeg, MediaSink, SlotFiles, VideoFormat, plan_svg, sweep_partial,
+};
 use vortex_pipeline::pipeline::backend_for;
 use vortex_pipeline::report::{PlanDoc, RunSummary, RunTally};
 use vortex_pipeline::{Recipe, Stage, VortexPipeline};
@@ -98,12 +101,40 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Keep the pipeline up and serve /health, /ready, /metrics, /vram, POST /slots and
-    /// GET /slots/{id}[/{file}].
+    /// Generate slots back to back (each written under --out, the newest --keep kept) and
+    /// append the process's resources to a CSV every --every slots: what `cargo xtask soak`
+    /// runs and judges.
+    Soak {
+        /// How many slots.
+        #[arg(long, default_value_t = 1000)]
+        slots: u64,
+        /// A sample every this many slots (and one after load, one after the last).
+        #[arg(long, default_value_t = 100)]
+        every: u64,
+        /// Slot folders kept under --out.
+        #[arg(long, default_value_t = 10)]
+        keep: usize,
+        /// Where the slots go (DIR/slot-NNNN/).
+        #[arg(long, value_name = "DIR", default_value = "soak-slots")]
+        out: PathBuf,
+        /// The samples, as CSV.
+        #[arg(long, value_name = "FILE", default_value = "soak.csv")]
+        csv: PathBuf,
+        /// What the actor says in every slot.
+        #[arg(long, default_value = "Hello there.")]
+        script: String,
+    },
+    /// Keep the pipeline up and serve /health, /ready, /metrics, /vram, POST /slots (one
+    /// running, `[server] queue` waiting), GET /slots and GET /slots/{id}[/{file}]. SIGTERM:
+    /// the running slot finishes, queued ones are cancelled, exit 0.
     Serve {
         /// Address to listen on. Anything but loopback needs a token (VORTEX_TOKEN).
         #[arg(long, default_value = "127.0.0.1:9400")]
         addr: String,
+        /// Also serve /health, /ready and /metrics on this address, with a connection budget
+        /// of their own [default: `[server] probe_addr`, else none].
+        #[arg(long, value_name = "ADDR")]
+        probe_addr: Option<String>,
         /// Where the slots' files go (DIR/slot-NNNN/).
         #[arg(long, value_name = "DIR", default_value = "slots")]
         out: PathBuf,
@@ -269,6 +300,7 @@ fn real_main() -> Result<()> {
             } else {
                 VideoFormat::Mp4
             };
+            check_cache(&config, out.is_some() && format == VideoFormat::Mp4)?;
             let ffmpeg = match &out {
                 Some(dir) => check_out(dir, format, &config)?,
                 None => None,
@@ -281,8 +313,30 @@ fn real_main() -> Result<()> {
             };
             runtime.block_on(run(config, &recipes, &files, progress.as_ref()))
         }
+        Command::Soak {
+            slots,
+            every,
+            keep,
+            out,
+            csv,
+            script,
+        } => {
+            check_cache(&config, true)?;
+            let ffmpeg = check_out(&out, VideoFormat::Mp4, &config)?;
+            let soak = soak::Soak {
+                slots,
+                every,
+                keep: keep.max(1),
+                out,
+                csv,
+                script,
+                ffmpeg,
+            };
+            runtime.block_on(soak::soak(config, &soak))
+        }
         Command::Serve {
             addr,
+            probe_addr,
             out,
             max_connections,
             idle_timeout,
@@ -295,7 +349,13 @@ fn real_main() -> Result<()> {
                 idle: std::time::Duration::from_secs_f64(idle_timeout),
                 ..Limits::default()
             };
-            runtime.block_on(serve_command(config, &addr, &out, limits, metrics))
+            let probe_addr = probe_addr.or_else(|| config.server.probe_addr.clone());
+            let listen = Listen {
+                addr: &addr,
+                probe_addr: probe_addr.as_deref(),
+                limits,
+            };
+            runtime.block_on(serve_command(config, &listen, &out, metrics))
         }
     }
 }
@@ -371,11 +431,36 @@ fn recipes_from(file: &Path) -> Result<Vec<Recipe>> {
     Ok(recipes)
 }
 
+/// Refuses a cache folder that cannot be written when this start-up needs it (a network's
+/// files, or the pinned ffmpeg for MP4s), before anything is fetched or any model loads.
+fn check_cache(config: &Config, mp4: bool) -> Result<()> {
+    let networks = config
+        .weight_sources()
+        .iter()
+        .any(|(_, source)| matches!(source, WeightSource::Network(_)));
+    let pinned_ffmpeg = mp4
+        && config.output.ffmpeg.is_none()
+        && std::env::var_os("VORTEX_FFMPEG").is_none_or(|v| v.is_empty());
+    if networks || pinned_ffmpeg {
+        let cache = vortex_runtime::fetch::cache_dir();
+        if let Err(err) = vortex_pipeline::doctor::writable(&cache) {
+            bail!("Vortex's cache folder {err} (checked before loading any model)");
+        }
+    }
+    Ok(())
+}
+
 /// Refuses an `--out` that cannot be written, before the models load and the first slot;
 /// for MP4s, finds (fetching it on the first run) and tries the ffmpeg that will encode them.
 fn check_out(dir: &Path, format: VideoFormat, config: &Config) -> Result<Option<Ffmpeg>> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("--out {}: cannot create the folder", dir.display()))?;
+    // A process killed in the middle of a slot leaves its `.partial` folder: never a slot.
+    for removed in sweep_partial(dir)
+        .with_context(|| format!("--out {}: cannot remove unfinished slots", dir.display()))?
+    {
+        tracing::warn!(target: "vortex", folder = %removed.display(), "removed an unfinished slot left by a process that stopped in its middle");
+    }
     let probe = dir.join(format!(".vortex-write-check-{}", std::process::id()));
     std::fs::write(&probe, b"")
         .with_context(|| format!("--out {}: cannot write there", dir.display()))?;
@@ -465,13 +550,20 @@ async fn run(
     Ok(())
 }
 
+/// Where `vortex serve` listens.
+struct Listen<'a> {
+    addr: &'a str,
+    probe_addr: Option<&'a str>,
+    limits: Limits,
+}
+
 async fn serve_command(
     config: Config,
-    addr: &str,
+    listen: &Listen<'_>,
     out: &Path,
-    limits: Limits,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
 ) -> Result<()> {
+    let addr = listen.addr;
     let token = std::env::var("VORTEX_TOKEN").ok().filter(|t| !t.is_empty());
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -482,14 +574,39 @@ async fn serve_command(
             "--addr {addr} is reachable from other machines: set VORTEX_TOKEN to the bearer token clients must send, or listen on 127.0.0.1"
         );
     }
+    let probes = match listen.probe_addr {
+        Some(probe_addr) => Some(
+            tokio::net::TcpListener::bind(probe_addr)
+                .await
+                .with_context(|| {
+                    format!("could not listen on {probe_addr}: pick another with --probe-addr or [server] probe_addr")
+                })?,
+        ),
+        None => None,
+    };
+    check_cache(&config, true)?;
     let ffmpeg = check_out(out, VideoFormat::Mp4, &config)?;
     let mut state = ServerState::new(Box::new(move || metrics.render()));
     state.out = out.to_owned();
     state.token = token;
     state.ffmpeg = ffmpeg;
+    state.queue = config.server.queue;
+    state.keep = config.server.keep;
+    state.expected_slot = config.timing.deadline;
     let state = Arc::new(state);
-    tracing::info!(target: "vortex", addr = %local, out = %out.display(), "serving /health /ready /metrics /vram, POST /slots and /slots/{{id}}");
-    let server = tokio::spawn(serve_with(listener, Arc::clone(&state), limits));
+    tracing::info!(target: "vortex", addr = %local, out = %out.display(), queue = state.queue, keep = state.keep, "serving /health /ready /metrics /vram, POST /slots and /slots/{{id}}");
+    let server = tokio::spawn(serve_with(listener, Arc::clone(&state), listen.limits));
+    let probe_server = match probes {
+        Some(probes) => {
+            tracing::info!(target: "vortex", addr = %probes.local_addr()?, "serving /health /ready /metrics on the probe listener");
+            Some(tokio::spawn(serve_probes(
+                probes,
+                Arc::clone(&state),
+                Limits::probes(),
+            )))
+        }
+        None => None,
+    };
     // Load while /health already answers and /ready says "loading".
     let pipeline = tokio::task::spawn_blocking(move || VortexPipeline::new(config)).await??;
     state.loaded(pipeline).await;
@@ -500,11 +617,15 @@ async fn serve_command(
     tokio::select! {
         stopped = &mut server => stopped.context("the server stopped")?,
         _ = terminate.recv() => {
-            // Stop accepting, let the running slot finish (its files appear whole or not at
-            // all), then exit.
+            // Take no more recipes, cancel the queued ones, let the running slot finish (its
+            // files appear whole or not at all), then exit; the listeners answer meanwhile
+            // (`/ready` says "stopping", a slot's status says where it is).
+            tracing::info!(target: "vortex", "SIGTERM: no new slots; queued ones cancelled; waiting for the running slot");
+            state.stop().await;
             server.abort();
-            tracing::info!(target: "vortex", "SIGTERM: no new requests; waiting for the running slot");
-            drop(state.pipeline.lock().await);
+            if let Some(probes) = probe_server {
+                probes.abort();
+            }
             tracing::info!(target: "vortex", "stopped");
         }
     }

@@ -282,13 +282,15 @@ pub enum Refusal {
     NotFound,
     /// 409: not now (a slot is running, an id is taken, the files are not there yet).
     Conflict,
+    /// 429: the queue is full (with `Retry-After`).
+    TooManyRequests,
     /// 410: a slot's file that was there is gone.
     Gone,
     /// 413: a body over the limit.
     PayloadTooLarge,
     /// 415: a body that is not JSON.
     UnsupportedMediaType,
-    /// 503: the device was lost.
+    /// 503: the device was lost, or the server is stopping.
     Unavailable,
 }
 
@@ -325,7 +327,7 @@ impl ApiError {
     pub fn no_such_endpoint() -> Self {
         Self::new(
             Refusal::NotFound,
-            "no such endpoint: use /health, /ready, /metrics, /vram, POST /slots or /slots/{id}",
+            "no such endpoint: use /health, /ready, /metrics, /vram, /slots (GET or POST) or /slots/{id}",
         )
     }
 
@@ -337,11 +339,21 @@ impl ApiError {
         )
     }
 
-    /// Another slot holds the pipeline.
-    pub fn busy() -> Self {
+    /// The queue is full: try again in about `retry_after_s` seconds (the `Retry-After`).
+    pub fn queue_full(queued: usize, retry_after_s: u64) -> Self {
         Self::new(
-            Refusal::Conflict,
-            "a slot is running; try again when it ends",
+            Refusal::TooManyRequests,
+            format!(
+                "a slot is running and {queued} wait behind it (the queue is full): try again in about {retry_after_s} s, or raise [server] queue"
+            ),
+        )
+    }
+
+    /// The server was told to stop: it finishes the running slot and takes no more.
+    pub fn stopping() -> Self {
+        Self::new(
+            Refusal::Unavailable,
+            "the server is stopping (SIGTERM): send the recipe to its successor",
         )
     }
 
@@ -403,6 +415,8 @@ pub enum HealthDoc {
 pub enum ReadyDoc<'a> {
     /// The models are still loading.
     Loading,
+    /// Told to stop (SIGTERM): the running slot finishes, nothing new is taken.
+    Stopping,
     /// The device was lost: nothing more will run.
     DeviceLost {
         /// Why, as the device said.
@@ -433,24 +447,76 @@ fn slot_path(id: u64) -> String {
     format!("/slots/{id}")
 }
 
-/// `POST /slots`' 202 answer: `{"status": "running", "slot_id": …, "location": "/slots/ID"}`.
+/// `POST /slots`' 202 answer: `{"status": "running" | "queued", "slot_id": …, "location":
+/// "/slots/ID", "place": N}` (place 0 runs now; place N waits behind N − 1 others and the
+/// running slot).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "status", rename = "running")]
 pub struct SlotAccepted {
+    /// `running` or `queued`.
+    pub status: SlotState,
     /// The slot.
     pub slot_id: u64,
     /// Where its status is (also the `Location` header).
     pub location: String,
+    /// 0: running now; N: the Nth in the queue.
+    pub place: usize,
 }
 
 impl SlotAccepted {
-    /// Slot `id`, accepted.
-    pub fn new(slot_id: u64) -> Self {
+    /// Slot `id`, accepted at `place` (0: it runs now).
+    pub fn new(slot_id: u64, place: usize) -> Self {
         SlotAccepted {
+            status: if place == 0 {
+                SlotState::Running
+            } else {
+                SlotState::Queued
+            },
             slot_id,
             location: slot_path(slot_id),
+            place,
         }
     }
+}
+
+/// Where a slot requested over HTTP is, as `GET /slots` lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlotState {
+    /// Waiting behind the running slot.
+    Queued,
+    /// Being generated.
+    Running,
+    /// Its files are there.
+    Done,
+    /// It failed; nothing of it was kept.
+    Failed,
+    /// Queued when the server was told to stop (SIGTERM); never run.
+    Cancelled,
+    /// Done, and its folder removed since to keep `[server] keep` folders.
+    Removed,
+}
+
+/// One slot of `GET /slots`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SlotBrief {
+    /// The slot.
+    pub slot_id: u64,
+    /// Where it is.
+    pub status: SlotState,
+    /// Why it failed, for a failed one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `GET /slots`: the recent slots, newest first, and the queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SlotListDoc {
+    /// Recipes waiting now.
+    pub queued: usize,
+    /// How many may wait (`[server] queue`).
+    pub queue_capacity: usize,
+    /// The recent slots, newest first.
+    pub slots: Vec<SlotBrief>,
 }
 
 /// `GET /slots/{id}`: where a slot requested over HTTP is, tagged by `status`.
@@ -468,6 +534,23 @@ pub enum SlotStatusDoc {
         slot_id: u64,
         /// Why.
         error: String,
+    },
+    /// Waiting behind the running slot: `place` 1 runs next.
+    Queued {
+        /// The slot.
+        slot_id: u64,
+        /// Its place in the queue.
+        place: usize,
+    },
+    /// Queued when the server was told to stop (SIGTERM); never run.
+    Cancelled {
+        /// The slot.
+        slot_id: u64,
+    },
+    /// Done, and its folder removed since (`[server] keep`).
+    Removed {
+        /// The slot.
+        slot_id: u64,
     },
     /// Done: its files and its manifest.
     Done {
@@ -1343,8 +1426,45 @@ mod tests {
             json!({"error": "the files of a slot are video.mp4, audio.wav, actor.png and manifest.json"}),
         );
         check(
-            SlotAccepted::new(3),
-            json!({"slot_id": 3, "status": "running", "location": "/slots/3"}),
+            SlotAccepted::new(3, 0),
+            json!({"slot_id": 3, "status": "running", "location": "/slots/3", "place": 0}),
+        );
+        check(
+            SlotAccepted::new(4, 2),
+            json!({"slot_id": 4, "status": "queued", "location": "/slots/4", "place": 2}),
+        );
+        check(
+            SlotStatusDoc::Queued {
+                slot_id: 4,
+                place: 2,
+            },
+            json!({"slot_id": 4, "status": "queued", "place": 2}),
+        );
+        check(
+            SlotStatusDoc::Cancelled { slot_id: 4 },
+            json!({"slot_id": 4, "status": "cancelled"}),
+        );
+        check(
+            SlotListDoc {
+                queued: 1,
+                queue_capacity: 2,
+                slots: vec![
+                    SlotBrief {
+                        slot_id: 2,
+                        status: SlotState::Queued,
+                        error: None,
+                    },
+                    SlotBrief {
+                        slot_id: 1,
+                        status: SlotState::Failed,
+                        error: Some("why".to_owned()),
+                    },
+                ],
+            },
+            json!({"queued": 1, "queue_capacity": 2, "slots": [
+                {"slot_id": 2, "status": "queued"},
+                {"slot_id": 1, "status": "failed", "error": "why"},
+            ]}),
         );
         check(
             SlotStatusDoc::Running { slot_id: 3 },

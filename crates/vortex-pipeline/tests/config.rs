@@ -102,6 +102,20 @@ fn check(edit: (&str, &str), key: &str, fragment: &str) {
 #[test]
 fn bad_configs_name_the_key_and_what_to_write() {
     check(
+        ("queue = 2", "queue = -1"),
+        "server.queue",
+        "use 0 (no waiting) to 1024",
+    );
+    check(("keep = 100", "keep = 0"), "server.keep", "above zero");
+    check(
+        (
+            "# probe_addr = \"127.0.0.1:9401\"",
+            "probe_addr = \"localhost\"",
+        ),
+        "server.probe_addr",
+        "an IP and a port",
+    );
+    check(
         ("soft_limit = \"11.0GB\"", "soft_limit = \"12GB\""),
         "vram.soft_limit",
         "must be below the hard limit",
@@ -276,6 +290,22 @@ fn bad_configs_name_the_key_and_what_to_write() {
 }
 
 #[test]
+fn the_server_table_is_optional_and_ships_a_queue_of_two() {
+    let server = Config::shipped().server;
+    assert_eq!(
+        (server.probe_addr.as_deref(), server.queue, server.keep),
+        (None, 2, 100)
+    );
+    let text = std::fs::read_to_string(shipped()).unwrap();
+    let without = &text[..text.find("[server]").unwrap()];
+    let config = Config::parse(without, Path::new("c.toml")).unwrap();
+    assert_eq!(config.server, vortex_pipeline::config::Server::default());
+    let with = text.replace("# probe_addr = ", "probe_addr = ");
+    let config = Config::parse(&with, Path::new("c.toml")).unwrap();
+    assert_eq!(config.server.probe_addr.as_deref(), Some("127.0.0.1:9401"));
+}
+
+#[test]
 fn output_ffmpeg_is_the_pinned_one_a_name_on_path_or_a_path() {
     let text = std::fs::read_to_string(shipped()).unwrap();
     let ffmpeg = |value: &str| {
@@ -412,7 +442,7 @@ fn the_fixture_edits_the_shipped_file_by_key() {
     );
     assert!(edited.text().contains("# The real network: Kokoro-82M"));
     // Every key the file sets: what the hostile values go into.
-    assert_eq!(Shipped::new().keys().len(), 40);
+    assert_eq!(Shipped::new().keys().len(), 42);
     let small = Shipped::small_slot().config();
     assert_eq!((small.buffers.image_size, small.buffers.frames()), (16, 4));
     for (path, value) in [

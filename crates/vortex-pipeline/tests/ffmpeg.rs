@@ -181,7 +181,7 @@ fn ffmpeg_dying_mid_slot_fails_that_slot_only() {
     executable(
         &script,
         &format!(
-            "#!/bin/sh\nif [ \"$1\" != -version ] && [ ! -e '{marker}' ]; then\n  : > '{marker}'\n  head -c 4000 > /dev/null\n  echo 'vortex test: ffmpeg dies' >&2\n  exit 1\nfi\nexec '{real}' \"$@\"\n",
+            "#!/bin/sh\nif [ \"$1\" != -version ] && [ ! -e '{marker}' ]; then\n  : > '{marker}'\n  head -c 4000 > /dev/null\n  echo 'vortex test: ffmpeg is killed' >&2\n  kill -KILL $$\nfi\nexec '{real}' \"$@\"\n",
             marker = marker.display(),
             real = real.program().display()
         ),

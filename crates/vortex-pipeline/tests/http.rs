@@ -67,7 +67,7 @@ async fn finished(addr: std::net::SocketAddr, id: u64) -> serde_json::Value {
         let (status, _, body) = request(addr, "GET", &format!("/slots/{id}")).await;
         assert_eq!(status, 200, "{body}");
         let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
-        if doc["status"] != "running" {
+        if doc["status"] != "running" && doc["status"] != "queued" {
             return doc;
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -210,7 +210,14 @@ async fn endpoints_on_a_loopback_port() {
 
     assert_eq!(request(addr, "GET", "/nope").await.0, 404);
     assert_eq!(request(addr, "DELETE", "/health").await.0, 405);
-    assert_eq!(request(addr, "GET", "/slots").await.0, 405);
+    assert_eq!(request(addr, "DELETE", "/slots").await.0, 405);
+    let (status, _, body) = request(addr, "GET", "/slots").await;
+    assert_eq!(status, 200);
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        list["slots"],
+        serde_json::json!([{"slot_id": 1, "status": "done"}])
+    );
     server.abort();
 }
 
@@ -250,7 +257,9 @@ async fn ready_answers_503_once_the_device_is_lost() {
 async fn probes_and_vram_answer_while_a_slot_runs() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let state = Arc::new(ServerState::new(Box::new(String::new)));
+    let mut state = ServerState::new(Box::new(String::new));
+    state.queue = 1;
+    let state = Arc::new(state);
     let server = tokio::spawn(serve(listener, Arc::clone(&state)));
     // A slot of about 3.3 s on the real clock: seed-targets at a quarter.
     let config = Shipped::small_slot()
@@ -282,6 +291,8 @@ async fn probes_and_vram_answer_while_a_slot_runs() {
     let (_, _, body) = request(addr, "GET", "/vram").await;
     let vram: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(vram["limits"]["hard"], 11_500_000_000u64);
+    // One recipe waits behind the running slot ([server] queue = 1 here); the next is told
+    // when to come back.
     let (status, _, body) = send(
         addr,
         "POST",
@@ -290,9 +301,50 @@ async fn probes_and_vram_answer_while_a_slot_runs() {
         Some(r#"{"slot_id": 2, "script": "Hi."}"#),
     )
     .await;
-    assert_eq!(status, 409, "busy: {body}");
+    assert_eq!(status, 202, "queued: {body}");
+    let accepted: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (accepted["status"].as_str(), accepted["place"].as_u64()),
+        (Some("queued"), Some(1))
+    );
+    let (status, head, body) = send(
+        addr,
+        "POST",
+        "/slots",
+        "",
+        Some(r#"{"slot_id": 3, "script": "Hi."}"#),
+    )
+    .await;
+    assert_eq!(status, 429, "the queue is full: {body}");
+    let retry: u64 = head
+        .lines()
+        .find_map(|l| l.strip_prefix("retry-after: "))
+        .expect("a Retry-After header")
+        .trim()
+        .parse()
+        .unwrap();
+    // Nothing has finished yet: the expected wait is the deadline (15 s) for each slot ahead.
+    assert_eq!(retry, 30, "{head}");
+    assert!(body.contains("[server] queue"), "{body}");
+    let (status, _, body) = request(addr, "GET", "/slots/2").await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("\"queued\"") && body.contains("\"place\":1"),
+        "{body}"
+    );
+    let (_, _, body) = request(addr, "GET", "/slots").await;
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        list,
+        serde_json::json!({"queued": 1, "queue_capacity": 1, "slots": [
+            {"slot_id": 2, "status": "queued"},
+            {"slot_id": 1, "status": "running"},
+        ]})
+    );
     let done = slot.await.unwrap();
     assert_eq!(done["status"], "done", "{done}");
+    let second = finished(addr, 2).await;
+    assert_eq!(second["status"], "done", "{second}");
     server.abort();
 }
 
@@ -373,6 +425,58 @@ async fn idle_connections_cannot_starve_the_probes() {
         "the server closed every silent connection it held"
     );
     server.abort();
+}
+
+/// The probe listener has a connection budget of its own: with 300 silent connections on the
+/// main port (more than its 256), `/health` on the probe port answers at once.
+#[tokio::test]
+async fn the_probe_port_answers_behind_300_idle_connections_on_the_main_port() {
+    use vortex_pipeline::http::{Limits, serve_probes, serve_with};
+    let main = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let main_addr = main.local_addr().unwrap();
+    let probes = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let probe_addr = probes.local_addr().unwrap();
+    let state = Arc::new(ServerState::new(Box::new(|| "# metrics\n".to_owned())));
+    let server = tokio::spawn(serve_with(main, Arc::clone(&state), Limits::default()));
+    let probe_server = tokio::spawn(serve_probes(probes, Arc::clone(&state), Limits::probes()));
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(TcpStream::connect(main_addr).await.unwrap());
+    }
+    // The main port is saturated: its /health waits behind the silent connections.
+    let behind = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        request(main_addr, "GET", "/health"),
+    )
+    .await;
+    assert!(
+        behind.is_err(),
+        "the main port is saturated by 300 silent connections"
+    );
+    let mut slowest = std::time::Duration::ZERO;
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let (status, _, body) = request(probe_addr, "GET", "/health").await;
+        slowest = slowest.max(started.elapsed());
+        assert_eq!(status, 200, "{body}");
+    }
+    assert!(
+        slowest <= std::time::Duration::from_millis(50),
+        "/health on the probe port took {slowest:?} behind 300 idle connections"
+    );
+    eprintln!(
+        "/health on the probe port: slowest of 5 {slowest:?} behind 300 idle connections on the main port"
+    );
+    assert_eq!(request(probe_addr, "GET", "/ready").await.0, 503, "loading");
+    assert_eq!(request(probe_addr, "GET", "/metrics").await.0, 200);
+    assert_eq!(
+        request(probe_addr, "GET", "/vram").await.0,
+        404,
+        "probes only"
+    );
+    drop(idle);
+    server.abort();
+    probe_server.abort();
 }
 
 /// Hostile heads: one too large is answered 431; one trickled too slowly is cut off; the

@@ -3,8 +3,10 @@
 //! stage's drain produces it), and the encoders behind it.
 //!
 //! - [`SlotFiles`]: `actor.png`, `audio.wav`, `video.mp4` (or raw `video.y4m`) and
-//!   `manifest.json` in a folder, written into `NAME.partial/` and renamed when the slot
-//!   finishes, so a failed slot leaves no files. [`SlotFile`] is the one list of those names.
+//!   `manifest.json` in a folder, written into `NAME.partial/`, synced (the manifest last) and
+//!   renamed when the slot finishes, so a failed slot leaves no files and a killed process
+//!   leaves only a `.partial` folder, which [`sweep_partial`] removes at the next start.
+//!   [`SlotFile`] is the one list of those names; [`retain`] keeps the newest slot folders.
 //! - [`png`], [`wav`], [`y4m`], [`mp4`] (ffmpeg): one encoder per format; [`ffmpeg`]: which
 //!   ffmpeg (the configured one, else the pinned `imageio-ffmpeg` wheel's, fetched into
 //!   Vortex's cache); [`background`]: an encoder on a thread of its own; [`svg`]: the plan as
@@ -141,6 +143,7 @@ pub struct SlotFiles {
     format: VideoFormat,
     ffmpeg: Option<Ffmpeg>,
     video: Option<background::Background>,
+    manifest: Option<String>,
     finished: bool,
 }
 
@@ -162,6 +165,7 @@ impl SlotFiles {
             format,
             ffmpeg: None,
             video: None,
+            manifest: None,
             finished: false,
         }
     }
@@ -219,21 +223,39 @@ impl MediaSink for SlotFiles {
         }
     }
 
+    /// Kept until [`MediaSink::finish`], which writes it after every other file is synced:
+    /// a folder with a manifest is a whole slot.
     fn manifest(&mut self, manifest: &crate::report::Manifest) -> io::Result<()> {
-        let path = self.folder()?.join(SlotFile::Manifest.name());
-        let text = serde_json::to_string_pretty(manifest).map_err(io::Error::other)?;
-        std::fs::write(path, text)
+        self.folder()?;
+        self.manifest = Some(serde_json::to_string_pretty(manifest).map_err(io::Error::other)?);
+        Ok(())
     }
 
+    /// The video finished, every file flushed and synced, then the manifest written and
+    /// synced, the folder synced, renamed to `DIR` and the rename synced: after a crash at
+    /// any point `DIR` is either whole or absent.
     fn finish(&mut self) -> io::Result<()> {
         if let Some(video) = self.video.take() {
             video.finish()?;
         }
-        self.folder()?;
+        let folder = self.folder()?.to_owned();
+        for entry in std::fs::read_dir(&folder)? {
+            std::fs::File::open(entry?.path())?.sync_all()?;
+        }
+        if let Some(text) = self.manifest.take() {
+            use std::io::Write as _;
+            let mut file = std::fs::File::create(folder.join(SlotFile::Manifest.name()))?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+        }
+        sync_dir(&folder)?;
         if self.dir.exists() {
             std::fs::remove_dir_all(&self.dir)?;
         }
         std::fs::rename(&self.partial, &self.dir)?;
+        if let Some(parent) = self.dir.parent() {
+            sync_dir(parent)?;
+        }
         self.finished = true;
         Ok(())
     }
@@ -251,4 +273,67 @@ impl Drop for SlotFiles {
             self.abort();
         }
     }
+}
+
+/// Makes `dir`'s entries (names created, renamed or removed) durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Removes every `NAME.partial/` folder directly under `out`: what a process killed in the
+/// middle of a slot left (a slot's files become `NAME/` only once whole). Returns the folders
+/// removed, for the caller to log; a missing `out` has none.
+pub fn sweep_partial(out: &Path) -> io::Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(out) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(err),
+    };
+    let mut removed = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "partial") && entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+            removed.push(path);
+        }
+    }
+    if !removed.is_empty() {
+        sync_dir(out)?;
+    }
+    removed.sort();
+    Ok(removed)
+}
+
+/// Keeps the newest `keep` finished slot folders (`slot-*`, not `.partial`) directly under
+/// `out` and removes the others, oldest first (by modification time, then name). Returns the
+/// folders removed.
+pub fn retain(out: &Path, keep: usize) -> io::Result<Vec<PathBuf>> {
+    let mut slots = Vec::new();
+    for entry in std::fs::read_dir(out)? {
+        let entry = entry?;
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("slot-") && !name.ends_with(".partial") && entry.file_type()?.is_dir() {
+            let modified = entry.metadata()?.modified()?;
+            slots.push((modified, path));
+        }
+    }
+    if slots.len() <= keep {
+        return Ok(Vec::new());
+    }
+    slots.sort();
+    let excess = slots.len() - keep;
+    let mut removed = Vec::with_capacity(excess);
+    for (_, path) in slots.into_iter().take(excess) {
+        std::fs::remove_dir_all(&path)?;
+        removed.push(path);
+    }
+    Ok(removed)
 }
