@@ -7,7 +7,8 @@
 //! The checks, as issue 20 names them: (a) a device weight changed in the arena changes the
 //! output (the weights are read in place; the session log is searched for "Cannot use user
 //! supplied" by gpu-check); (b) the environment's allocator served the run from scratch, and
-//! scratch is back where it started; (d) the tracker's total adds up to the driver's used
+//! scratch is back where it started; (c) the session's work is on the stream Vortex gave it;
+//! (d) the tracker's total adds up to the driver's used
 //! memory within 1%; (e) each stage's latency, and LivePortrait's frame time with and
 //! without CUDA graphs.
 #![cfg(feature = "cuda")]
@@ -296,4 +297,97 @@ async fn frame_time_with_and_without_cuda_graphs() {
 #[allow(dead_code)]
 fn report_path() -> PathBuf {
     PathBuf::from(std::env::var_os("VORTEX_GPU_REPORT").unwrap_or_default())
+}
+
+/// (c) A CUDA session queues its work on the stream Vortex gives it (the stage's): a host
+/// function queued on that stream first holds it for 300 ms, and a run of CLIP's towers
+/// cannot finish before it; on ONNX Runtime's own stream it would.
+#[test]
+fn a_cuda_session_queues_its_work_on_the_stream_vortex_gives_it() {
+    use std::ffi::c_void;
+    use vortex_models::adapter::{ModelSpec, adapter_for};
+    use vortex_models::clip::network::ClipNetwork;
+    use vortex_models::export::Export;
+    use vortex_models::weights::WeightSource;
+    use vortex_registry::ModelRegistry;
+    use vortex_runtime::{CudaOptions, Provider, Runtime, SessionConfig};
+    use vortex_vram::{ArenaConfig, Vram, VramConfig};
+
+    unsafe extern "C" {
+        fn cuLaunchHostFunc(
+            stream: *mut c_void,
+            f: unsafe extern "C" fn(*mut c_void),
+            data: *mut c_void,
+        ) -> i32;
+    }
+    /// Holds the stream it was queued on for 300 ms (never unwinds into the driver).
+    unsafe extern "C" fn hold(_: *mut c_void) {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+
+    let Some(backend) = device() else { return };
+    let vram = Vram::new(
+        backend.clone(),
+        VramConfig::new(ArenaConfig::new(64 << 20, 256 << 20)),
+    )
+    .unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vortex-models/tests/data/clip/tiny");
+    let export = Export::open(&dir).unwrap();
+    let spec = ModelSpec {
+        budget: 48 << 20,
+        weights: WeightSource::Export(export.clone()),
+    };
+    let registry =
+        ModelRegistry::load(vram.arena(), vec![adapter_for(Stage::ClipB, spec)]).unwrap();
+    let weights = resident_weights(&registry, Stage::ClipB).unwrap();
+    let runtime = match Runtime::get_cuda(0, backend.driver_version()) {
+        Ok(runtime) => runtime,
+        Err(err) if err.to_string().contains("pip") => {
+            eprintln!("skipping: the CUDA provider's wheels cannot be fetched here: {err}");
+            return;
+        }
+        Err(err) => panic!("{err}"),
+    };
+    let stream = vram.backend().create_stream().unwrap();
+    let raw = vram.backend().raw_stream(stream).expect("a driver stream");
+    let session = SessionConfig {
+        threads: 2,
+        provider: Provider::Cuda(CudaOptions {
+            stream: Some(raw),
+            ..CudaOptions::on(0)
+        }),
+    };
+    let tokenizer =
+        vortex_models::clip_text::clip_tokenizer(&vortex_runtime::fetch::cache_dir()).unwrap();
+    let mut network = ClipNetwork::new(
+        runtime,
+        "clip_b",
+        &export,
+        vram.arena(),
+        weights,
+        tokenizer,
+        &session,
+    )
+    .unwrap();
+    let owner = vram.owner("clip_b").unwrap();
+    network.profile(vram.arena(), owner, 4).unwrap(); // warm-up: kernels chosen, workspaces made
+    let quick = std::time::Instant::now();
+    network.profile(vram.arena(), owner, 4).unwrap();
+    let unheld = quick.elapsed();
+    // SAFETY: `raw` is a live stream of this backend's context; `hold` is a plain function
+    // that ignores its argument.
+    let queued = unsafe { cuLaunchHostFunc(raw as *mut c_void, hold, std::ptr::null_mut()) };
+    assert_eq!(queued, 0, "cuLaunchHostFunc");
+    let held = std::time::Instant::now();
+    network.profile(vram.arena(), owner, 4).unwrap();
+    let took = held.elapsed();
+    report(
+        "c_stream",
+        serde_json::json!({"run_ms": unheld.as_secs_f64() * 1e3, "run_behind_300ms_hold_ms": took.as_secs_f64() * 1e3}),
+    );
+    assert!(
+        took >= std::time::Duration::from_millis(290),
+        "the run took {took:?} behind a 300 ms hold on the stage's stream: its work is not on that stream"
+    );
+    vram.backend().synchronize_stream(stream).unwrap();
 }
