@@ -406,12 +406,6 @@ impl StageSet {
         ProviderRecords(std::mem::take(&mut self.outside))
     }
 
-    /// Bytes ONNX Runtime's CUDA provider holds outside every allocator, per stage whose
-    /// network runs on it (recorded in the tracker under [`PROVIDER_OWNER`]).
-    pub fn provider_outside(&self) -> impl Iterator<Item = (Stage, u64)> + '_ {
-        self.outside.iter().map(|(stage, r)| (*stage, r.bytes()))
-    }
-
     /// Whether every stage can write buffers of these shapes and dtypes.
     pub fn check_buffers(&self, buffers: &OutputBuffers) -> Result<(), ComputeError> {
         self.audio.check_buffers(buffers)?;

@@ -81,7 +81,7 @@ impl Rate {
 /// A device's dense peak rates (not the 2:4 sparse ones NVIDIA often prints first) and its
 /// memory bandwidth. Rates in tera-operations a second (a multiply-add is two), bandwidth in
 /// GB/s (10⁹ bytes). `None`: the device has no such tensor path.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct DevicePeaks {
     /// The `[device] host_preset` that names it (`rtx3060-12gb`).
     pub preset: &'static str,

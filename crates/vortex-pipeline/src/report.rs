@@ -934,22 +934,9 @@ pub struct CountedSlotDoc {
 /// A card's dense peak rates (`null`: no such tensor path) and which one the floors take.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PeaksDoc {
-    /// Its preset.
-    pub preset: &'static str,
-    /// Its name.
-    pub name: &'static str,
-    /// Tensor fp16, fp16 accumulate, TFLOP/s.
-    pub fp16_acc16_tflops: Option<f64>,
-    /// Tensor fp16/bf16, fp32 accumulate, TFLOP/s.
-    pub fp16_acc32_tflops: Option<f64>,
-    /// Tensor INT8, TOPS.
-    pub int8_tops: Option<f64>,
-    /// Tensor INT4, TOPS.
-    pub int4_tops: Option<f64>,
-    /// fp32 without tensor cores, TFLOP/s.
-    pub fp32_tflops: f64,
-    /// Memory bandwidth, GB/s.
-    pub bandwidth_gbs: f64,
+    /// The card's preset, name, rates and bandwidth, as the device table has them.
+    #[serde(flatten)]
+    pub peaks: vortex_models::physics::DevicePeaks,
     /// The rate the float stages' floors take (`fp16_acc16`: the card's fastest fp16 rate,
     /// so the floors are optimistic; ONNX Runtime's fp16 GEMMs accumulate in fp32).
     pub fp16_rate: &'static str,
@@ -1149,14 +1136,7 @@ impl TimePlanDoc {
             },
             preset: config.preset.clone(),
             device: config.device_peaks().map(|d| PeaksDoc {
-                preset: d.preset,
-                name: d.name,
-                fp16_acc16_tflops: d.fp16_acc16_tflops,
-                fp16_acc32_tflops: d.fp16_acc32_tflops,
-                int8_tops: d.int8_tops,
-                int4_tops: d.int4_tops,
-                fp32_tflops: d.fp32_tflops,
-                bandwidth_gbs: d.bandwidth_gbs,
+                peaks: *d,
                 fp16_rate: Rate::Fp16Acc16.as_str(),
             }),
             stages,
@@ -1214,7 +1194,7 @@ impl fmt::Display for TimePlanDoc {
             Some(d) => writeln!(
                 f,
                 "time plan: the profile's figures ({}, for {}: targets, not measurements) beside each stage's work and its floor on {} ({}), the least time its peak rates allow:",
-                self.profile, self.profile_gpu, d.name, d.preset
+                self.profile, self.profile_gpu, d.peaks.name, d.peaks.preset
             )?,
             None => writeln!(
                 f,
@@ -1292,7 +1272,7 @@ impl fmt::Display for TimePlanDoc {
             write!(
                 f,
                 "\n  floor on {}: critical path {} against a deadline of {deadline}: ",
-                d.name,
+                d.peaks.name,
                 secs(fl.floor_ms)
             )?;
             if fl.fits {
@@ -1331,7 +1311,7 @@ impl fmt::Display for TimePlanDoc {
                 let int8 = v.int8_floor_ms.map_or(String::new(), |ms| {
                     format!(
                         " INT8 ({:.0} TOPS: the video floor becomes {}),",
-                        d.int8_tops.unwrap_or(0.0),
+                        d.peaks.int8_tops.unwrap_or(0.0),
                         secs(ms)
                     )
                 });
@@ -1346,9 +1326,11 @@ impl fmt::Display for TimePlanDoc {
                 f,
                 "\n  rates: the floors take {} ({}), the card's fastest fp16 rate, so they are optimistic: ONNX Runtime's fp16 GEMMs accumulate in fp32 by default (cuBLAS COMPUTE_32F: {}), where the critical path's floor is {}",
                 Rate::Fp16Acc16.label(),
-                d.fp16_acc16_tflops
+                d.peaks
+                    .fp16_acc16_tflops
                     .map_or("-".to_owned(), |t| format!("{t:.1} TFLOP/s")),
-                d.fp16_acc32_tflops
+                d.peaks
+                    .fp16_acc32_tflops
                     .map_or("-".to_owned(), |t| format!("{t:.1} TFLOP/s")),
                 secs(fl.floor_fp32_acc_ms)
             )?;
