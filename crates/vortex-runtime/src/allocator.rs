@@ -92,6 +92,13 @@ pub struct Untracked {
     pub overflow: AtomicU64,
 }
 
+/// What the allocator served from scratch, ever: blocks and bytes (requested sizes).
+#[derive(Debug, Default)]
+pub struct Served {
+    pub blocks: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
 /// The allocator. `base` must stay the first field: ONNX Runtime hands back the
 /// `*mut OrtAllocator` it was given, which is cast back to `*const ScratchAllocator`.
 #[repr(C)]
@@ -102,6 +109,7 @@ pub(crate) struct ScratchAllocator {
     /// The CUDA device it serves; `None`: host memory.
     device: Option<u32>,
     pub(crate) untracked: Untracked,
+    pub(crate) served: Served,
 }
 
 impl ScratchAllocator {
@@ -136,6 +144,7 @@ impl ScratchAllocator {
             blocks: Mutex::new(HashMap::new()),
             device,
             untracked: Untracked::default(),
+            served: Served::default(),
         }))
     }
 
@@ -197,7 +206,11 @@ impl ScratchAllocator {
             None => None,
         };
         let (ptr, block) = match from_scratch {
-            Some(Ok((p, buffer))) => (p.as_ptr(), Block::Scratch(buffer)),
+            Some(Ok((p, buffer))) => {
+                self.served.blocks.fetch_add(1, Ordering::Relaxed);
+                self.served.bytes.fetch_add(size as u64, Ordering::Relaxed);
+                (p.as_ptr(), Block::Scratch(buffer))
+            }
             // Device memory has no heap to overflow into: a refused block (the run is already
             // told to stop) or a block outside any stage's run is answered with null, which
             // the CUDA provider reports as a failed allocation. Start-up's profile run sizes

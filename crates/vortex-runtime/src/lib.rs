@@ -292,6 +292,21 @@ impl Runtime {
         )
     }
 
+    /// Blocks and bytes the runtime's allocators have served from scratch since the process
+    /// started (every stage's runs, host and device): what a run allocated is the difference
+    /// around it.
+    pub fn scratch_served(&self) -> (u64, u64) {
+        [Some(&self.allocator), self.cuda_allocator.as_ref()]
+            .into_iter()
+            .flatten()
+            .fold((0, 0), |(blocks, bytes), a| {
+                (
+                    blocks + a.served.blocks.load(Ordering::Relaxed),
+                    bytes + a.served.bytes.load(Ordering::Relaxed),
+                )
+            })
+    }
+
     /// A session for the graph at `graph`, with every initializer in `weights` read in place
     /// (not copied: prepacking is off), on `session`'s provider and threads, allocating
     /// through Vortex's allocators. The graph keeps `weights`' memory alive as long as it
@@ -933,11 +948,16 @@ pub enum Input<'a> {
     F32(&'a str, &'a [usize], &'a [f32]),
 }
 
-/// Where a graph output goes (the Vec is cleared and refilled, so its capacity is reused).
+/// Where a graph output whose shape is known only after the run goes: ONNX Runtime allocates
+/// it (from scratch, like the run's activations) and it is copied once into the Vec, which is
+/// cleared and refilled (its capacity reused) or, for `F32Append`, extended. Outputs of known
+/// shape are written in place instead ([`Graph::run_into`]).
 #[derive(Debug)]
 pub enum Output<'a> {
     /// 32-bit floats.
     F32(&'a str, &'a mut Vec<f32>),
+    /// 32-bit floats appended to what the Vec holds.
+    F32Append(&'a str, &'a mut Vec<f32>),
     /// 64-bit integers.
     I64(&'a str, &'a mut Vec<i64>),
 }
@@ -1087,7 +1107,10 @@ impl Graph {
     /// Runs the graph like [`Graph::run`], but ONNX Runtime writes each output straight into
     /// the caller's memory (`outputs`: a slice of the output's shape, pre-allocated by
     /// Vortex), and reads each input where it is: no output tensor is allocated and copied
-    /// afterwards. CPU sessions only (the slices are host memory).
+    /// afterwards. The slices are host memory: a CUDA session's outputs are copied from the
+    /// device into them by ONNX Runtime at the run's end (on the session's stream, which the
+    /// run then waits for: the stage's own stream, not the whole device), and its inputs
+    /// copied to the device.
     pub fn run_into(
         &mut self,
         arena: &Arena,
@@ -1097,11 +1120,6 @@ impl Graph {
     ) -> Result<(), RuntimeError> {
         if self.stop.stopped.load(Ordering::SeqCst) {
             return Err(RuntimeError::Terminated);
-        }
-        if self.provider != Provider::Cpu || !arena.backend().host_addressable() {
-            return Err(RuntimeError::Shape(
-                "outputs written in place need a CPU session on the host backend".to_owned(),
-            ));
         }
         let cname = |name: &str| {
             std::ffi::CString::new(name)
@@ -1239,6 +1257,15 @@ impl Graph {
                     into.clear();
                     into.extend_from_slice(data);
                 }
+                Output::F32Append(name, into) => {
+                    let value = outs.get(*name).ok_or_else(|| {
+                        RuntimeError::Shape(format!("the graph has no output {name}"))
+                    })?;
+                    let (_, data) = value
+                        .try_extract_tensor::<f32>()
+                        .map_err(ort_err(format!("output {name}")))?;
+                    into.extend_from_slice(data);
+                }
                 Output::I64(name, into) => {
                     let value = outs.get(*name).ok_or_else(|| {
                         RuntimeError::Shape(format!("the graph has no output {name}"))
@@ -1265,6 +1292,98 @@ mod tests {
 
     /// The warning as ONNX Runtime 1.31 writes it (`session_state_utils.cc`).
     const WARNING: &str = "Cannot use user supplied initializer with name: (encoder.weight) because the ORT planned memory location device Device:[DeviceType:0 MemoryType:0 DeviceId:0] ) is different from what is supplied (OrtMemoryInfo:[name:Cuda id:0 OrtMemType:0 OrtAllocatorType:1 Device:[DeviceType:1 MemoryType:0 DeviceId:0]])";
+
+    /// `run_into` writes the output where the caller's slice is: ONNX Runtime allocates no
+    /// output tensor (the scratch it serves during the run is the plain run's less exactly
+    /// the output's bytes: for this graph, nothing at all), the slice's address is where the
+    /// values are, and they are right.
+    #[test]
+    fn run_into_writes_the_output_in_place_without_a_copy() {
+        use vortex_vram::{ArenaConfig, HostBackend, HostConfig, Vram, VramConfig};
+        let runtime = Runtime::get(None).expect("ONNX Runtime loads (CI fetches the wheel)");
+        let file = std::env::temp_dir().join(format!("vortex-double-{}.onnx", std::process::id()));
+        std::fs::write(&file, crate::onnx::tests::doubling_model()).unwrap();
+        let mut graph = runtime
+            .graph_with(
+                &file,
+                GraphWeights::new(),
+                &SessionConfig::cpu(1),
+                Optimization::NoWeightCopies,
+            )
+            .unwrap();
+        let backend = std::sync::Arc::new(HostBackend::new(HostConfig::rtx3060_12gb()));
+        let vram = Vram::new(
+            backend,
+            VramConfig::new(ArenaConfig::new(1 << 20, 64 << 20)),
+        )
+        .unwrap();
+        let owner = vram.owner("double").unwrap();
+        let arena = vram.arena();
+        let x: Vec<f32> = (0..4096).map(|i| i as f32).collect();
+        let shape = [64, 64];
+        let output_bytes = (x.len() * 4) as u64;
+
+        let before = runtime.scratch_served();
+        let mut copied = Vec::new();
+        graph
+            .run(
+                arena,
+                owner,
+                &[Input::F32("x", &shape, &x)],
+                &mut [Output::F32("y", &mut copied)],
+            )
+            .unwrap();
+        let plain = runtime.scratch_served();
+
+        let mut frame = vec![0.0f32; x.len()];
+        let at = frame.as_ptr();
+        graph
+            .run_into(
+                arena,
+                owner,
+                &[Input::F32("x", &shape, &x)],
+                &mut [OutputInto {
+                    name: "y",
+                    shape: &shape,
+                    data: &mut frame,
+                }],
+            )
+            .unwrap();
+        let in_place = runtime.scratch_served();
+
+        let plain_bytes = plain.1 - before.1;
+        let in_place_bytes = in_place.1 - plain.1;
+        assert!(
+            plain_bytes >= output_bytes,
+            "the plain run allocated its output: {plain_bytes}"
+        );
+        assert_eq!(in_place_bytes, plain_bytes - output_bytes);
+        assert_eq!(in_place.0 - plain.0, plain.0 - before.0 - 1);
+        assert_eq!(frame.as_ptr(), at);
+        let doubled: Vec<f32> = x.iter().map(|v| v * 2.0).collect();
+        assert_eq!(frame, doubled);
+        assert_eq!(copied, doubled);
+        // A slice of the wrong size is refused before anything runs.
+        let mut short = vec![0.0f32; 10];
+        let err = graph
+            .run_into(
+                arena,
+                owner,
+                &[Input::F32("x", &shape, &x)],
+                &mut [OutputInto {
+                    name: "y",
+                    shape: &shape,
+                    data: &mut short,
+                }],
+            )
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("10 values for shape [64, 64]"),
+            "{err}"
+        );
+        assert_eq!(arena.stats().scratch.live, 0);
+        let _ = std::fs::remove_file(&file);
+    }
 
     #[test]
     fn an_ignored_initializer_is_named_from_onnx_runtimes_warning() {

@@ -501,4 +501,4 @@ fn type_proto(f: &Field<'_>) -> Result<Option<i32>, Malformed> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

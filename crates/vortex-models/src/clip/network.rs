@@ -17,7 +17,7 @@ use crate::compute::{
 };
 use crate::export::{Export, ExportedNetwork};
 use crate::weights::ResidentWeights;
-use vortex_runtime::{Graph, Input, Output, Runtime, SessionConfig, Terminator};
+use vortex_runtime::{Graph, Input, OutputInto, Runtime, SessionConfig, Terminator};
 
 /// The verification stage on one CLIP export.
 #[derive(Debug)]
@@ -26,8 +26,6 @@ pub struct ClipNetwork {
     detail: String,
     vision: Graph,
     text: Graph,
-    vision_file: std::path::PathBuf,
-    text_file: std::path::PathBuf,
     tokenizer: ClipTokenizer,
     prep: ImagePrep,
     size: usize,
@@ -88,8 +86,6 @@ impl ClipNetwork {
             ),
             vision,
             text,
-            vision_file,
-            text_file,
             tokenizer,
             prep: ImagePrep::new(size as u32, manifest.image_mean, manifest.image_std),
             size,
@@ -109,19 +105,19 @@ impl ClipNetwork {
         frames: usize,
     ) -> Result<(), ComputeError> {
         let shape = [frames, 3, self.size, self.size];
-        self.vision.run(
+        // ONNX Runtime writes the embeddings straight into `self.embeds` (grown once to the
+        // most frames asked for, then reused): no output tensor copied afterwards.
+        self.embeds.resize(frames * self.dim, 0.0);
+        self.vision.run_into(
             arena,
             owner,
             &[Input::F32("pixel_values", &shape, &self.pixels)],
-            &mut [Output::F32("image_embeds", &mut self.embeds)],
+            &mut [OutputInto {
+                name: "image_embeds",
+                shape: &[frames, self.dim],
+                data: &mut self.embeds,
+            }],
         )?;
-        if self.embeds.len() != frames * self.dim {
-            return Err(ComputeError::GraphOutput {
-                graph: self.vision_file.display().to_string(),
-                found: self.embeds.len() / frames.max(1),
-                expected: self.dim,
-            });
-        }
         Ok(())
     }
 
@@ -132,20 +128,17 @@ impl ClipNetwork {
         owner: OwnerId,
         ids: &[i64],
     ) -> Result<Vec<f32>, ComputeError> {
-        let mut out = Vec::with_capacity(self.dim);
-        self.text.run(
+        let mut out = vec![0.0f32; self.dim];
+        self.text.run_into(
             arena,
             owner,
             &[Input::I64("input_ids", &[1, ids.len()], ids)],
-            &mut [Output::F32("text_embeds", &mut out)],
+            &mut [OutputInto {
+                name: "text_embeds",
+                shape: &[1, self.dim],
+                data: &mut out,
+            }],
         )?;
-        if out.len() != self.dim {
-            return Err(ComputeError::GraphOutput {
-                graph: self.text_file.display().to_string(),
-                found: out.len(),
-                expected: self.dim,
-            });
-        }
         normalize(&mut out);
         Ok(out)
     }

@@ -15,7 +15,9 @@ use crate::compute::{
 };
 use crate::export::{Export, ExportedNetwork, FluxManifest, T5Ids};
 use crate::weights::{HostWeights, ResidentWeights};
-use vortex_runtime::{Graph, Input, Optimization, Output, Runtime, SessionConfig, Terminator};
+use vortex_runtime::{
+    Graph, Input, Optimization, Output, OutputInto, Runtime, SessionConfig, Terminator,
+};
 
 /// The stage on one FLUX export.
 #[derive(Debug)]
@@ -368,11 +370,13 @@ impl FluxNetwork {
             .collect();
         let txt_ids = vec![0.0f32; text * 3];
         let width = cond.prompt_embeds.len() / text.max(1);
-        let mut v = Vec::new();
+        // The velocity is written by ONNX Runtime straight into `v` each step (no output
+        // tensor copied afterwards).
+        let mut v = vec![0.0f32; x.len()];
         let sigmas = self.manifest.scheduler.sigmas.clone();
         for (i, pair) in sigmas.windows(2).enumerate() {
             let timestep = [pair[0]];
-            self.transformer.run(
+            self.transformer.run_into(
                 arena,
                 owner,
                 &[
@@ -387,15 +391,12 @@ impl FluxNetwork {
                     Input::F32("img_ids", &[tokens, 3], &img_ids),
                     Input::F32("txt_ids", &[text, 3], &txt_ids),
                 ],
-                &mut [Output::F32("noise_pred", &mut v)],
+                &mut [OutputInto {
+                    name: "noise_pred",
+                    shape: &[1, tokens, 4 * c],
+                    data: &mut v,
+                }],
             )?;
-            if v.len() != x.len() {
-                return Err(ComputeError::GraphOutput {
-                    graph: self.manifest.graphs.transformer.file.clone(),
-                    found: v.len(),
-                    expected: x.len(),
-                });
-            }
             // Two roundings, as the scheduler's f32 tensors make them (no fused multiply-add).
             let dt = pair[1] - pair[0];
             for (x, v) in x.iter_mut().zip(&v) {
@@ -409,21 +410,19 @@ impl FluxNetwork {
             .into_iter()
             .map(|v| v / latents.scaling_factor + latents.shift_factor)
             .collect();
-        let mut image = Vec::new();
-        self.vae_decoder.run(
+        // The decoded image is written by ONNX Runtime straight into `image`.
+        let plane = size * size;
+        let mut image = vec![0.0f32; 3 * plane];
+        self.vae_decoder.run_into(
             arena,
             owner,
             &[Input::F32("latents", &[1, c, h, w], &z)],
-            &mut [Output::F32("image", &mut image)],
+            &mut [OutputInto {
+                name: "image",
+                shape: &[1, 3, size, size],
+                data: &mut image,
+            }],
         )?;
-        let plane = size * size;
-        if image.len() != 3 * plane {
-            return Err(ComputeError::GraphOutput {
-                graph: self.manifest.graphs.vae_decoder.file.clone(),
-                found: image.len(),
-                expected: 3 * plane,
-            });
-        }
         let mut rgb = vec![0u8; 3 * plane];
         for (p, px) in rgb.chunks_exact_mut(3).enumerate() {
             for (ch, out) in px.iter_mut().enumerate() {

@@ -83,7 +83,6 @@ pub struct KokoroNetwork {
     vocab: Vocab,
     voices: BTreeMap<String, Vec<f32>>,
     tokens: Vec<i64>,
-    chunk: Vec<f32>,
     durations: Vec<f32>,
     speech: Vec<f32>,
     timing: SpeechTiming,
@@ -126,7 +125,6 @@ impl KokoroNetwork {
             vocab,
             voices: files.voices.clone(),
             tokens: Vec::new(),
-            chunk: Vec::new(),
             durations: Vec::new(),
             speech: Vec::new(),
             timing: SpeechTiming::default(),
@@ -209,6 +207,10 @@ impl KokoroNetwork {
             let row = n.min(VOICE_ROWS) - 1;
             let style = &table[row * STYLE..(row + 1) * STYLE];
             let shape = [1, self.tokens.len()];
+            // The piece's length is known only after the run (the durations it predicts), so
+            // ONNX Runtime allocates the audio (from the activations' memory) and it is
+            // appended once to the speech.
+            let at = self.speech.len() as u64;
             self.graph.run(
                 arena,
                 owner,
@@ -218,19 +220,17 @@ impl KokoroNetwork {
                     Input::F32("speed", &[1], &[1.0]),
                 ],
                 &mut [
-                    Output::F32("audio", &mut self.chunk),
+                    Output::F32Append("audio", &mut self.speech),
                     Output::F32(DURATIONS, &mut self.durations),
                 ],
             )?;
-            let at = self.speech.len() as u64;
-            self.speech.extend_from_slice(&self.chunk);
             let symbols = piece.chars().filter(|&c| self.vocab.id(c).is_some());
             timing_of(
                 &mut self.timing,
                 at,
                 symbols,
                 &self.durations,
-                self.chunk.len() as u64,
+                self.speech.len() as u64 - at,
             )?;
             if self.speech.len() > max_samples {
                 // No further piece: the script is already longer than the room for it.

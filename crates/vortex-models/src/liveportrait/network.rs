@@ -414,12 +414,17 @@ impl LivePortraitNetwork {
     ) -> Result<Source, ComputeError> {
         let s = self.size;
         let shape = [1, 3, s, s];
-        let mut features = Vec::new();
-        self.appearance.run(
+        // The source's features are written by ONNX Runtime straight into `features`.
+        let mut features = vec![0.0f32; self.feature_shape.iter().product()];
+        self.appearance.run_into(
             arena,
             owner,
             &[Input::F32("image", &shape, image)],
-            &mut [Output::F32("feature_3d", &mut features)],
+            &mut [OutputInto {
+                name: "feature_3d",
+                shape: &self.feature_shape,
+                data: &mut features,
+            }],
         )?;
         let (mut kp, mut pitch, mut yaw, mut roll) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -454,13 +459,6 @@ impl LivePortraitNetwork {
         let t = [t[0], t[1], t[2]];
         let r = rotation_matrix(pose[0], pose[1], pose[2]);
         let x_s = keypoints(&kp, &r, &exp, scale[0], &t);
-        if features.len() != self.feature_shape.iter().product::<usize>() {
-            return Err(ComputeError::GraphOutput {
-                graph: "appearance_feature_extractor".to_owned(),
-                found: features.len(),
-                expected: self.feature_shape.iter().product(),
-            });
-        }
         Ok(Source {
             features,
             kp,

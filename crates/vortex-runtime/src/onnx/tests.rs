@@ -180,6 +180,16 @@ fn model_at(graph: &[u8], opset: i64) -> Vec<u8> {
     m
 }
 
+/// `y = x + x` over f32 tensors of any shape: a graph whose only allocation is its output.
+pub(crate) fn doubling_model() -> Vec<u8> {
+    model(&graph(
+        &[node("Add", &["x", "x"], &["y"])],
+        &[],
+        &[value("x", FLOAT)],
+        &[value("y", FLOAT)],
+    ))
+}
+
 fn file() -> &'static Path {
     Path::new("test.onnx")
 }
