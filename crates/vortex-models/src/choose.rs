@@ -265,6 +265,14 @@ impl StageSet {
             let Some((source, Some(weights))) = crate::adapter::loaded(registry, stage) else {
                 continue;
             };
+            if let (WeightSource::Export(export), Provider::Cpu) = (source, session(stage).provider)
+                && export.dtype() == crate::export::ExportDtype::F16
+            {
+                return Err(ComputeError::F16OnCpu {
+                    kind: export.kind(),
+                    dir: export.dir().to_owned(),
+                });
+            }
             let free_before = match on_gpu {
                 true => Some(backend.free_memory().map_err(VramError::from)?),
                 false => None,

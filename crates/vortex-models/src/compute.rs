@@ -301,6 +301,17 @@ pub enum ComputeError {
         /// The cap.
         cap: u64,
     },
+    /// An f16 export asked to run on ONNX Runtime's CPU provider, which has no f16 kernels for
+    /// its graphs.
+    #[error(
+        "the {kind} export in {} is f16, which runs on ONNX Runtime's CUDA provider only (the CPU provider has no f16 kernels for its graphs): set device.backend = \"cuda\", or export again with --dtype f32", dir.display()
+    )]
+    F16OnCpu {
+        /// What the export holds.
+        kind: &'static str,
+        /// Its directory.
+        dir: std::path::PathBuf,
+    },
     /// The stage's compute panicked or never ran (a bug in Vortex; the slot is failed and the
     /// next one starts clean).
     #[error("the stage's compute was lost: {0}; this is a bug in Vortex, please report it")]

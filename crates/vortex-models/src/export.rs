@@ -45,6 +45,59 @@ const CLIP_CHECKPOINT: &str = "CLIP as export_clip.py writes it (Hugging Face CL
 /// How a FLUX export's layout names the checkpoint in errors.
 const FLUX_CHECKPOINT: &str = "FLUX.1 as export_flux.py writes it (diffusers/transformers names)";
 
+/// The precision an export's weights and graphs are in (inputs and outputs are f32 either
+/// way). ONNX Runtime's CPU provider runs f32 exports; f16 exports are for the CUDA provider
+/// (half the weights' bytes), which the CPU provider has no f16 kernels to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExportDtype {
+    /// `--dtype f32`.
+    F32,
+    /// `--dtype f16`.
+    F16,
+}
+
+impl ExportDtype {
+    /// From a manifest's `dtype`.
+    fn parse(dtype: &str) -> Result<ExportDtype, String> {
+        match dtype {
+            "f32" => Ok(ExportDtype::F32),
+            "f16" => Ok(ExportDtype::F16),
+            other => Err(format!(
+                "dtype {other:?}: Vortex reads f32 exports (ONNX Runtime's CPU or CUDA provider) and f16 exports (the CUDA provider); export with --dtype f32 or --dtype f16"
+            )),
+        }
+    }
+
+    /// As the export scripts spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportDtype::F32 => "f32",
+            ExportDtype::F16 => "f16",
+        }
+    }
+
+    /// The type a tensor the weights file holds as `stored` is loaded as: an f32 export's
+    /// graphs read f32, so 16-bit floats (the official checkpoints are bf16) are converted on
+    /// load ([`crate::weights::convert`]); an f16 export's graphs read each weight as the
+    /// file holds it (the export script wrote it as the converted graph reads it).
+    fn loaded(self, stored: WeightDtype) -> WeightDtype {
+        match (self, stored) {
+            (ExportDtype::F32, WeightDtype::BF16 | WeightDtype::F16) => WeightDtype::F32,
+            (_, other) => other,
+        }
+    }
+}
+
+impl std::fmt::Display for ExportDtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn f32_default() -> String {
+    "f32".to_owned()
+}
+
 /// An export directory that could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}: {problem}; write the directory with {script}", dir.display())]
@@ -88,6 +141,18 @@ pub enum ExportedNetwork {
     LivePortrait(LivePortraitManifest),
 }
 
+impl ExportedNetwork {
+    /// The precision its manifest declares (checked when the export was opened).
+    pub fn dtype(&self) -> ExportDtype {
+        let dtype = match self {
+            ExportedNetwork::Clip(m) => &m.dtype,
+            ExportedNetwork::Flux(m) => &m.dtype,
+            ExportedNetwork::LivePortrait(m) => &m.dtype,
+        };
+        ExportDtype::parse(dtype).unwrap_or(ExportDtype::F32)
+    }
+}
+
 /// `liveportrait.json` (the parts Vortex reads).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct LivePortraitManifest {
@@ -95,6 +160,9 @@ pub struct LivePortraitManifest {
     pub kind: String,
     /// `"vortex-liveportrait-1"`.
     pub format: String,
+    /// `"f32"` (also when absent: exports before `--dtype`) or `"f16"`.
+    #[serde(default = "f32_default")]
+    pub dtype: String,
     /// Hyperparameters.
     pub config: LivePortraitConfigDoc,
     /// The weights file.
@@ -162,6 +230,7 @@ impl LivePortraitManifest {
                 self.kind, self.format
             ));
         }
+        ExportDtype::parse(&self.dtype)?;
         let c = &self.config;
         if c.image_size == 0
             || c.image_size > 2048
@@ -208,7 +277,7 @@ pub struct FluxManifest {
     pub kind: String,
     /// `1`.
     pub format: u32,
-    /// The weights' dtype (`"f32"`).
+    /// The weights' dtype (`"f32"` or `"f16"`).
     pub dtype: String,
     /// Where the weights came from.
     pub source: String,
@@ -325,12 +394,7 @@ impl FluxManifest {
                 self.kind, self.format
             ));
         }
-        if self.dtype != "f32" {
-            return Err(format!(
-                "dtype {:?}: the graphs run on ONNX Runtime's CPU provider in f32; export with --dtype f32",
-                self.dtype
-            ));
-        }
+        ExportDtype::parse(&self.dtype)?;
         // The plan places T5 by its tensors' prefix (`flux::parts`); the graphs must read the
         // components under the names the plan knows.
         let g = &self.graphs;
@@ -434,7 +498,7 @@ pub struct ClipManifest {
     pub kind: String,
     /// `1`.
     pub format: u32,
-    /// The weights' dtype (`"f32"`: the CPU provider's).
+    /// The weights' dtype (`"f32"` or `"f16"`).
     pub dtype: String,
     /// The text tower.
     pub text: ClipTextTower,
@@ -518,12 +582,7 @@ impl ClipManifest {
                 self.kind, self.format
             ));
         }
-        if self.dtype != "f32" {
-            return Err(format!(
-                "dtype {:?}: the towers run on ONNX Runtime's CPU provider in f32; export with --dtype f32",
-                self.dtype
-            ));
-        }
+        ExportDtype::parse(&self.dtype)?;
         let positive = [
             ("text.width", t.width),
             ("text.layers", t.layers),
@@ -558,16 +617,6 @@ impl ClipManifest {
             return Err("image_std must be positive and image_mean finite".to_owned());
         }
         Ok(())
-    }
-}
-
-/// The type a FLUX or LivePortrait export's tensor is loaded as: its graphs run in f32 on
-/// the CPU provider, so a tensor the weights file holds in 16 bits (the official checkpoints
-/// are bf16) is converted on load ([`crate::weights::convert`]); everything else as stored.
-fn loaded_dtype(stored: WeightDtype) -> WeightDtype {
-    match stored {
-        WeightDtype::BF16 | WeightDtype::F16 => WeightDtype::F32,
-        other => other,
     }
 }
 
@@ -649,9 +698,13 @@ impl Export {
                 return Err(err(format!("{file} is missing"), script));
             }
         }
+        let dtype = network.dtype();
         let (layout, resident) = match &network {
             ExportedNetwork::Clip(m) => {
-                let layout = m.config().layout(WeightDtype::F32);
+                let layout = m.config().layout(match dtype {
+                    ExportDtype::F32 => WeightDtype::F32,
+                    ExportDtype::F16 => WeightDtype::F16,
+                });
                 (layout.clone(), layout)
             }
             ExportedNetwork::Flux(m) => {
@@ -667,7 +720,7 @@ impl Export {
                     .iter()
                     .filter(|t| !unread.iter().any(|p| t.name.starts_with(p.as_str())))
                 {
-                    resident.push(t.name.clone(), loaded_dtype(t.dtype), &t.shape);
+                    resident.push(t.name.clone(), dtype.loaded(t.dtype), &t.shape);
                 }
                 (layout, resident)
             }
@@ -683,7 +736,7 @@ impl Export {
                     .iter()
                     .filter(|t| !m.weights.unused_by_graphs.contains(&t.name))
                 {
-                    resident.push(t.name.clone(), loaded_dtype(t.dtype), &t.shape);
+                    resident.push(t.name.clone(), dtype.loaded(t.dtype), &t.shape);
                 }
                 (layout, resident)
             }
@@ -728,6 +781,25 @@ impl Export {
     /// The tensors the graphs read: what is loaded.
     pub fn resident_layout(&self) -> Layout {
         (*self.resident).clone()
+    }
+
+    /// The precision of its weights and graphs.
+    pub fn dtype(&self) -> ExportDtype {
+        self.network.dtype()
+    }
+
+    /// The bytes its resident weights would take in an f16 export of the same network (every
+    /// floating tensor in 16 bits): what `--dtype f16` would save.
+    pub fn f16_resident_bytes(&self) -> u64 {
+        let mut f16 = Layout::new("f16");
+        for t in &self.resident.tensors {
+            let dtype = match t.dtype {
+                WeightDtype::F32 | WeightDtype::BF16 => WeightDtype::F16,
+                other => other,
+            };
+            f16.push(t.name.clone(), dtype, &t.shape);
+        }
+        crate::weights::resident_bytes(&f16)
     }
 
     /// What it is, for errors and logs.

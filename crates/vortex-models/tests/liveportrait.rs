@@ -187,3 +187,80 @@ fn the_source_and_a_driven_clip_match_the_pytorch_modules() {
     assert_eq!(vram.tracker().allocated(), before);
     assert_eq!(vram.tracker().purpose_bytes(Purpose::Activations), 0);
 }
+
+/// The f16 export (`export_liveportrait.py --config tiny --dtype f16`, in
+/// `tests/data/liveportrait/tiny-f16/`): its weights stay as the file holds them (F16, the
+/// normalizations' F32) instead of being widened on load, about half the f32 export's bytes,
+/// which `f16_resident_bytes` predicts from the f32 one; and on the CPU provider, which has no
+/// f16 kernels for its graphs, choosing the stage's implementation is refused with what to
+/// change (before any session is made).
+#[test]
+fn an_f16_export_keeps_its_weights_in_16_bits_and_runs_on_the_cuda_provider_only() {
+    use vortex_models::choose::{RuntimeSettings, SlotShapes, StageSet};
+    use vortex_models::compute::ComputeError;
+    use vortex_models::export::{Export, ExportDtype};
+    use vortex_models::layout::WeightDtype;
+    use vortex_models::weights::resident_bytes;
+    use vortex_registry::OutputBuffers;
+    use vortex_vram::StreamId;
+
+    let f32_export = Export::open(&dir().join("tiny")).unwrap();
+    let f16_dir = dir().join("tiny-f16");
+    let f16_export = Export::open(&f16_dir).unwrap();
+    assert_eq!(f32_export.dtype(), ExportDtype::F32);
+    assert_eq!(f16_export.dtype(), ExportDtype::F16);
+    let layout = f16_export.resident_layout();
+    let mut by_type = std::collections::BTreeMap::new();
+    for t in &layout.tensors {
+        *by_type.entry(format!("{:?}", t.dtype)).or_insert(0usize) += 1;
+    }
+    // 412 tensors; the graphs read all but the batch norms' step counters; the six
+    // LayerNormalization's weights and biases (kept float32 by the export) are the F32 ones.
+    let f32_names: Vec<&str> = layout
+        .tensors
+        .iter()
+        .filter(|t| t.dtype == WeightDtype::F32)
+        .map(|t| t.name.as_str())
+        .collect();
+    assert!(
+        f32_names.iter().all(|n| n.contains("norm")),
+        "{f32_names:?}"
+    );
+    assert!(by_type["F16"] > 10 * f32_names.len(), "{by_type:?}");
+    let (f32_bytes, f16_bytes) = (
+        resident_bytes(&f32_export.resident_layout()),
+        resident_bytes(&layout),
+    );
+    assert!(
+        (f16_bytes as f64) < 0.55 * f32_bytes as f64,
+        "{f16_bytes} vs {f32_bytes}"
+    );
+    let predicted = f32_export.f16_resident_bytes();
+    assert!(
+        predicted <= f16_bytes && f16_bytes - predicted < 4096,
+        "predicted {predicted}, found {f16_bytes}"
+    );
+
+    let (_, vram, registry) = common::loaded(Stage::Video, &f16_dir, 64 << 20);
+    let buffers = OutputBuffers::seed();
+    let streams = vortex_models::stage::StageMap::from_fn(|_| StreamId(0));
+    let err = StageSet::choose(
+        &registry,
+        vram.arena(),
+        &RuntimeSettings::default(),
+        SlotShapes {
+            buffers: &buffers,
+            verified_frames: 1,
+            streams: &streams,
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err, ComputeError::F16OnCpu { .. }), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("tiny-f16")
+            && message.contains("device.backend = \"cuda\"")
+            && message.contains("--dtype f32"),
+        "{message}"
+    );
+}

@@ -9,11 +9,11 @@ use serde::Deserialize;
 use vortex_models::adapter::{ModelSpec, adapter_on};
 use vortex_models::choose::RuntimeSettings;
 use vortex_models::cost::{CostProfile, SlotWork, TimePlan};
-use vortex_models::export::Export;
+use vortex_models::export::{Export, ExportDtype};
 use vortex_models::physics::{CountedWork, DevicePeaks, Rate, SlotFloors};
 use vortex_models::stage::Stage;
 use vortex_models::stage::StageMap;
-use vortex_models::weights::{Network, WeightSource};
+use vortex_models::weights::{Network, WeightSource, resident_bytes};
 use vortex_registry::{Dtype, Model, ModelBudget, OutputBuffers, Placement, PlanConfig, VramPlan};
 use vortex_vram::{ByteSize, HostConfig, Limits, MonitorConfig};
 
@@ -438,6 +438,7 @@ impl Config {
         }
 
         let models = v.models(&raw.models, base)?;
+        v.precision(&device, &models)?;
 
         let t = &raw.timing;
         let profile = CostProfile::by_name(&t.cost_profile).ok_or_else(|| {
@@ -654,6 +655,53 @@ impl Validator<'_> {
             path => WeightSource::File(base.join(path)),
         };
         Ok(ModelSpec { budget, weights })
+    }
+
+    /// Each export's precision against the device: an f16 export needs the CUDA provider (the
+    /// CPU one has no f16 kernels for its graphs); on CUDA, an f32 export whose weights do
+    /// not fit its budget but would in f16 is told so.
+    fn precision(
+        &self,
+        device: &DeviceKind,
+        models: &StageMap<ModelSpec>,
+    ) -> Result<(), ConfigError> {
+        let on_cuda = matches!(device, DeviceKind::Cuda { .. });
+        for stage in Stage::LOAD_ORDER {
+            let spec = &models[stage];
+            let WeightSource::Export(export) = &spec.weights else {
+                continue;
+            };
+            let key = format!("models.{}", stage.model());
+            match (export.dtype(), on_cuda) {
+                (ExportDtype::F16, false) => {
+                    return Err(self.err(
+                        &format!("{key}.weights"),
+                        format!(
+                            "the {} export in {} is f16, which runs on ONNX Runtime's CUDA provider only (the CPU provider has no f16 kernels for its graphs): set device.backend = \"cuda\", or export again with --dtype f32",
+                            export.kind(),
+                            export.dir().display()
+                        ),
+                    ));
+                }
+                (ExportDtype::F32, true) => {
+                    let f32_bytes = resident_bytes(&export.resident_layout());
+                    let f16_bytes = export.f16_resident_bytes();
+                    if spec.budget < f32_bytes && f16_bytes <= spec.budget {
+                        return Err(self.err(
+                            &format!("{key}.budget"),
+                            format!(
+                                "{} bytes: the {} export in {} is f32, whose weights alone take {f32_bytes} bytes; in f16 they take {f16_bytes}, which fits: export again with --dtype f16 (the CUDA provider runs it), or raise the budget to at least {f32_bytes}",
+                                spec.budget,
+                                export.kind(),
+                                export.dir().display()
+                            ),
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// `[runtime]`: where ONNX Runtime comes from and how many threads a session uses.

@@ -455,3 +455,55 @@ fn the_fixture_edits_the_shipped_file_by_key() {
         assert!(edit.is_err(), "{path} = {value} was accepted");
     }
 }
+
+/// Export precision against the device, at load, before anything is allocated: an f16
+/// export on the host backend (the CPU provider, which has no f16 kernels for its graphs) is
+/// refused naming both ways out; on CUDA, an f32 export whose weights fit its budget only in
+/// f16 is told to export with --dtype f16; the f16 export on CUDA and the f32 one on the host
+/// load.
+#[test]
+fn export_precision_is_checked_against_the_device() {
+    let lp = "crates/vortex-models/tests/data/liveportrait";
+    let parse = |edits: &[(&str, &str)]| {
+        Config::parse(&Shipped::new().with(edits).text(), &common::shipped_path())
+    };
+    let f16 = format!("\"{lp}/tiny-f16\"");
+    let f32 = format!("\"{lp}/tiny\"");
+    let err = parse(&[("models.liveportrait.weights", &f16)])
+        .unwrap_err()
+        .to_string();
+    for fragment in [
+        "models.liveportrait.weights",
+        "is f16",
+        "device.backend = \"cuda\"",
+        "--dtype f32",
+    ] {
+        assert!(err.contains(fragment), "{fragment} missing from: {err}");
+    }
+    // The tiny f32 export holds 435,111 f32 weights (1.74 MB); in f16 about half: 1.2 MB
+    // holds them only in f16.
+    let err = parse(&[
+        ("device.backend", "\"cuda\""),
+        ("models.liveportrait.weights", &f32),
+        ("models.liveportrait.budget", "\"1.2MB\""),
+    ])
+    .unwrap_err()
+    .to_string();
+    for fragment in ["models.liveportrait.budget", "--dtype f16", "is f32"] {
+        assert!(err.contains(fragment), "{fragment} missing from: {err}");
+    }
+    parse(&[
+        ("device.backend", "\"cuda\""),
+        ("models.liveportrait.weights", &f16),
+        ("models.liveportrait.budget", "\"1.2MB\""),
+    ])
+    .unwrap();
+    parse(&[("models.liveportrait.weights", &f32)]).unwrap();
+    // Too small even in f16: the plan's own refusal, not a precision hint.
+    parse(&[
+        ("device.backend", "\"cuda\""),
+        ("models.liveportrait.weights", &f32),
+        ("models.liveportrait.budget", "\"100kB\""),
+    ])
+    .unwrap();
+}

@@ -180,9 +180,9 @@ fn flux_tiny_and_tiny_q4() {
     }
 }
 
-#[test]
-fn liveportrait_tiny() {
-    let dir = data("tests/data/liveportrait/tiny");
+/// Each LivePortrait graph of the export in `rel`, classified.
+fn liveportrait(rel: &str) -> BTreeMap<String, Found> {
+    let dir = data(rel);
     let manifest = json(&dir.join("liveportrait.json"));
     let graphs = manifest["graphs"].as_object().expect("graphs");
     let mut found = BTreeMap::new();
@@ -200,8 +200,14 @@ fn liveportrait_tiny() {
             listed,
             "{name}: the manifest lists the graph's weights"
         );
-        found.insert(name.as_str(), classify(&model));
+        found.insert(name.clone(), classify(&model));
     }
+    found
+}
+
+#[test]
+fn liveportrait_tiny() {
+    let found = liveportrait("tests/data/liveportrait/tiny");
     let expected = BTreeMap::from([
         ("appearance_feature_extractor", all_device(44, 0)),
         ("motion_extractor", all_device(82, 0)),
@@ -211,7 +217,37 @@ fn liveportrait_tiny() {
         ("retarget_eye", all_device(12, 0)),
         ("retarget_lip", all_device(8, 0)),
     ]);
-    assert_eq!(found, expected);
+    assert_eq!(
+        found,
+        expected
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect()
+    );
+}
+
+/// The f16 export (`export_liveportrait.py --dtype f16`): the same weights, all still read on
+/// the device (the CUDA kernels of every op it converted have f16 types; GridSample and the
+/// normalizations stay float32 between Casts), nothing falls back, and the shape nodes are
+/// the f32 graph's.
+#[test]
+fn liveportrait_tiny_f16() {
+    let found = liveportrait("tests/data/liveportrait/tiny-f16");
+    let expected = BTreeMap::from([
+        ("appearance_feature_extractor", all_device(44, 0)),
+        ("motion_extractor", all_device(82, 0)),
+        ("warping_spade", all_device(242, 121)),
+        ("stitching", all_device(8, 0)),
+        ("retarget_eye", all_device(12, 0)),
+        ("retarget_lip", all_device(8, 0)),
+    ]);
+    assert_eq!(
+        found,
+        expected
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect()
+    );
 }
 
 #[test]

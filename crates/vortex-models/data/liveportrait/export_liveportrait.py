@@ -10,9 +10,18 @@ Pinned versions (tested): Python 3.11.7, torch 2.15.0 (CPU), onnx 1.23.2,
 onnxruntime 1.31.1, numpy 2.x, mimic-head 0.1.5.
 
 Usage:
-  python export_liveportrait.py --out DIR --config tiny [--seed N]
+  python export_liveportrait.py --out DIR --config tiny [--seed N] [--dtype f32|f16]
   python export_liveportrait.py --out DIR --config official [--seed N]   # random weights
   python export_liveportrait.py --out DIR --checkpoints CKPT_DIR           # official weights
+--dtype f32 (default) is what ONNX Runtime's CPU provider runs. --dtype f16 (for the CUDA
+provider; needs onnxconverter-common 1.16.0) converts each traced graph with
+onnxconverter-common's float16 converter: weights and compute in half precision, graph
+inputs and outputs stay float32 (Cast nodes at the edges), and GridSample stays float32
+between Casts (ONNX Runtime's CUDA GridSample kernel is registered for float only). The
+weights file then holds each weight exactly as the converted graph reads it (F16, values
+clamped to F16's finite range by the converter). An f16 export is checked against torch's
+f32 output on ONNX's reference evaluator (numpy), not on ONNX Runtime's CPU provider, which
+has no f16 kernels for these graphs.
 CKPT_DIR holds the official release files appearance_feature_extractor.pth,
 motion_extractor.pth, warping_module.pth, spade_generator.pth and
 stitching_retargeting_module.pth (KwaiVGI/LivePortrait `pretrained_weights/liveportrait/
@@ -59,7 +68,7 @@ CHECKPOINT MAP (official file -> names in weights.safetensors / the graphs):
       ["retarget_shoulder"][k] -> "stitching_retargeting_module.retarget_shoulder." + k'
       ["retarget_mouth"][k]    -> "stitching_retargeting_module.retarget_mouth." + k'
       ["retarget_eye"][k]      -> "stitching_retargeting_module.retarget_eye." + k'
-  Floating tensors are stored as F32.
+  Floating tensors are stored as F32 (F16 with --dtype f16).
 """
 import argparse
 import hashlib
@@ -287,12 +296,15 @@ def weight_dict(model):
 def write_safetensors(path, tensors, metadata):
     """Deterministic safetensors: I64 tensors first, then F32, each group in state-dict
     order, packed; JSON header with sorted keys, no spaces, space-padded to 8 bytes."""
+    names = {np.dtype(np.int64): "I64", np.dtype(np.float32): "F32",
+             np.dtype(np.float16): "F16"}
+    assert all(t.dtype in names for t in tensors.values())
     order = [k for k in tensors if tensors[k].dtype == np.int64] + \
-            [k for k in tensors if tensors[k].dtype == np.float32]
+            [k for k in tensors if tensors[k].dtype != np.int64]
     header, pos = {"__metadata__": metadata}, 0
     for k in order:
         n = tensors[k].nbytes
-        header[k] = {"dtype": "I64" if tensors[k].dtype == np.int64 else "F32",
+        header[k] = {"dtype": names[tensors[k].dtype],
                      "shape": list(tensors[k].shape), "data_offsets": [pos, pos + n]}
         pos += n
     hb = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
@@ -412,9 +424,22 @@ def tensor_shape(vi):
     return dims
 
 
-def export_graph(name, module, args, in_names, out_names, weights, wheader, base, out_dir):
-    path = os.path.join(out_dir, name + ".onnx")
-    tmp = path + ".tmp"
+F16_MIN_POSITIVE = 5.96e-08  # F16's smallest subnormal: no weight is flushed to zero
+F16_MAX_FINITE = 65504.0
+# Ops that stay float32 between Casts in an f16 export: GridSample (ONNX Runtime's CUDA
+# kernel is float-only) and the normalizations, whose variance overflows F16 when computed
+# in it (SPADE's activations reach a few hundred; ONNX's reference evaluator, which computes
+# in the tensor's type, gave a broken frame with them in f16).
+F16_KEEP_F32 = ["GridSample", "InstanceNormalization", "LayerNormalization"]
+# The most an f16 graph's output may differ from torch's f32 one (the tiny config's frame
+# differs by 0.025 of its (0, 1) range).
+F16_TOLERANCE = 0.05
+
+
+def trace_graph(name, module, args, in_names, out_names, out_dir, dtype):
+    """The traced graph with its weights inline (converted to f16 when dtype is f16) and
+    the number of uniform constants replaced by ConstantOfShape."""
+    tmp = os.path.join(out_dir, name + ".onnx.tmp")
     with torch.no_grad():
         torch.onnx.export(module, args, tmp, dynamo=False, opset_version=OPSET,
                           do_constant_folding=False, export_params=True,
@@ -430,6 +455,34 @@ def export_graph(name, module, args, in_names, out_names, weights, wheader, base
     g.input.extend(keep)
     assert [i.name for i in g.input] == in_names, [i.name for i in g.input]
     n_cos = uniform_constants_to_constant_of_shape(m)
+    if dtype == "f16":
+        from onnxconverter_common import float16
+        m = float16.convert_float_to_float16(
+            m, min_positive_val=F16_MIN_POSITIVE, max_finite_val=F16_MAX_FINITE,
+            keep_io_types=True,
+            op_block_list=float16.DEFAULT_OP_BLOCK_LIST + F16_KEEP_F32)
+    return m, n_cos
+
+
+def f16_weights(weights, traced):
+    """The weights as the converted graphs read them: each initializer that is a weight,
+    taken from the graph (the converter's rounding and clamping), the rest as they were."""
+    out = dict(weights)
+    for m, _ in traced:
+        for t in m.graph.initializer:
+            if t.name in weights:
+                arr = numpy_helper.to_array(t)
+                if t.name in out and out[t.name].dtype == arr.dtype and \
+                        out[t.name].tobytes() != arr.tobytes():
+                    raise SystemExit(f"{t.name}: two graphs read it differently")
+                out[t.name] = np.ascontiguousarray(arr)
+    return out
+
+
+def export_graph(name, traced, weights, wheader, base, out_dir):
+    path = os.path.join(out_dir, name + ".onnx")
+    m, n_cos = traced
+    g = m.graph
 
     ext, small = [], []
     for t in g.initializer:
@@ -489,6 +542,13 @@ def export_graph(name, module, args, in_names, out_names, weights, wheader, base
 
     for v in list(g.input) + list(g.output):
         assert v.type.tensor_type.elem_type == TensorProto.FLOAT
+    # Each GridSample reads and writes float32 (its Casts are the converter's, f16 or not).
+    elem = {vi.name: vi.type.tensor_type.elem_type
+            for vi in list(inferred.graph.value_info) + list(inferred.graph.input)
+            + list(inferred.graph.output)}
+    for n in gs:
+        if elem.get(n.input[0]) != TensorProto.FLOAT or elem.get(n.output[0]) != TensorProto.FLOAT:
+            raise SystemExit(f"{name}: GridSample {n.name} is not float32")
     ops = {}
     for n in g.node:
         ops[n.op_type] = ops.get(n.op_type, 0) + 1
@@ -520,17 +580,23 @@ def ort_session(path, threads=2):
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
-def verify(path, module, args, in_names):
-    sess = ort_session(path)
+def verify(path, module, args, in_names, dtype="f32"):
+    """Largest |difference| between torch's f32 outputs and the graph's: on ONNX Runtime's
+    CPU provider for f32, on ONNX's reference evaluator (numpy) for f16."""
+    feeds = {n: a.numpy() for n, a in zip(in_names, args)}
+    if dtype == "f16":
+        from onnx.reference import ReferenceEvaluator
+        got = ReferenceEvaluator(path).run(None, feeds)
+    else:
+        got = ort_session(path).run(None, feeds)
     with torch.no_grad():
         ref = module(*args)
     if isinstance(ref, torch.Tensor):
         ref = (ref,)
-    got = sess.run(None, {n: a.numpy() for n, a in zip(in_names, args)})
-    return max(float(np.abs(r.numpy() - o).max()) for r, o in zip(ref, got))
+    return max(float(np.abs(r.numpy() - o.astype(np.float32)).max()) for r, o in zip(ref, got))
 
 
-def export_all(out_dir, config_name, seed=None, checkpoints=None, do_verify=True):
+def export_all(out_dir, config_name, seed=None, checkpoints=None, do_verify=True, dtype="f32"):
     c = CONFIGS[config_name]
     os.makedirs(out_dir, exist_ok=True)
     torch.manual_seed(0)
@@ -543,18 +609,30 @@ def export_all(out_dir, config_name, seed=None, checkpoints=None, do_verify=True
         source = {"kind": "seeded", "seed": seed}
     lp.eval()
     weights = weight_dict(lp)
+    specs = graph_specs(lp, c)
+    traced = []
+    for name, module, args, ins, outs in specs:
+        module.eval()
+        traced.append(trace_graph(name, module, args, ins, outs, out_dir, dtype))
+    if dtype == "f16":
+        weights = f16_weights(weights, traced)
     meta = {"format": "vortex-liveportrait-1", "config": config_name,
             "source": json.dumps(source, sort_keys=True)}
+    if dtype != "f32":
+        meta["dtype"] = dtype
     base, wheader = write_safetensors(os.path.join(out_dir, WEIGHTS), weights, meta)
 
     graphs, used, all_ops = {}, set(), {}
-    for name, module, args, ins, outs in graph_specs(lp, c):
-        module.eval()
-        path, info, ops = export_graph(name, module, args, ins, outs, weights, wheader,
-                                       base, out_dir)
+    for (name, module, args, ins, outs), t in zip(specs, traced):
+        path, info, ops = export_graph(name, t, weights, wheader, base, out_dir)
         if do_verify:
-            info["verify_max_abs_diff_ort_vs_torch"] = verify(path, module, args, ins)
-            print(f"  ORT vs torch max |diff| = {info['verify_max_abs_diff_ort_vs_torch']:.3g}")
+            key = "verify_max_abs_diff_ort_vs_torch" if dtype == "f32" else \
+                "verify_max_abs_diff_onnx_reference_f16_vs_torch_f32"
+            info[key] = verify(path, module, args, ins, dtype)
+            print(f"  {key} = {info[key]:.3g}")
+            if dtype == "f16" and not info[key] <= F16_TOLERANCE:
+                raise SystemExit(f"{name}: f16 output differs from torch's by {info[key]:.3g} "
+                                 f"(> {F16_TOLERANCE})")
         graphs[name] = info
         used.update(info["external_initializers"])
         for k, v in ops.items():
@@ -565,9 +643,11 @@ def export_all(out_dir, config_name, seed=None, checkpoints=None, do_verify=True
 
     wbytes = open(os.path.join(out_dir, WEIGHTS), "rb").read()
     n_f32 = sum(int(np.prod(w.shape)) for w in weights.values() if w.dtype == np.float32)
+    n_f16 = sum(int(np.prod(w.shape)) for w in weights.values() if w.dtype == np.float16)
     manifest = {
         "kind": "liveportrait",
         "format": "vortex-liveportrait-1",
+        "dtype": dtype,
         "config_name": config_name,
         "source": source,
         "opset": OPSET,
@@ -577,7 +657,7 @@ def export_all(out_dir, config_name, seed=None, checkpoints=None, do_verify=True
         "module_params": module_params(c),
         "weights": {"file": WEIGHTS, "sha256": hashlib.sha256(wbytes).hexdigest(),
                     "bytes": len(wbytes), "data_start": base, "tensors": len(weights),
-                    "f32_elements": n_f32,
+                    "f32_elements": n_f32, "f16_elements": n_f16,
                     "unused_by_graphs": unused},
         "checkpoint_map": {
             "appearance_feature_extractor.pth": "appearance_feature_extractor.<key>",
@@ -594,8 +674,8 @@ def export_all(out_dir, config_name, seed=None, checkpoints=None, do_verify=True
     with open(os.path.join(out_dir, MANIFEST), "w") as f:
         json.dump(manifest, f, indent=1)
         f.write("\n")
-    print(f"{WEIGHTS}: {len(weights)} tensors, {n_f32} f32 elements "
-          f"({n_f32 * 4 / 1e6:.3f} MB), {len(wbytes)} B")
+    print(f"{WEIGHTS}: {len(weights)} tensors, {n_f32} f32 elements, {n_f16} f16 elements, "
+          f"{len(wbytes)} B")
     return lp, manifest
 
 
@@ -607,12 +687,14 @@ def main():
     grp.add_argument("--checkpoints", help="directory with the official .pth files")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-verify", action="store_true")
+    ap.add_argument("--dtype", choices=["f32", "f16"], default="f32")
     a = ap.parse_args()
     check_official_against_yaml()
     if a.checkpoints:
-        export_all(a.out, "official", checkpoints=a.checkpoints, do_verify=not a.no_verify)
+        export_all(a.out, "official", checkpoints=a.checkpoints, do_verify=not a.no_verify,
+                   dtype=a.dtype)
     else:
-        export_all(a.out, a.config, seed=a.seed, do_verify=not a.no_verify)
+        export_all(a.out, a.config, seed=a.seed, do_verify=not a.no_verify, dtype=a.dtype)
 
 
 if __name__ == "__main__":
