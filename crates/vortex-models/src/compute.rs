@@ -301,10 +301,10 @@ pub enum ComputeError {
         /// The cap.
         cap: u64,
     },
-    /// An f16 export asked to run on ONNX Runtime's CPU provider, which has no f16 kernels for
-    /// its graphs.
+    /// An f16 export asked to run on ONNX Runtime's CPU provider, which lacks f16 kernels for
+    /// most of its ops (ONNX Runtime would cast the weights to f32 on every run).
     #[error(
-        "the {kind} export in {} is f16, which runs on ONNX Runtime's CUDA provider only (the CPU provider has no f16 kernels for its graphs): set device.backend = \"cuda\", or export again with --dtype f32", dir.display()
+        "the {kind} export in {} is f16, for ONNX Runtime's CUDA provider: the CPU provider lacks f16 kernels for most of its ops and would cast its weights to f32 on every run (ONNX Runtime's inserted Casts; slower than the f32 export, and the copies in scratch): set device.backend = \"cuda\", or export again with --dtype f32", dir.display()
     )]
     F16OnCpu {
         /// What the export holds.

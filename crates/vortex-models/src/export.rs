@@ -47,7 +47,8 @@ const FLUX_CHECKPOINT: &str = "FLUX.1 as export_flux.py writes it (diffusers/tra
 
 /// The precision an export's weights and graphs are in (inputs and outputs are f32 either
 /// way). ONNX Runtime's CPU provider runs f32 exports; f16 exports are for the CUDA provider
-/// (half the weights' bytes), which the CPU provider has no f16 kernels to run.
+/// (half the weights' bytes): the CPU provider lacks f16 kernels for most of their ops and
+/// runs them by casting to f32 around each such node (weights included, every run).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ExportDtype {
     /// `--dtype f32`.

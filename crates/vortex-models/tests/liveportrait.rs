@@ -191,8 +191,8 @@ fn the_source_and_a_driven_clip_match_the_pytorch_modules() {
 /// The f16 export (`export_liveportrait.py --config tiny --dtype f16`, in
 /// `tests/data/liveportrait/tiny-f16/`): its weights stay as the file holds them (F16, the
 /// normalizations' F32) instead of being widened on load, about half the f32 export's bytes,
-/// which `f16_resident_bytes` predicts from the f32 one; and on the CPU provider, which has no
-/// f16 kernels for its graphs, choosing the stage's implementation is refused with what to
+/// which `f16_resident_bytes` predicts from the f32 one; and on the CPU provider, which lacks
+/// f16 kernels for most of its ops, choosing the stage's implementation is refused with what to
 /// change (before any session is made).
 #[test]
 fn an_f16_export_keeps_its_weights_in_16_bits_and_runs_on_the_cuda_provider_only() {
@@ -240,6 +240,21 @@ fn an_f16_export_keeps_its_weights_in_16_bits_and_runs_on_the_cuda_provider_only
         predicted <= f16_bytes && f16_bytes - predicted < 4096,
         "predicted {predicted}, found {f16_bytes}"
     );
+
+    // CLIP's and FLUX's f16 exports (`--dtype f16` of their scripts) open the same way: their
+    // weights as the file holds them (FLUX's T5 keeps one Linear in f32, as transformers does).
+    for (rel, f32_tensors) in [("clip/tiny-f16", 0), ("flux/tiny-f16", 1)] {
+        let export = Export::open(&common::data(rel)).unwrap();
+        assert_eq!(export.dtype(), ExportDtype::F16, "{rel}");
+        let layout = export.resident_layout();
+        let wide = layout
+            .tensors
+            .iter()
+            .filter(|t| t.dtype == WeightDtype::F32)
+            .count();
+        assert_eq!(wide, f32_tensors, "{rel}");
+        assert!(layout.tensors.len() > 50, "{rel}");
+    }
 
     let (_, vram, registry) = common::loaded(Stage::Video, &f16_dir, 64 << 20);
     let buffers = OutputBuffers::seed();

@@ -658,7 +658,7 @@ impl Validator<'_> {
     }
 
     /// Each export's precision against the device: an f16 export needs the CUDA provider (the
-    /// CPU one has no f16 kernels for its graphs); on CUDA, an f32 export whose weights do
+    /// CPU one lacks f16 kernels for most of their ops); on CUDA, an f32 export whose weights do
     /// not fit its budget but would in f16 is told so.
     fn precision(
         &self,
@@ -677,7 +677,7 @@ impl Validator<'_> {
                     return Err(self.err(
                         &format!("{key}.weights"),
                         format!(
-                            "the {} export in {} is f16, which runs on ONNX Runtime's CUDA provider only (the CPU provider has no f16 kernels for its graphs): set device.backend = \"cuda\", or export again with --dtype f32",
+                            "the {} export in {} is f16, for ONNX Runtime's CUDA provider: the CPU provider lacks f16 kernels for most of its ops and would cast its weights to f32 on every run (ONNX Runtime's inserted Casts; slower than the f32 export, and the copies in scratch): set device.backend = \"cuda\", or export again with --dtype f32",
                             export.kind(),
                             export.dir().display()
                         ),

@@ -457,7 +457,7 @@ fn the_fixture_edits_the_shipped_file_by_key() {
 }
 
 /// Export precision against the device, at load, before anything is allocated: an f16
-/// export on the host backend (the CPU provider, which has no f16 kernels for its graphs) is
+/// export on the host backend (the CPU provider, which lacks f16 kernels for most of its ops) is
 /// refused naming both ways out; on CUDA, an f32 export whose weights fit its budget only in
 /// f16 is told to export with --dtype f16; the f16 export on CUDA and the f32 one on the host
 /// load.

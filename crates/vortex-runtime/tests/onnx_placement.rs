@@ -2,8 +2,9 @@
 //! every weight Vortex hands a session is classified, and what was found is written down here
 //! (a change in the graphs or in the classifier that moves a weight or a node fails the test).
 //!
-//! Found: every external initializer of every tiny export (CLIP; FLUX tiny and tiny_q4;
-//! LivePortrait) is read on the device only, and no node of theirs falls back to the CPU.
+//! Found: every external initializer of every tiny export (CLIP tiny and tiny-f16; FLUX tiny,
+//! tiny_q4 and tiny-f16; LivePortrait tiny and tiny-f16) is read on the device only, and no
+//! node of theirs falls back to the CPU.
 //! Their shape computations (Shape → Gather → Unsqueeze → Concat → Reshape chains) move to
 //! the CPU by ONNX Runtime's own choice, counted below; none reads a weight. (Those that
 //! survive constant folding would trip `session.disable_cpu_ep_fallback`.) Kokoro's int8
@@ -121,7 +122,17 @@ fn all_device(weights: usize, shape_nodes: usize) -> Found {
 
 #[test]
 fn clip_tiny() {
-    let dir = data("tests/data/clip/tiny");
+    clip("tests/data/clip/tiny");
+}
+
+/// `export_clip.py --config tiny --dtype f16`: the f32 graph's placement, in half precision.
+#[test]
+fn clip_tiny_f16() {
+    clip("tests/data/clip/tiny-f16");
+}
+
+fn clip(rel: &str) {
+    let dir = data(rel);
     let manifest = json(&dir.join("clip.json"));
     let weights = safetensors_names(&dir.join(manifest["weights"].as_str().expect("weights")));
     for (graph, expected) in [
@@ -139,8 +150,19 @@ fn clip_tiny() {
 }
 
 #[test]
-fn flux_tiny_and_tiny_q4() {
+fn flux_tiny_tiny_q4_and_tiny_f16() {
     for (export, graphs) in [
+        (
+            // `export_flux.py --config tiny --dtype f16`: as the f32 export (traced in half
+            // precision, the transformer and the VAE have 10 and 5 shape nodes fewer).
+            "tiny-f16",
+            [
+                ("clip_text", all_device(20, 79)),
+                ("t5", all_device(12, 67)),
+                ("transformer", all_device(62, 255)),
+                ("vae_decoder", all_device(104, 57)),
+            ],
+        ),
         (
             "tiny",
             [

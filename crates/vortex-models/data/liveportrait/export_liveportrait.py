@@ -20,8 +20,9 @@ inputs and outputs stay float32 (Cast nodes at the edges), and GridSample stays 
 between Casts (ONNX Runtime's CUDA GridSample kernel is registered for float only). The
 weights file then holds each weight exactly as the converted graph reads it (F16, values
 clamped to F16's finite range by the converter). An f16 export is checked against torch's
-f32 output on ONNX's reference evaluator (numpy), not on ONNX Runtime's CPU provider, which
-has no f16 kernels for these graphs.
+f32 output on ONNX's reference evaluator (numpy, computing in f16), not on ONNX Runtime's
+CPU provider, which lacks f16 kernels for most of these ops and would run them in f32
+between the Casts it inserts (hiding f16's rounding).
 CKPT_DIR holds the official release files appearance_feature_extractor.pth,
 motion_extractor.pth, warping_module.pth, spade_generator.pth and
 stitching_retargeting_module.pth (KwaiVGI/LivePortrait `pretrained_weights/liveportrait/
