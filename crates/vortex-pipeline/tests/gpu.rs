@@ -10,7 +10,7 @@
 //! scratch is back where it started; (c) the session's work is on the stream Vortex gave it;
 //! (d) the tracker's total adds up to the driver's used
 //! memory within 1%; (e) each stage's latency, and LivePortrait's frame time with and
-//! without CUDA graphs.
+//! without CUDA graphs; (f) the f16 exports on the device against the f32 ones.
 #![cfg(feature = "cuda")]
 
 mod common;
@@ -67,12 +67,20 @@ fn export(name: &str) -> String {
 
 /// Small slots with CLIP's tiny export verifying and LivePortrait's drawing, on the device.
 fn config(cuda_graphs: bool) -> Config {
+    config_of("tiny", cuda_graphs)
+}
+
+/// [`config`] over the exports named `tiny` (f32) or `tiny-f16`.
+fn config_of(exports: &str, cuda_graphs: bool) -> Config {
     Shipped::new()
         .with(&[
             ("models.kokoro.weights", "\"synthetic\""),
-            ("models.clip_b.weights", &export("clip/tiny")),
-            ("models.clip_l.weights", &export("clip/tiny")),
-            ("models.liveportrait.weights", &export("liveportrait/tiny")),
+            ("models.clip_b.weights", &export(&format!("clip/{exports}"))),
+            ("models.clip_l.weights", &export(&format!("clip/{exports}"))),
+            (
+                "models.liveportrait.weights",
+                &export(&format!("liveportrait/{exports}")),
+            ),
             ("buffers.image_size", "128"),
             ("buffers.seconds", "2"),
             ("buffers.sample_rate", "800"),
@@ -291,6 +299,51 @@ async fn frame_time_with_and_without_cuda_graphs() {
             .is_some(),
         "LivePortrait did not draw on the device: {figures:?}"
     );
+}
+
+/// (f) The f16 exports (`--dtype f16`) on the CUDA provider: the slot runs, its CLIP scores
+/// come within 0.05 of the f32 exports' on the same recipe, and the video stage's time of each.
+#[tokio::test]
+async fn the_f16_exports_run_on_the_device_close_to_the_f32_ones() {
+    let Some(backend) = device() else { return };
+    let mut figures = serde_json::Map::new();
+    let mut scores = Vec::new();
+    for exports in ["tiny", "tiny-f16"] {
+        let mut pipeline =
+            match VortexPipeline::with_backend(config_of(exports, false), backend.clone()) {
+                Ok(p) => p,
+                Err(PipelineError::Stage(err)) if err.to_string().contains("pip") => {
+                    eprintln!("skipping: the CUDA provider's wheels cannot be fetched here: {err}");
+                    return;
+                }
+                Err(err) => panic!("{exports}: {err}"),
+            };
+        pipeline.generate_slot(&recipe(1)).await.unwrap();
+        let result = pipeline
+            .generate_slot(&recipe(1))
+            .await
+            .unwrap()
+            .to_owned_result();
+        let video_ms = result.stages[Stage::Video].as_secs_f64() * 1e3;
+        figures.insert(
+            exports.into(),
+            serde_json::json!({
+                "clip_b": result.clip_scores.clip_b,
+                "clip_l": result.clip_scores.clip_l,
+                "video_ms": video_ms,
+            }),
+        );
+        scores.push(result.clip_scores);
+    }
+    report("f_f16_exports", serde_json::Value::Object(figures));
+    let (f32_scores, f16_scores) = (scores[0], scores[1]);
+    for (f32_score, f16_score) in [
+        (f32_scores.clip_b, f16_scores.clip_b),
+        (f32_scores.clip_l, f16_scores.clip_l),
+    ] {
+        let (a, b) = (f32_score.expect("scored"), f16_score.expect("scored"));
+        assert!((a - b).abs() <= 0.05, "f32 {a} vs f16 {b}");
+    }
 }
 
 /// Where gpu-check looks for this file's report (kept here so the two agree).
