@@ -239,6 +239,23 @@ impl Runtime {
             .with_logger(Arc::new(log_from_ort))
             .build()
             .map_err(|e| load(e.to_string()))?;
+        // `ort` creates a custom logger's environment at VERBOSE severity: ONNX Runtime would
+        // format every verbose and info message and hand it to `log_from_ort`, only to be
+        // dropped there. Warnings and errors are what Vortex logs (an ignored initializer is a
+        // warning); ORT_LOG=info or verbose keeps the detail for whoever asks.
+        if !matches!(std::env::var("ORT_LOG").as_deref(), Ok("info" | "verbose")) {
+            // SAFETY: `env` is the live environment just built; the call only sets its
+            // logger's severity.
+            let status = unsafe {
+                (ort::api().UpdateEnvWithCustomLogLevel)(
+                    env.ptr().cast_mut(),
+                    ort::sys::OrtLoggingLevel::ORT_LOGGING_LEVEL_WARNING,
+                )
+            };
+            // SAFETY: a status returned by ONNX Runtime.
+            unsafe { ort::Error::result_from_status(status) }
+                .map_err(|e| load(format!("setting its log level: {e}")))?;
+        }
         let mut allocator =
             ScratchAllocator::new(None).map_err(ort_err("the allocator's memory info"))?;
         register(&env, &mut allocator)?;
@@ -1383,6 +1400,40 @@ mod tests {
         );
         assert_eq!(arena.stats().scratch.live, 0);
         let _ = std::fs::remove_file(&file);
+    }
+
+    /// End to end on the real library: a weight handed over as a "Cuda" value to a CPU session
+    /// (whose plan puts it on the CPU) makes ONNX Runtime log "Cannot use user supplied
+    /// initializer", which reaches Vortex's logger (the environment's severity lets warnings
+    /// through) and names the weight, which is what makes `graph_with` refuse a session whose
+    /// weights were not taken in place.
+    #[test]
+    fn onnx_runtimes_ignored_initializer_warning_reaches_vortex() {
+        let runtime = Runtime::get(None).expect("ONNX Runtime loads (CI fetches the wheel)");
+        let file = std::env::temp_dir().join(format!("vortex-ignored-{}.onnx", std::process::id()));
+        std::fs::write(&file, crate::onnx::tests::added_weight_model()).unwrap();
+        let host = HostBuffer::zeroed(16).unwrap();
+        let w = InPlace {
+            name: "w".to_owned(),
+            dtype: ElementType::F32,
+            shape: vec![4],
+            data: NonNull::from(host.bytes()).cast::<u8>(),
+            len: 16,
+            on_device: true,
+            at: None,
+        };
+        // SAFETY: `host` outlives the session; the CPU session never reads a "Cuda" value.
+        let value = unsafe { value_over(&w, Some(0)) }.unwrap();
+        let since = IGNORED.lock().unwrap().len();
+        let session = Session::builder(&runtime.env)
+            .unwrap()
+            .with_initializer("w", value)
+            .unwrap()
+            .commit_from_file(&file);
+        let ignored = ignored_since(since, &["w"]);
+        drop(session);
+        let _ = std::fs::remove_file(&file);
+        assert_eq!(ignored, ["w"]);
     }
 
     #[test]

@@ -180,6 +180,22 @@ fn model_at(graph: &[u8], opset: i64) -> Vec<u8> {
     m
 }
 
+/// `y = x + w`, `w` an f32 initializer of 4 values (its data in the graph).
+pub(crate) fn added_weight_model() -> Vec<u8> {
+    let mut w = tensor("w", FLOAT, &[4]);
+    let data: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    pb::bytes(9, &data, &mut w);
+    model(&graph(
+        &[node("Add", &["x", "w"], &["y"])],
+        &[w],
+        &[value("x", FLOAT)],
+        &[value("y", FLOAT)],
+    ))
+}
+
 /// `y = x + x` over f32 tensors of any shape: a graph whose only allocation is its output.
 pub(crate) fn doubling_model() -> Vec<u8> {
     model(&graph(
