@@ -247,10 +247,20 @@ fn real_main() -> Result<()> {
         };
     }
     tracing::info!(target: "vortex", config = %path, "vortex starting");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("could not start the tokio runtime")?;
+    // The server's runtime has two workers: while a slot's end blocks one on files (the
+    // encoder's tail, fsyncs), the other answers the probes and the API. Everything else runs
+    // on one thread.
+    let runtime = match cli.command {
+        Command::Serve { .. } => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(2);
+            builder
+        }
+        _ => tokio::runtime::Builder::new_current_thread(),
+    }
+    .enable_all()
+    .build()
+    .context("could not start the tokio runtime")?;
     match cli.command {
         Command::Plan { svg, json } => plan(&config, svg.as_deref(), json),
         Command::Doctor { json } => {

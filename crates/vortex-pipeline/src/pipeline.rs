@@ -783,8 +783,8 @@ impl VortexPipeline {
             }),
             Ok(Ok(stages)) => {
                 let manifest = Manifest::new(self, recipe, &stages, elapsed, (before, after));
-                sink.manifest(&manifest)
-                    .and_then(|()| sink.finish())
+                // The encoder's tail and the fsyncs block: off the runtime's other work.
+                blocking(|| sink.manifest(&manifest).and_then(|()| sink.finish()))
                     .err()
                     .map(|source| ("error", SlotError::Output { slot_id, source }))
                     .or_else(|| {
@@ -797,7 +797,7 @@ impl VortexPipeline {
             // The stage futures were dropped; wait for the device before anything reuses
             // the buffers.
             let _ = self.vram.backend().synchronize();
-            sink.abort();
+            blocking(|| sink.abort());
             metrics::counter!(names::SLOTS_TOTAL, "outcome" => outcome).increment(1);
             tracing::warn!(target: "vortex_pipeline", slot_id, error = %err, "slot failed");
             return Err(err);
@@ -893,6 +893,18 @@ struct Slot<'a> {
     /// When the slot's deadline passes: stages that work frame by frame stop there, so a
     /// missed deadline is reported on time even while the compute runs on this thread.
     deadline_at: Instant,
+}
+
+/// Runs `work`, which blocks on files (an encoder's tail, fsyncs, a PNG), so that the rest of
+/// the runtime's work goes on meanwhile: on a multi-thread runtime (`vortex serve`'s) the
+/// worker hands its other tasks to another worker first (`block_in_place`); elsewhere (a
+/// current-thread runtime, or none) it simply runs.
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
 }
 
 fn drain_error(err: std::io::Error) -> ComputeError {
@@ -1015,8 +1027,10 @@ impl Slot<'_> {
         for (sample, b) in host.audio.iter_mut().zip(bytes.chunks_exact(4)) {
             *sample = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         }
-        sink.actor(&host.actor).map_err(drain_error)?;
-        sink.audio(&host.audio).map_err(drain_error)
+        blocking(|| {
+            sink.actor(&host.actor).map_err(drain_error)?;
+            sink.audio(&host.audio).map_err(drain_error)
+        })
     }
 
     /// Phase two: the video. Frames in a device ring are drained to host memory and to the

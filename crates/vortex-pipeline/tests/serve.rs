@@ -396,3 +396,70 @@ fn an_unwritable_cache_fails_before_any_model_loads() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The end of a slot blocks on files (the encoder's tail, the PNG and WAV, the fsyncs): an
+/// ffmpeg that takes 2 s to exit after its last frame holds the slot's finish that long, and
+/// the probes must still answer fast meanwhile (the server's workers are not all held by it).
+#[test]
+fn a_slow_encoder_tail_does_not_stall_the_probes() {
+    use vortex_pipeline::output::Ffmpeg;
+    let dir = tempdir("tail");
+    let real =
+        Ffmpeg::resolve_in(None, &vortex_runtime::fetch::cache_dir()).expect("the pinned ffmpeg");
+    let script = dir.join("ffmpeg");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nif [ \"$1\" = -version ]; then exec '{real}' \"$@\"; fi\n'{real}' \"$@\"\nstatus=$?\nsleep 2\nexit $status\n",
+                real = real.program().display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let config = Shipped::small_slot().write_into(&dir);
+    let out = dir.join("slots");
+    let log = dir.join("log");
+    let mut server = Server::start(
+        &config,
+        &out,
+        &log,
+        &format!("export VORTEX_FFMPEG='{}';", script.display()),
+    );
+    assert_eq!(post(&server.addr, 1).0, 202);
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    let mut probes = 0;
+    loop {
+        let asked = Instant::now();
+        let (status, _) = http(&server.probe, "GET", "/health", None).expect("/health answered");
+        assert_eq!(status, 200);
+        slowest = slowest.max(asked.elapsed());
+        probes += 1;
+        let (_, body) = http(&server.addr, "GET", "/slots/1", None).expect("status answered");
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if doc["status"] != "running" && doc["status"] != "queued" {
+            assert_eq!(doc["status"], "done", "{doc}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the slot finished"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "the encoder's tail held the slot"
+    );
+    assert!(
+        slowest < Duration::from_millis(500),
+        "/health took {slowest:?} at worst over {probes} probes while the slot ended"
+    );
+    assert!(whole(&out.join("slot-0001")));
+    server.signal("-TERM");
+    assert!(server.exit(Duration::from_secs(30)).success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
