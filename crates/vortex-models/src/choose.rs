@@ -142,9 +142,12 @@ fn session_for(
     };
     let provider = match !backend.host_addressable() && stage != Stage::Audio {
         false => Provider::Cpu,
+        // CUDA graphs only for LivePortrait's per-frame graph (fixed shapes, run bound): the
+        // network turns them off for its other graphs.
         true => Provider::Cuda(CudaOptions {
             stream: backend.raw_stream(shapes.streams[stage]),
-            cuda_graph: settings.cuda_graphs,
+            stream_id: Some(shapes.streams[stage]),
+            cuda_graph: settings.cuda_graphs && stage == Stage::Video,
             ..CudaOptions::on(0)
         }),
     };

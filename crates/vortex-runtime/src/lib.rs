@@ -45,7 +45,7 @@ use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, Memory
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{RunOptions, Session};
 use ort::value::{DynValue, TensorElementType, TensorRef, Value};
-use vortex_vram::{Arena, OwnerId, StaticRegion, VramError};
+use vortex_vram::{Arena, OwnerId, Purpose, ScratchBuffer, StaticRegion, VramError};
 
 use allocator::{Routed, ScratchAllocator};
 pub use library::LibrarySource;
@@ -90,6 +90,9 @@ pub enum RuntimeError {
     /// The run was stopped (the slot was cancelled or missed its deadline).
     #[error("the run was stopped before it finished")]
     Terminated,
+    /// A bound run's buffers could not be allocated, filled, read or waited for.
+    #[error("the graph's bound buffers: {0}")]
+    Bound(#[source] VramError),
     /// A graph input or output of the wrong kind or shape.
     #[error("{0}")]
     Shape(String),
@@ -425,11 +428,17 @@ impl Runtime {
             });
         }
         let provider = session_provider(cuda);
+        let mut bound_options = RunOptions::new().map_err(ort_err("run options"))?;
+        bound_options
+            .disable_device_sync()
+            .map_err(ort_err("run options"))?;
         let stop = Arc::new(Stop {
             run_options: RunOptions::new().map_err(ort_err("run options"))?,
+            bound_options,
             stopped: std::sync::atomic::AtomicBool::new(false),
         });
         Ok(Graph {
+            bound: None,
             session,
             stop,
             provider,
@@ -515,6 +524,16 @@ pub struct SessionConfig {
 }
 
 impl SessionConfig {
+    /// The same, with CUDA graphs off: for a graph that runs at changing shapes or with host
+    /// inputs (only a bound, fixed-shape graph can be replayed).
+    pub fn without_cuda_graph(&self) -> Self {
+        let mut config = *self;
+        if let Provider::Cuda(options) = &mut config.provider {
+            options.cuda_graph = false;
+        }
+        config
+    }
+
     /// On the CPU provider with `threads` threads.
     pub fn cpu(threads: usize) -> Self {
         SessionConfig {
@@ -1047,6 +1066,37 @@ unsafe fn value_over_slice<T: SliceElement>(
     Ok(unsafe { Value::from_ptr(out, Some(&Allocator::default())) })
 }
 
+/// `shape` holds exactly `len` elements, or the error says what disagrees.
+fn check_elements(name: &str, shape: &[usize], len: usize) -> Result<(), RuntimeError> {
+    let numel = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    if numel != Some(len) {
+        return Err(RuntimeError::Shape(format!(
+            "{name}: {len} values for shape {shape:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// An input's name, shape and bytes.
+fn input_bytes<'a>(input: &Input<'a>) -> Result<(&'a str, &'a [usize], &'a [u8]), RuntimeError> {
+    let (name, shape, bytes) = match *input {
+        // SAFETY: a slice of f32 or i64 viewed as its bytes (no padding), read only.
+        Input::F32(name, shape, data) => (name, shape, unsafe {
+            std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data))
+        }),
+        // SAFETY: as above.
+        Input::I64(name, shape, data) => (name, shape, unsafe {
+            std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data))
+        }),
+    };
+    let element = match input {
+        Input::F32(..) => 4,
+        Input::I64(..) => 8,
+    };
+    check_elements(name, shape, bytes.len() / element)?;
+    Ok((name, shape, bytes))
+}
+
 /// Stops a graph's run from another thread.
 #[derive(Clone)]
 pub struct Terminator(Arc<Stop>);
@@ -1058,6 +1108,9 @@ pub struct Terminator(Arc<Stop>);
 /// between two runs is not lost.
 struct Stop {
     run_options: RunOptions,
+    /// The bound runs' options: the same terminate flag's twin, and no device-wide
+    /// synchronization at the run's end (Vortex waits on the stage's stream instead).
+    bound_options: RunOptions,
     stopped: std::sync::atomic::AtomicBool,
 }
 
@@ -1075,6 +1128,7 @@ impl Terminator {
     pub fn terminate(&self) {
         self.0.stopped.store(true, Ordering::SeqCst);
         let _ = self.0.run_options.terminate();
+        let _ = self.0.bound_options.terminate();
     }
 
     /// Whether a stop was asked for.
@@ -1086,16 +1140,37 @@ impl Terminator {
     pub fn reset(&self) {
         self.0.stopped.store(false, Ordering::SeqCst);
         let _ = self.0.run_options.unterminate();
+        let _ = self.0.bound_options.unterminate();
     }
 }
 
 /// A session, its stop state and the weights it reads. Field order matters: the session
 /// drops before the memory its initializers lie in.
 pub struct Graph {
+    /// Its inputs and outputs bound to buffers in scratch, once ([`Graph::run_bound`]); drops
+    /// before the session.
+    bound: Option<Bound>,
     session: Session,
     stop: Arc<Stop>,
     provider: Provider,
     _weights: GraphWeights,
+}
+
+/// A graph's inputs and outputs bound once to buffers in the arena's scratch (device memory
+/// for a CUDA session, host memory on the host backend), at fixed shapes and addresses: what
+/// a CUDA graph replays, and no tensor made or bound per run. Field order: the binding (which
+/// holds values over the buffers) drops before the buffers.
+struct Bound {
+    binding: ort::session::IoBinding,
+    inputs: Vec<BoundTensor>,
+    outputs: Vec<BoundTensor>,
+}
+
+/// One bound input or output.
+struct BoundTensor {
+    name: String,
+    shape: Vec<usize>,
+    buffer: ScratchBuffer,
 }
 
 impl std::fmt::Debug for Graph {
@@ -1137,6 +1212,12 @@ impl Graph {
     ) -> Result<(), RuntimeError> {
         if self.stop.stopped.load(Ordering::SeqCst) {
             return Err(RuntimeError::Terminated);
+        }
+        // A CUDA graph replays the addresses it captured: its session runs bound.
+        if let Provider::Cuda(options) = self.provider
+            && options.cuda_graph
+        {
+            return self.run_bound(arena, owner, inputs, outputs);
         }
         let cname = |name: &str| {
             std::ffi::CString::new(name)
@@ -1207,6 +1288,192 @@ impl Graph {
             (Err(e), None) => Err(ort_err("running the graph")(e)),
             (Ok(()), None) => Ok(()),
         }
+    }
+
+    /// Runs the graph like [`Graph::run_into`], its inputs and outputs bound once to buffers
+    /// in `arena`'s scratch under `owner` (allocated at the first call's shapes and kept while
+    /// the graph lives): each run copies the inputs into their buffers, runs, and copies the
+    /// outputs out. On CUDA the buffers are device memory at fixed addresses (what a CUDA
+    /// graph replays), the run skips ONNX Runtime's device-wide synchronization
+    /// (`disable_synchronize_execution_providers`), and Vortex waits on the stage's stream
+    /// before reading the outputs. A call at other shapes than the first is refused.
+    pub fn run_bound(
+        &mut self,
+        arena: &Arena,
+        owner: OwnerId,
+        inputs: &[Input<'_>],
+        outputs: &mut [OutputInto<'_>],
+    ) -> Result<(), RuntimeError> {
+        if self.stop.stopped.load(Ordering::SeqCst) {
+            return Err(RuntimeError::Terminated);
+        }
+        if self.bound.is_none() {
+            self.bound = Some(self.bind(arena, owner, inputs, outputs)?);
+        }
+        let Some(bound) = self.bound.as_ref() else {
+            return Err(RuntimeError::Shape(
+                "the graph's binding was lost".to_owned(),
+            ));
+        };
+        let fixed = |what: &str, name: &str, shape: &[usize], b: &BoundTensor| {
+            if b.name != name || b.shape != shape {
+                return Err(RuntimeError::Shape(format!(
+                    "{what} {name} {shape:?}: this graph runs bound at {} {:?} (its first run's shapes)",
+                    b.name, b.shape
+                )));
+            }
+            Ok(())
+        };
+        if inputs.len() != bound.inputs.len() || outputs.len() != bound.outputs.len() {
+            return Err(RuntimeError::Shape(format!(
+                "{} inputs and {} outputs: this graph runs bound with {} and {}",
+                inputs.len(),
+                outputs.len(),
+                bound.inputs.len(),
+                bound.outputs.len()
+            )));
+        }
+        for (input, b) in inputs.iter().zip(&bound.inputs) {
+            let (name, shape, bytes) = input_bytes(input)?;
+            fixed("input", name, shape, b)?;
+            b.buffer.upload(0, bytes).map_err(RuntimeError::Bound)?;
+        }
+        for (output, b) in outputs.iter().zip(&bound.outputs) {
+            check_elements(output.name, output.shape, output.data.len())?;
+            fixed("output", output.name, output.shape, b)?;
+        }
+        let routed = Routed::to(arena, owner, self.stop.bound_options.ptr().cast_mut());
+        let result = self
+            .session
+            .run_binding_with_options(&bound.binding, &self.stop.bound_options)
+            .map(drop);
+        let refusal = routed.take_refusal();
+        if refusal.is_some() && !self.stop.stopped.load(Ordering::SeqCst) {
+            let _ = self.stop.bound_options.unterminate();
+        }
+        drop(routed);
+        match (result, refusal) {
+            (_, Some(refused)) => return Err(RuntimeError::Refused(refused)),
+            (Err(_), None) if self.stop.stopped.load(Ordering::SeqCst) => {
+                return Err(RuntimeError::Terminated);
+            }
+            (Err(e), None) => return Err(ort_err("running the bound graph")(e)),
+            (Ok(()), None) => {}
+        }
+        // The run was queued on the stage's stream and not waited for: wait for it (that
+        // stream only) before the outputs are read.
+        if let Provider::Cuda(CudaOptions {
+            stream_id: Some(stream),
+            ..
+        }) = self.provider
+        {
+            arena
+                .backend()
+                .synchronize_stream(stream)
+                .map_err(|e| RuntimeError::Bound(e.into()))?;
+        }
+        for (output, b) in outputs.iter_mut().zip(&bound.outputs) {
+            // SAFETY: an f32 slice viewed as its bytes (no padding; every byte pattern is an
+            // f32), borrowed mutably for the copy only.
+            let bytes = unsafe {
+                std::slice::from_raw_parts_mut(
+                    output.data.as_mut_ptr().cast::<u8>(),
+                    std::mem::size_of_val(output.data),
+                )
+            };
+            b.buffer.download(0, bytes).map_err(RuntimeError::Bound)?;
+        }
+        Ok(())
+    }
+
+    /// Allocates and binds the buffers of [`Graph::run_bound`] at these shapes.
+    fn bind(
+        &self,
+        arena: &Arena,
+        owner: OwnerId,
+        inputs: &[Input<'_>],
+        outputs: &[OutputInto<'_>],
+    ) -> Result<Bound, RuntimeError> {
+        let device = match self.provider {
+            Provider::Cpu => None,
+            Provider::Cuda(options) => Some(options.device),
+        };
+        if device.is_none() && !arena.backend().host_addressable() {
+            return Err(RuntimeError::Shape(
+                "a CPU session's bound buffers need host memory: the host backend".to_owned(),
+            ));
+        }
+        let buffer = |name: &str, shape: &[usize], dtype: ElementType| {
+            let numel = shape
+                .iter()
+                .try_fold(1u64, |n, &d| n.checked_mul(d as u64))
+                .ok_or_else(|| RuntimeError::Shape(format!("{name}: shape {shape:?}")))?;
+            let bytes = numel.max(1) * dtype.size();
+            let buffer = arena
+                .alloc_scratch(owner, Purpose::Activations, bytes)
+                .map_err(RuntimeError::Bound)?;
+            let data = match device {
+                None => buffer.host_ptr(),
+                Some(_) => NonNull::new(buffer.ptr().addr() as usize as *mut u8),
+            }
+            .ok_or_else(|| RuntimeError::Shape(format!("{name}: no address for its buffer")))?;
+            let place = InPlace {
+                name: name.to_owned(),
+                dtype,
+                shape: shape.iter().map(|&d| d as u64).collect(),
+                data,
+                len: (numel * dtype.size()) as usize,
+                on_device: device.is_some(),
+                at: None,
+            };
+            // SAFETY: the value lies over `buffer`, which the `Bound` keeps until after the
+            // binding (which holds the value) drops.
+            let value = unsafe { value_over(&place, device) }?;
+            Ok::<_, RuntimeError>((
+                BoundTensor {
+                    name: name.to_owned(),
+                    shape: shape.to_vec(),
+                    buffer,
+                },
+                value,
+            ))
+        };
+        let mut binding = self
+            .session
+            .create_binding()
+            .map_err(ort_err("binding the graph's inputs and outputs"))?;
+        let mut bound_inputs = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let (name, shape, dtype) = match *input {
+                Input::F32(name, shape, data) => {
+                    check_elements(name, shape, data.len())?;
+                    (name, shape, ElementType::F32)
+                }
+                Input::I64(name, shape, data) => {
+                    check_elements(name, shape, data.len())?;
+                    (name, shape, ElementType::I64)
+                }
+            };
+            let (tensor, value) = buffer(name, shape, dtype)?;
+            binding
+                .bind_input(name, &value)
+                .map_err(ort_err(format!("binding input {name}")))?;
+            bound_inputs.push(tensor);
+        }
+        let mut bound_outputs = Vec::with_capacity(outputs.len());
+        for output in outputs {
+            check_elements(output.name, output.shape, output.data.len())?;
+            let (tensor, value) = buffer(output.name, output.shape, ElementType::F32)?;
+            binding
+                .bind_output(output.name, value)
+                .map_err(ort_err(format!("binding output {}", output.name)))?;
+            bound_outputs.push(tensor);
+        }
+        Ok(Bound {
+            binding,
+            inputs: bound_inputs,
+            outputs: bound_outputs,
+        })
     }
 
     /// Runs the graph with its activations in `arena`'s scratch region under `owner` (a CUDA
@@ -1398,6 +1665,83 @@ mod tests {
             err.to_string().contains("10 values for shape [64, 64]"),
             "{err}"
         );
+        assert_eq!(arena.stats().scratch.live, 0);
+        let _ = std::fs::remove_file(&file);
+    }
+
+    /// `run_bound` on the CPU provider over the host backend (the path a CUDA graph takes on a
+    /// GPU, there over device memory): the first run binds one buffer per input and output in
+    /// scratch, every later run allocates nothing (ONNX Runtime writes the output into its
+    /// bound buffer), the results are right each time, another shape is refused, and the
+    /// buffers go back with the graph.
+    #[test]
+    fn run_bound_binds_once_and_allocates_nothing_per_run() {
+        use vortex_vram::{ArenaConfig, HostBackend, HostConfig, Vram, VramConfig};
+        let runtime = Runtime::get(None).expect("ONNX Runtime loads (CI fetches the wheel)");
+        let file = std::env::temp_dir().join(format!("vortex-bound-{}.onnx", std::process::id()));
+        std::fs::write(&file, crate::onnx::tests::doubling_model()).unwrap();
+        let mut graph = runtime
+            .graph_with(
+                &file,
+                GraphWeights::new(),
+                &SessionConfig::cpu(1),
+                Optimization::NoWeightCopies,
+            )
+            .unwrap();
+        let backend = std::sync::Arc::new(HostBackend::new(HostConfig::rtx3060_12gb()));
+        let vram = Vram::new(
+            backend,
+            VramConfig::new(ArenaConfig::new(1 << 20, 64 << 20)),
+        )
+        .unwrap();
+        let owner = vram.owner("double").unwrap();
+        let arena = vram.arena();
+        let shape = [32, 32];
+        let mut frame = vec![0.0f32; 1024];
+        for round in 0..3 {
+            let x: Vec<f32> = (0..1024).map(|i| (i + round) as f32).collect();
+            let before = runtime.scratch_served();
+            graph
+                .run_bound(
+                    arena,
+                    owner,
+                    &[Input::F32("x", &shape, &x)],
+                    &mut [OutputInto {
+                        name: "y",
+                        shape: &shape,
+                        data: &mut frame,
+                    }],
+                )
+                .unwrap();
+            let served = runtime.scratch_served().0 - before.0;
+            assert_eq!(
+                served, 0,
+                "round {round}: ONNX Runtime allocated {served} blocks"
+            );
+            let doubled: Vec<f32> = x.iter().map(|v| v * 2.0).collect();
+            assert_eq!(frame, doubled, "round {round}");
+            // The two bound buffers, kept between runs.
+            assert_eq!(arena.stats().scratch.live, 2);
+        }
+        let x = vec![1.0f32; 16];
+        let mut small = vec![0.0f32; 16];
+        let err = graph
+            .run_bound(
+                arena,
+                owner,
+                &[Input::F32("x", &[4, 4], &x)],
+                &mut [OutputInto {
+                    name: "y",
+                    shape: &[4, 4],
+                    data: &mut small,
+                }],
+            )
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("runs bound at x [32, 32]"),
+            "{err}"
+        );
+        drop(graph);
         assert_eq!(arena.stats().scratch.live, 0);
         let _ = std::fs::remove_file(&file);
     }

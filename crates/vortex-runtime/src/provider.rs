@@ -39,6 +39,9 @@ pub struct CudaOptions {
     /// The stage's CUDA stream (`CUstream`, as an address) the session queues its work on;
     /// `None` leaves ONNX Runtime its own (only for checks that run no stage).
     pub stream: Option<usize>,
+    /// The same stream as Vortex's backend names it: what a bound run (which skips ONNX
+    /// Runtime's synchronization) waits on before its outputs are read.
+    pub stream_id: Option<vortex_vram::StreamId>,
     /// Bytes the provider's own arena may hold (whatever the environment's allocator does
     /// not serve); the plan counts them.
     pub arena_limit: u64,
@@ -55,6 +58,7 @@ impl CudaOptions {
         CudaOptions {
             device,
             stream: None,
+            stream_id: None,
             arena_limit: Self::DEFAULT_ARENA_LIMIT,
             cuda_graph: false,
         }
@@ -108,6 +112,7 @@ mod tests {
         let options = CudaOptions {
             device: 1,
             stream: Some(0x7f00_dead_b000),
+            stream_id: None,
             arena_limit: 32 << 20,
             cuda_graph: true,
         };

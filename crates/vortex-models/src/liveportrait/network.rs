@@ -327,7 +327,7 @@ impl LivePortraitNetwork {
                 wanted: "LivePortrait",
             });
         };
-        let graph = |name: &str| -> Result<Graph, ComputeError> {
+        let graph = |name: &str, session: &SessionConfig| -> Result<Graph, ComputeError> {
             let g = manifest.graph(name);
             let tensors =
                 weights.graph_weights(arena, |n| g.external_initializers.iter().any(|i| i == n))?;
@@ -338,13 +338,16 @@ impl LivePortraitNetwork {
                 Optimization::NoWeightCopies,
             )?)
         };
+        // Only the per-frame graph (fixed shapes, run bound on CUDA) may be replayed as a CUDA
+        // graph (`[runtime] cuda_graphs`); the others run once a slot or at changing inputs.
+        let once = session.without_cuda_graph();
         let [a, m, w, s, l, e] = LivePortraitManifest::GRAPHS;
-        let appearance = graph(a)?;
-        let mut motion = graph(m)?;
-        let mut warping = graph(w)?;
-        let mut stitching = graph(s)?;
-        let mut lip = graph(l)?;
-        let mut eye = graph(e)?;
+        let appearance = graph(a, &once)?;
+        let mut motion = graph(m, &once)?;
+        let mut warping = graph(w, session)?;
+        let mut stitching = graph(s, &once)?;
+        let mut lip = graph(l, &once)?;
+        let mut eye = graph(e, &once)?;
         for g in [
             &mut motion,
             &mut warping,
