@@ -6,7 +6,7 @@ weights.safetensors), run on BATCH images of [3, S, S] per run.
 Modes:
   ort          Python onnxruntime on DIR/vision.onnx with the session settings Vortex uses
                (CPU provider, 2 intra-op threads, 1 inter-op, ORT_ENABLE_ALL, prepacking off,
-               no spinning); the weights come from weights.safetensors through the graph's
+               no spinning, denormals as zero); the weights come from weights.safetensors through the graph's
                external-data references.
   ort-prepack  the same with ONNX Runtime's default prepacking (weights repacked at session
                creation: faster GEMMs, a second copy of the weights in memory).
@@ -43,6 +43,7 @@ if mode in ("ort", "ort-prepack"):
     if mode == "ort":
         so.add_session_config_entry("session.disable_prepacking", "1")
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.set_denormal_as_zero", "1")
     session = ort.InferenceSession(os.path.join(directory, manifest["graphs"]["vision"]), so,
                                    providers=["CPUExecutionProvider"])
 

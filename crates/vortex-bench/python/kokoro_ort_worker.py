@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The Python baseline of `benches/kokoro.rs`: Kokoro-82M's int8 graph on Python onnxruntime,
 the same graph file, tokens, voice and session settings as Vortex (CPU provider, 2 intra-op
-threads, 1 inter-op, prepacking off, no spinning).
+threads, 1 inter-op, prepacking off, no spinning, denormals as zero).
 
 Pinned: onnxruntime==1.31.1 (the wheel Vortex pins, installed by the bench into
 target/vortex-bench/py with `pip install --target`), numpy from PyPI.
@@ -27,6 +27,7 @@ so.inter_op_num_threads = 1
 so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
 so.add_session_config_entry("session.disable_prepacking", "1")
 so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+so.add_session_config_entry("session.set_denormal_as_zero", "1")
 session = ort.InferenceSession(graph, so, providers=["CPUExecutionProvider"])
 n = len(tokens)
 feed = {

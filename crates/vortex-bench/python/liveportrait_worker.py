@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
 """The Python baseline of `benches/liveportrait.rs`: LivePortrait's warping + SPADE graph
 (one frame) on Python onnxruntime, the same graph file, its weights read from the export's
-weights.safetensors (the graph's external data), CPU provider, 2 intra-op threads, 1
-inter-op, prepacking off, no spinning, and either
-  - Vortex's optimizations (`same`, the default): ORT_ENABLE_EXTENDED without the
-    optimizers that make new weight tensors (ConstantFolding, ConvBNFusion, ConvAddFusion,
-    ConvMulFusion, TransposeOptimizer; runtime::Optimization::NoWeightCopies), or
-  - onnxruntime's default for a Python user (`all`): ORT_ENABLE_ALL.
+weights.safetensors (the graph's external data), the same inputs as Vortex's frame (INPUTS_DIR
+holds NAME.f32 for each graph input: little-endian float32, the manifest's shape), CPU
+provider, 2 intra-op threads, 1 inter-op, prepacking off, no spinning, and either
+  - Vortex's settings (`same`, the default): ORT_ENABLE_EXTENDED without the optimizers
+    that make new weight tensors (ConstantFolding, ConvBNFusion, ConvAddFusion,
+    ConvMulFusion, TransposeOptimizer; runtime::Optimization::NoWeightCopies), denormals
+    as zero, or
+  - onnxruntime's default for a Python user (`all`): ORT_ENABLE_ALL, denormals computed.
 
 Pinned: onnxruntime==1.31.1 (installed by the bench into target/vortex-bench/py), numpy.
 
-Usage: liveportrait_worker.py EXPORT_DIR [same|all]
+Usage: liveportrait_worker.py EXPORT_DIR INPUTS_DIR [same|all]
 Then one line per run on stdin ("run"); answers "done 1" after each frame.
 """
 import json
@@ -20,13 +22,13 @@ import sys
 import numpy as np
 import onnxruntime as ort
 
-directory = sys.argv[1]
+directory, inputs = sys.argv[1], sys.argv[2]
 manifest = json.load(open(os.path.join(directory, "liveportrait.json")))
 graph = manifest["graphs"]["warping_spade"]
 so = ort.SessionOptions()
 so.intra_op_num_threads = 2
 so.inter_op_num_threads = 1
-mode = sys.argv[2] if len(sys.argv) > 2 else "same"
+mode = sys.argv[3] if len(sys.argv) > 3 else "same"
 if mode not in ("same", "all"):
     raise SystemExit(f"mode {mode!r}: use same or all")
 disabled = None
@@ -38,12 +40,13 @@ else:
                 "TransposeOptimizer"]
 so.add_session_config_entry("session.disable_prepacking", "1")
 so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+if mode == "same":
+    so.add_session_config_entry("session.set_denormal_as_zero", "1")
 session = ort.InferenceSession(os.path.join(directory, graph["file"]), so,
                                providers=["CPUExecutionProvider"],
                                disabled_optimizers=disabled)
-rng = np.random.default_rng(0)
-feed = {i["name"]: (rng.standard_normal(i["shape"]) * 0.1).astype(np.float32)
-        for i in graph["inputs"]}
+feed = {i["name"]: np.fromfile(os.path.join(inputs, i["name"] + ".f32"), dtype="<f4")
+        .reshape(i["shape"]) for i in graph["inputs"]}
 session.run(None, feed)
 print("ready", ort.__version__, mode, flush=True)
 for line in sys.stdin:

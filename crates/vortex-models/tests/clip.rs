@@ -72,8 +72,8 @@ fn a_bad_export_is_refused_saying_what_is_wrong() {
         ),
         (
             "dtype",
-            Box::new(|m| m["dtype"] = "f16".into()),
-            "export with --dtype f32",
+            Box::new(|m| m["dtype"] = "bf16".into()),
+            "export with --dtype f32 or --dtype f16",
         ),
         (
             "heads",
