@@ -1584,17 +1584,14 @@ mod tests {
     /// The warning as ONNX Runtime 1.31 writes it (`session_state_utils.cc`).
     const WARNING: &str = "Cannot use user supplied initializer with name: (encoder.weight) because the ORT planned memory location device Device:[DeviceType:0 MemoryType:0 DeviceId:0] ) is different from what is supplied (OrtMemoryInfo:[name:Cuda id:0 OrtMemType:0 OrtAllocatorType:1 Device:[DeviceType:1 MemoryType:0 DeviceId:0]])";
 
-    /// `run_into` writes the output where the caller's slice is: ONNX Runtime allocates no
-    /// output tensor (the scratch it serves during the run is the plain run's less exactly
-    /// the output's bytes: for this graph, nothing at all), the slice's address is where the
-    /// values are, and they are right.
-    #[test]
-    fn run_into_writes_the_output_in_place_without_a_copy() {
+    /// `y = x + x` (`onnx::tests::doubling_model`) as a CPU session written to a temporary
+    /// file (removed by the caller), and a host backend's arena with 64 MiB of scratch.
+    fn doubling(name: &str) -> (&'static Runtime, PathBuf, Graph, vortex_vram::Vram, OwnerId) {
         use vortex_vram::{ArenaConfig, HostBackend, HostConfig, Vram, VramConfig};
         let runtime = Runtime::get(None).expect("ONNX Runtime loads (CI fetches the wheel)");
-        let file = std::env::temp_dir().join(format!("vortex-double-{}.onnx", std::process::id()));
+        let file = std::env::temp_dir().join(format!("vortex-{name}-{}.onnx", std::process::id()));
         std::fs::write(&file, crate::onnx::tests::doubling_model()).unwrap();
-        let mut graph = runtime
+        let graph = runtime
             .graph_with(
                 &file,
                 GraphWeights::new(),
@@ -1608,7 +1605,17 @@ mod tests {
             VramConfig::new(ArenaConfig::new(1 << 20, 64 << 20)),
         )
         .unwrap();
-        let owner = vram.owner("double").unwrap();
+        let owner = vram.owner(name).unwrap();
+        (runtime, file, graph, vram, owner)
+    }
+
+    /// `run_into` writes the output where the caller's slice is: ONNX Runtime allocates no
+    /// output tensor (the scratch it serves during the run is the plain run's less exactly
+    /// the output's bytes: for this graph, nothing at all), the slice's address is where the
+    /// values are, and they are right.
+    #[test]
+    fn run_into_writes_the_output_in_place_without_a_copy() {
+        let (runtime, file, mut graph, vram, owner) = doubling("double");
         let arena = vram.arena();
         let x: Vec<f32> = (0..4096).map(|i| i as f32).collect();
         let shape = [64, 64];
@@ -1683,25 +1690,7 @@ mod tests {
     /// buffers go back with the graph.
     #[test]
     fn run_bound_binds_once_and_allocates_nothing_per_run() {
-        use vortex_vram::{ArenaConfig, HostBackend, HostConfig, Vram, VramConfig};
-        let runtime = Runtime::get(None).expect("ONNX Runtime loads (CI fetches the wheel)");
-        let file = std::env::temp_dir().join(format!("vortex-bound-{}.onnx", std::process::id()));
-        std::fs::write(&file, crate::onnx::tests::doubling_model()).unwrap();
-        let mut graph = runtime
-            .graph_with(
-                &file,
-                GraphWeights::new(),
-                &SessionConfig::cpu(1),
-                Optimization::NoWeightCopies,
-            )
-            .unwrap();
-        let backend = std::sync::Arc::new(HostBackend::new(HostConfig::rtx3060_12gb()));
-        let vram = Vram::new(
-            backend,
-            VramConfig::new(ArenaConfig::new(1 << 20, 64 << 20)),
-        )
-        .unwrap();
-        let owner = vram.owner("double").unwrap();
+        let (runtime, file, mut graph, vram, owner) = doubling("bound");
         let arena = vram.arena();
         let shape = [32, 32];
         let mut frame = vec![0.0f32; 1024];
