@@ -229,8 +229,15 @@ fn liveportrait(rel: &str) -> BTreeMap<String, Found> {
 
 #[test]
 fn liveportrait_tiny() {
-    let found = liveportrait("tests/data/liveportrait/tiny");
-    let expected = BTreeMap::from([
+    assert_eq!(
+        liveportrait("tests/data/liveportrait/tiny"),
+        liveportrait_expected()
+    );
+}
+
+/// What each LivePortrait tiny export's graphs classify as (f32 and f16 alike).
+fn liveportrait_expected() -> BTreeMap<String, Found> {
+    [
         ("appearance_feature_extractor", all_device(44, 0)),
         ("motion_extractor", all_device(82, 0)),
         // The GridSample warp's coordinate grids are built from shapes.
@@ -238,14 +245,10 @@ fn liveportrait_tiny() {
         ("stitching", all_device(8, 0)),
         ("retarget_eye", all_device(12, 0)),
         ("retarget_lip", all_device(8, 0)),
-    ]);
-    assert_eq!(
-        found,
-        expected
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect()
-    );
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
 }
 
 /// The f16 export (`export_liveportrait.py --dtype f16`): the same weights, all still read on
@@ -254,21 +257,9 @@ fn liveportrait_tiny() {
 /// the f32 graph's.
 #[test]
 fn liveportrait_tiny_f16() {
-    let found = liveportrait("tests/data/liveportrait/tiny-f16");
-    let expected = BTreeMap::from([
-        ("appearance_feature_extractor", all_device(44, 0)),
-        ("motion_extractor", all_device(82, 0)),
-        ("warping_spade", all_device(242, 121)),
-        ("stitching", all_device(8, 0)),
-        ("retarget_eye", all_device(12, 0)),
-        ("retarget_lip", all_device(8, 0)),
-    ]);
     assert_eq!(
-        found,
-        expected
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect()
+        liveportrait("tests/data/liveportrait/tiny-f16"),
+        liveportrait_expected()
     );
 }
 
