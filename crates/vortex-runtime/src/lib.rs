@@ -397,8 +397,8 @@ impl Runtime {
             // Denormal floats as zero on the session's threads: real inputs drive activations
             // into the denormal range (LivePortrait's keypoint heatmaps, exp of large
             // negatives), where x86 arithmetic is many times slower; what they carry is below
-            // every model's precision (`cargo bench -p vortex-bench --bench liveportrait`:
-            // the tiny frame 23 ms without, 14 ms with).
+            // every model's precision (the figures: `cargo bench -p vortex-bench --bench
+            // liveportrait`).
             .with_config_entry("session.set_denormal_as_zero", "1")
             .map_err(ort_err(what.as_str()))?;
         let mut weights = weights;
